@@ -1,0 +1,175 @@
+"""Model artifacts: a directory with ``manifest.json``, ``head.safetensors``, ``labels.json`` and a
+``README.md`` model card. Written to a temporary sibling and moved into place, so a crash never
+leaves a half-written model, and an existing model is replaced only when asked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from graftkit.errors import ArtifactError
+
+FORMAT = "graftkit-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+HEAD = "head.safetensors"
+LABELS = "labels.json"
+CARD = "README.md"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions() -> dict:
+    packages = ("graftkit", "torch", "transformers", "huggingface_hub", "scikit-learn", "numpy", "safetensors")
+    return {"python": platform.python_version(), **{p: _version(p) for p in packages}}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_destination(path: Path, overwrite: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"output {str(path)!r} is a file; give a directory path (-o DIR)")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / MANIFEST).is_file():
+            raise ArtifactError(f"output directory {str(path)!r} is not empty and holds no graftkit model; "
+                                "graftkit will not write into it; choose a new -o DIR")
+        if not overwrite:
+            raise ArtifactError(f"output directory {str(path)!r} already holds a model; pass --overwrite "
+                                "(overwrite=True) to replace it or choose another -o DIR")
+
+
+def build_manifest(graft) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": graft.task_.to_dict(),
+        "input": graft.input_,
+        "backbone": graft.backbone_.describe(),
+        "strategy": graft.strategy_.to_dict(),
+        "head": graft.head_.info,
+        "hyperparameters": {"batch_size": graft.batch_size, "seed": graft.seed},
+        "seed": graft.seed,
+        "versions": library_versions(),
+        "data": graft.data_,
+        "timings": graft.timings_,
+        "metrics": graft.metrics_,
+    }
+
+
+def save_model(graft, path, overwrite: bool = False) -> Path:
+    from safetensors.numpy import save_file
+
+    from graftkit.model_card import render_card
+
+    path = Path(path).expanduser()
+    check_destination(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in graft.head_.arrays.items()}, str(staging / HEAD))
+        (staging / LABELS).write_text(json.dumps(list(graft.task_.labels), indent=1, ensure_ascii=False))
+        manifest = build_manifest(graft)
+        manifest["files"] = {name: _sha256(staging / name) for name in (HEAD, LABELS)}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        (staging / CARD).write_text(render_card(manifest))
+        _move_into_place(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def _move_into_place(staging: Path, path: Path) -> None:
+    """Swap the finished directory in; the old model survives until the new one is complete."""
+    if path.is_dir() and any(path.iterdir()):
+        retired = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(path, retired)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            os.replace(retired, path)
+            raise
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        if path.is_dir():
+            path.rmdir()
+        os.replace(staging, path)
+
+
+def read_manifest(path) -> dict:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ArtifactError(f"model directory {str(path)!r} does not exist; give the -o DIR of `graftkit fit`")
+    manifest_file = path / MANIFEST
+    if not manifest_file.is_file():
+        raise ArtifactError(f"{str(path)!r} holds no {MANIFEST}; it is not a graftkit model directory")
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{manifest_file} is corrupt ({exc}); refit the model") from None
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{manifest_file} is not a graftkit model manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ArtifactError(f"{path} was written by a newer graftkit (format {manifest['format_version']}); upgrade graftkit")
+    for name, digest in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise ArtifactError(f"{path}: {name} is missing; the model directory is incomplete, refit it")
+        if _sha256(file) != digest:
+            raise ArtifactError(f"{path}: {name} does not match its hash in {MANIFEST}; the file was changed or "
+                                "damaged, refit the model")
+    return manifest
+
+
+def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True, progress: bool = True):
+    """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on."""
+    from safetensors.numpy import load_file
+
+    from graftkit.backbones.sources import weight_hashes
+    from graftkit.errors import BackboneError
+    from graftkit.graft import Graft
+    from graftkit.strategies.base import strategy_from_dict
+    from graftkit.strategies.heads import head_from_state
+    from graftkit.tasks import Task
+
+    path = Path(path).expanduser()
+    manifest = read_manifest(path)
+    backbone = manifest["backbone"]
+    source = backbone["source"]
+    strategy = strategy_from_dict(manifest["strategy"])
+    graft = Graft(backbone=source["spec"], strategy=strategy.name, revision=source.get("revision"),
+                  batch_size=manifest["hyperparameters"]["batch_size"], seed=manifest["seed"], device=device,
+                  cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+                  backbone_options=backbone.get("settings", {}))
+    graft.backbone_ = graft._load_backbone()
+    found = weight_hashes(Path(graft.backbone_.source.path))
+    if found != source["files"]:
+        raise BackboneError(f"backbone {source['spec']!r} on this machine ({graft.backbone_.source.path}) has other "
+                            f"weights than the model in {path} was fitted with; install the same version or refit")
+    graft.strategy_ = strategy
+    graft.task_ = Task.from_dict(manifest["task"])
+    graft.head_ = head_from_state(load_file(str(path / HEAD)), manifest["head"])
+    graft.input_ = manifest["input"]
+    graft.data_ = manifest["data"]
+    graft.metrics_ = manifest["metrics"]
+    graft.timings_ = manifest.get("timings", {})
+    graft.manifest_ = manifest
+    return graft

@@ -1,0 +1,83 @@
+"""The backbone contract every model family implements (in the spirit of timm's model interface)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BackboneSource:
+    """Where the weights came from, pinned: the manifest records it and loading verifies it."""
+
+    spec: str                    # what the user asked for: short name, local dir or Hub id
+    kind: str                    # "package", "local" or "hub"
+    path: str                    # resolved local directory or file
+    revision: str | None = None  # Hub commit hash where known
+    files: dict[str, str] = field(default_factory=dict)  # weight file name -> sha256
+    licence: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Backbone(ABC):
+    """A pretrained model plus its exact preprocessing.
+
+    ``preprocess(items)`` turns decoded inputs into tensors with the model's own processor;
+    ``embed(batch)`` returns pooled features of size ``hidden_size``; ``layer_groups()`` lists the
+    model's blocks from input to output (for partial unfreezing and layer-wise learning rates).
+    """
+
+    family: str = ""
+    modality: str = ""
+
+    def __init__(self, model: nn.Module, source: BackboneSource, hidden_size: int):
+        self.model = model.eval()
+        self.source = source
+        self.hidden_size = hidden_size
+        self.device = torch.device("cpu")
+
+    @abstractmethod
+    def load_item(self, item, where: str):
+        """Decode one raw input (text, image path, clip path) into what ``preprocess`` takes."""
+
+    @abstractmethod
+    def preprocess(self, decoded: list) -> dict[str, torch.Tensor]:
+        """Turn a batch of decoded inputs into model tensors with the model's own processor."""
+
+    @abstractmethod
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled features, shape ``(batch, hidden_size)``."""
+
+    @abstractmethod
+    def layer_groups(self) -> list[nn.Module]:
+        """The model's blocks, ordered from input to output."""
+
+    def settings(self) -> dict:
+        """Preprocessing and pooling settings that change the features (recorded and hashed)."""
+        return {}
+
+    def sort_key(self, item) -> int:
+        """Cost proxy for length-sorted batching; the same for every item by default."""
+        return 0
+
+    def to(self, device: str | torch.device) -> Backbone:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def describe(self) -> dict:
+        return {"family": self.family, "modality": self.modality, "hidden_size": self.hidden_size,
+                "settings": self.settings(), "source": self.source.to_dict()}
+
+    def fingerprint(self) -> str:
+        """Identity of the features this backbone produces: weights + preprocessing + pooling."""
+        identity = {"family": self.family, "files": self.source.files, "revision": self.source.revision,
+                    "settings": self.settings()}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,45 @@
+"""Helpers shared by the Hugging Face families: loading with the safe defaults, finding layer groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from graftkit.backbones.base import BackboneSource
+from graftkit.errors import BackboneError
+
+
+def load_hf_model(source: BackboneSource, *, model_class=None, trust_remote_code: bool = False) -> nn.Module:
+    """``from_pretrained`` in float32 from safetensors (never pickle), remote code off unless asked."""
+    from transformers import AutoModel
+
+    model_class = model_class or AutoModel
+    try:
+        return model_class.from_pretrained(source.path, dtype=torch.float32, use_safetensors=True,
+                                           trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise BackboneError(f"backbone {source.spec!r} could not be loaded from {source.path}: "
+                            f"{str(exc).splitlines()[0]} (graftkit loads safetensors weights only)") from None
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise BackboneError(f"backbone {source.spec!r} needs its own code; graftkit runs it only when you "
+                                "pass trust_remote_code=True (CLI: --trust-remote-code)") from None
+        raise
+
+
+def encoder_layers(model: nn.Module) -> list[nn.Module]:
+    """Embeddings, each transformer block, then anything after (pooler / final norm), input to output."""
+    blocks = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and name.endswith(("layer", "layers", "blocks")):
+            blocks = (name, module)
+            break
+    if blocks is None:
+        return [model]
+    name, layers = blocks
+    prefix = name.rsplit(".", 1)[0] if "." in name else ""
+    embeddings = [m for n, m in model.named_children() if "embed" in n]
+    if not embeddings and prefix:
+        embeddings = [m for n, m in model.named_modules() if n.count(".") <= 1 and "embed" in n.split(".")[-1]]
+    tail = [m for n, m in model.named_children() if n in ("pooler", "layernorm", "layer_norm", "post_layernorm", "norm")]
+    return [*embeddings[:1], *layers, *tail]

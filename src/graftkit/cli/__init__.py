@@ -1,0 +1,1 @@
+"""The ``graftkit`` command line: one module per command group, all sharing ``options``."""

@@ -1,0 +1,96 @@
+"""``graftkit predict`` and ``graftkit evaluate``: use a saved model on new data, in a new process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from graftkit.artifacts import load_model
+from graftkit.cli.options import add_data_options, data_kwargs, emit_json
+from graftkit.data import load_data
+from graftkit.errors import ArtifactError
+from graftkit.evaluation.metrics import format_table
+
+
+def register(commands) -> None:
+    predict = commands.add_parser(
+        "predict", help="predict labels for new data with a saved model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  graftkit predict runs/reviews new.csv -o predictions.csv")
+    predict.add_argument("model", help="model directory written by `graftkit fit`")
+    predict.add_argument("data", help="data file or folder (a label column is not needed)")
+    predict.add_argument("-o", "--output", help="CSV file to write (default: stdout)")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    _add_common(predict)
+    predict.set_defaults(run=run_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy, macro-F1, per-class table and confusion matrix on labelled data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  graftkit evaluate runs/reviews test.csv --json")
+    evaluate.add_argument("model", help="model directory written by `graftkit fit`")
+    evaluate.add_argument("data", help="labelled data file or folder")
+    _add_common(evaluate)
+    evaluate.set_defaults(run=run_evaluate)
+
+
+def _add_common(parser) -> None:
+    add_data_options(parser)
+    parser.add_argument("--batch-size", type=int, help="examples per forward pass (default: as fitted)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--cache-dir", help="feature cache folder")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _load(args, require_label: bool):
+    model = load_model(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    if args.batch_size:
+        model.batch_size = args.batch_size
+    known = {model.input_["modality"]: model.input_["column"], "label": model.input_.get("label_column")}
+    return model, load_data(args.data, require_label=require_label, known_columns=known, **data_kwargs(args))
+
+
+def run_predict(args) -> int:
+    if args.output and Path(args.output).exists() and not args.overwrite:
+        raise ArtifactError(f"output file {args.output!r} exists; pass --overwrite or choose another -o")
+    model, table = _load(args, require_label=False)
+    probabilities = model.predict_proba(table)
+    labels = model.task_.decode(probabilities.argmax(axis=1))
+    frame = pd.DataFrame({"row": table.frame.index, "prediction": labels})
+    for i, label in enumerate(model.task_.labels):
+        frame[f"p_{label}"] = probabilities[:, i].round(6)
+    if args.json:
+        emit_json(frame.to_dict(orient="records"))
+    elif args.output:
+        _write_atomic(frame, Path(args.output))
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            frame.to_csv(handle, index=False)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def run_evaluate(args) -> int:
+    model, table = _load(args, require_label=True)
+    metrics = model.evaluate(table)
+    if args.json:
+        emit_json(metrics)
+    else:
+        print(format_table(metrics))
+    return 0

@@ -1,0 +1,251 @@
+"""Readers: CSV / TSV / JSONL / Parquet files, pandas DataFrames, Hugging Face datasets, and
+image or audio folders (one sub-folder per class) -> Table.
+
+Column roles come from the caller (text= / image= / audio= / label=) or are inferred from
+names and values; every inference is recorded in ``Table.explanation`` so the CLI can print it.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from graftkit.data.table import MODALITIES, Table
+from graftkit.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+LABEL_NAMES = ("label", "labels", "target", "class", "category", "y", "intent", "sentiment", "stars")
+TEXT_NAMES = ("text", "sentence", "review", "content", "body", "message", "utterance", "description")
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                  ".parquet": "parquet", ".pq": "parquet"}
+
+
+def load_data(source, *, text: str | None = None, image: str | None = None, audio: str | None = None,
+              label: str | None = None, format: str | None = None, encoding: str = "utf-8",
+              require_label: bool = True, known_columns: dict | None = None) -> Table:
+    """Load a data set into a Table.
+
+    ``source`` is a file path (CSV, TSV, JSONL, Parquet), a folder of class sub-folders holding
+    images or audio clips, a ``pandas.DataFrame`` or a ``datasets.Dataset``. ``known_columns``
+    (role -> column, e.g. from a fitted model) is used for roles not given, where the column exists.
+    """
+    roles = {"text": text, "image": image, "audio": audio}
+    known = known_columns or {}
+    if sum(v is not None for v in roles.values()) > 1:
+        given = ", ".join(f"{k}={v!r}" for k, v in roles.items() if v is not None)
+        raise DataError(f"give one input column (text=, image= or audio=); got {given}")
+    if isinstance(source, pd.DataFrame):
+        return _from_frame(source.astype(object), "DataFrame", None, roles, label, require_label, known)
+    if hasattr(source, "to_pandas") and hasattr(source, "features"):  # datasets.Dataset, duck-typed
+        return _from_frame(source.to_pandas(), "Dataset", None, roles, label, require_label, known)
+    if not isinstance(source, (str, Path)):
+        raise DataError(f"data must be a file path, folder, pandas.DataFrame or datasets.Dataset; got {type(source).__name__}")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"data file or folder {str(path)!r} does not exist; check the path")
+    if path.is_dir():
+        return _from_folder(path, roles, label)
+    kind = format or TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind not in ("csv", "tsv", "jsonl", "parquet"):
+        raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
+                        "use .csv, .tsv, .jsonl or .parquet, or pass format='csv'|'tsv'|'jsonl'|'parquet' (CLI: --format)")
+    frame = _read_file(path, kind, encoding)
+    return _from_frame(frame, str(path), path.parent.resolve(), roles, label, require_label, known)
+
+
+def _read_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes); give a file with a header row and data rows")
+    try:
+        if kind in ("csv", "tsv"):
+            frame = pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
+                                encoding=encoding, quoting=csv.QUOTE_MINIMAL if kind == "csv" else csv.QUOTE_NONE)
+        elif kind == "jsonl":
+            frame = _read_jsonl(path, encoding)
+        else:
+            frame = pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not valid {encoding} text (byte {exc.start}: {exc.reason}); "
+                        "re-save it as UTF-8 or pass its encoding (CLI: --encoding latin-1)") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} has no columns; give a file with a header row and data rows") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path} is not a well-formed {kind.upper()} file: {str(exc).strip()}") from None
+    except (OSError, ValueError) as exc:
+        if kind != "parquet":
+            raise
+        raise DataError(f"{path} is not a readable Parquet file ({exc}); check the file") from None
+    if frame.empty:
+        raise DataError(f"{path} has a header but no data rows; add rows")
+    return frame
+
+
+def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
+    records = []
+    with open(path, encoding=encoding) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); one JSON object per line") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: line {number} is a JSON {type(record).__name__}, not an object; "
+                                'write one object per line, e.g. {"text": "...", "label": "..."}')
+            records.append(record)
+    return pd.DataFrame.from_records(records).astype(object)
+
+
+def _closest(name: str, columns) -> str:
+    match = difflib.get_close_matches(name, [str(c) for c in columns], n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _require_column(name: str, frame: pd.DataFrame, where: str, flag: str) -> None:
+    if name not in frame.columns:
+        cols = ", ".join(str(c) for c in frame.columns)
+        raise DataError(f"{where}: no column {name!r} ({flag}); columns are: {cols}{_closest(name, frame.columns)}")
+
+
+def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: dict, label: str | None,
+                require_label: bool, known: dict) -> Table:
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    if not any(roles.values()):
+        roles = {r: (known.get(r) if known.get(r) in frame.columns else None) for r in roles}
+    if label is None and known.get("label") in frame.columns:
+        label = known["label"]
+    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    if frame.empty:
+        raise DataError(f"{where} has no rows; give at least one row")
+    explanation: list[str] = []
+    label = _infer_label(frame, where, label, require_label, explanation)
+    modality, column = _infer_input(frame, where, roles, label, explanation)
+    if label is not None:
+        frame[label] = _clean_labels(frame[label], where, label)
+    _check_inputs(frame, where, modality, column)
+    for line in explanation:
+        logger.info(line)
+    return Table(frame=frame, modality=modality, input_column=column, label_column=label, source=where,
+                 base_dir=base_dir, explanation=explanation)
+
+
+def _infer_label(frame, where, label, require_label, explanation):
+    if label is not None:
+        _require_column(label, frame, where, "label")
+        return label
+    lowered = {c.lower(): c for c in frame.columns}
+    for name in LABEL_NAMES:
+        if name in lowered:
+            explanation.append(f"label column: {lowered[name]!r} (by its name; override with --label)")
+            return lowered[name]
+    if require_label:
+        raise DataError(f"{where}: cannot tell which column is the label; pass label=COLUMN (CLI: --label COLUMN); "
+                        f"columns are: {', '.join(frame.columns)}")
+    return None
+
+
+def _suffix_share(values, suffixes) -> float:
+    sample = [v for v in values[:200] if isinstance(v, str)]
+    if not sample:
+        return 0.0
+    return sum(Path(v).suffix.lower() in suffixes for v in sample) / len(sample)
+
+
+def _infer_input(frame, where, roles, label, explanation):
+    for modality, column in roles.items():
+        if column is not None:
+            _require_column(column, frame, where, modality)
+            if column == label:
+                raise DataError(f"{where}: column {column!r} is given as both the input and the label; pick two columns")
+            return modality, column
+    candidates = [c for c in frame.columns if c != label]
+    if not candidates:
+        raise DataError(f"{where}: there is no input column besides the label {label!r}; add a text, image or audio column")
+    for column in candidates:
+        values = frame[column].tolist()
+        for modality, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
+            if _suffix_share(values, suffixes) > 0.9:
+                explanation.append(f"{modality} column: {column!r} (its values are {modality} file paths; override with --{modality})")
+                return modality, column
+        if values and isinstance(values[0], dict) and ("bytes" in values[0] or "array" in values[0]):
+            modality = "audio" if "array" in values[0] or "sampling_rate" in values[0] else "image"
+            explanation.append(f"{modality} column: {column!r} (it holds encoded {modality}; override with --{modality})")
+            return modality, column
+    lowered = {c.lower(): c for c in candidates}
+    for name in TEXT_NAMES:
+        if name in lowered:
+            explanation.append(f"text column: {lowered[name]!r} (by its name; override with --text)")
+            return "text", lowered[name]
+    text_like = [c for c in candidates if frame[c].map(lambda v: isinstance(v, str)).all()]
+    if not text_like:
+        raise DataError(f"{where}: cannot tell which column is the input; pass --text, --image or --audio COLUMN")
+    column = max(text_like, key=lambda c: frame[c].str.len().mean())
+    explanation.append(f"text column: {column!r} (the string column with the longest values; override with --text)")
+    return "text", column
+
+
+def _clean_labels(series: pd.Series, where: str, column: str) -> pd.Series:
+    series = series.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v).strip())
+    blank = series.index[series == ""].tolist()
+    if blank:
+        rows = ", ".join(str(r) for r in blank[:5]) + (" ..." if len(blank) > 5 else "")
+        raise DataError(f"{where}: column {column!r} is blank in {len(blank)} row(s) (row {rows}); "
+                        "fill in the labels or drop those rows")
+    return series
+
+
+def _check_inputs(frame, where, modality, column):
+    values = frame[column]
+    if modality == "text":
+        bad = values.index[~values.map(lambda v: isinstance(v, str))].tolist()
+        if bad:
+            raise DataError(f"{where}: row {bad[0]}, column {column!r} is not text "
+                            f"({type(values[bad[0]]).__name__}); the text column must hold strings")
+        blank = values.index[values.str.strip() == ""].tolist()
+        if blank:
+            rows = ", ".join(str(r) for r in blank[:5]) + (" ..." if len(blank) > 5 else "")
+            raise DataError(f"{where}: column {column!r} is empty in {len(blank)} row(s) (row {rows}); "
+                            "fill in the text or drop those rows")
+
+
+def _from_folder(path: Path, roles: dict, label: str | None) -> Table:
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{path} is a folder with no class sub-folders; lay it out as {path}/<class>/<file> "
+                        "or give a CSV / JSONL / Parquet file")
+    rows = []
+    for class_dir in classes:
+        for file in sorted(class_dir.rglob("*")):
+            if file.is_file() and not file.name.startswith("."):
+                rows.append((str(file.relative_to(path)), class_dir.name, file.suffix.lower()))
+    if not rows:
+        raise DataError(f"{path}: the class sub-folders hold no files; put images or audio clips in them")
+    suffixes = [r[2] for r in rows]
+    image_share = sum(s in IMAGE_SUFFIXES for s in suffixes) / len(rows)
+    audio_share = sum(s in AUDIO_SUFFIXES for s in suffixes) / len(rows)
+    requested = next((m for m, v in roles.items() if v is not None), None)
+    modality = requested or ("image" if image_share >= audio_share else "audio")
+    if modality == "text" or (modality == "image" and image_share == 0) or (modality == "audio" and audio_share == 0):
+        raise DataError(f"{path}: holds no {modality} files (image: {', '.join(sorted(IMAGE_SUFFIXES))}; "
+                        f"audio: {', '.join(sorted(AUDIO_SUFFIXES))})")
+    wanted = IMAGE_SUFFIXES if modality == "image" else AUDIO_SUFFIXES
+    kept = [(p, c) for p, c, s in rows if s in wanted]
+    if len(kept) < len(rows):
+        logger.warning("%s: skipped %d file(s) that are not %s files", path, len(rows) - len(kept), modality)
+    frame = pd.DataFrame(kept, columns=["path", "label"], index=pd.RangeIndex(1, len(kept) + 1))
+    explanation = [f"{modality} folder: {len(kept)} files in {len(classes)} class folders; label = folder name"]
+    for line in explanation:
+        logger.info(line)
+    return Table(frame=frame, modality=modality, input_column="path", label_column="label", source=str(path),
+                 base_dir=path.resolve(), explanation=explanation)
+

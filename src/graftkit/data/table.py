@@ -1,0 +1,99 @@
+"""Table: rows of inputs and (optionally) targets, with the column roles that say what each column is.
+
+Only references live in the table (text, or a path / bytes for an image or a clip); images and audio
+are decoded per batch by the backbone, so a data set never has to fit in RAM as pixels or samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graftkit.errors import DataError
+
+MODALITIES = ("text", "image", "audio")
+
+
+@dataclass
+class Table:
+    """A labelled (or unlabelled) data set.
+
+    ``frame`` keeps one column per role; its index is the 1-based data-row number in the source,
+    so every error can say which row was wrong. ``base_dir`` resolves relative media paths.
+    """
+
+    frame: pd.DataFrame
+    modality: str
+    input_column: str
+    label_column: str | None
+    source: str
+    base_dir: Path | None = None
+    explanation: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise DataError(f"modality must be one of {', '.join(MODALITIES)}; got {self.modality!r}")
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.label_column is not None and self.label_column in self.frame.columns
+
+    def where(self, position: int, column: str | None = None) -> str:
+        """Human location of a row (and column) for error messages."""
+        row = self.frame.index[position]
+        col = f", column {column!r}" if column else ""
+        return f"{self.source}: row {row}{col}"
+
+    def items(self) -> list:
+        """Input references in row order: text strings, or absolute paths / in-memory media objects."""
+        values = self.frame[self.input_column].tolist()
+        if self.modality == "text" or self.base_dir is None:
+            return values
+        return [self._resolve(v) for v in values]
+
+    def _resolve(self, value):
+        if isinstance(value, str) and not Path(value).is_absolute():
+            return str(self.base_dir / value)
+        return value
+
+    def labels(self) -> list[str]:
+        if not self.has_labels:
+            raise DataError(f"{self.source} has no label column; pass label=... (CLI: --label COLUMN)")
+        return self.frame[self.label_column].tolist()
+
+    def subset(self, positions) -> Table:
+        return replace(self, frame=self.frame.iloc[np.asarray(positions, dtype=int)], explanation=[])
+
+    def head(self, n: int) -> Table:
+        return self.subset(range(min(n, len(self))))
+
+    def split(self, test_size: float = 0.2, val_size: float = 0.0, seed: int = 0):
+        """Stratified, seeded split: ``(train, test)``, or ``(train, val, test)`` when ``val_size > 0``."""
+        from graftkit.data.splits import stratified_split
+
+        return stratified_split(self, test_size=test_size, val_size=val_size, seed=seed)
+
+    def folds(self, k: int = 5, seed: int = 0):
+        """Stratified k-fold: a list of ``(train, test)`` tables."""
+        from graftkit.data.splits import stratified_folds
+
+        return stratified_folds(self, k=k, seed=seed)
+
+    def fingerprint(self) -> str:
+        """Hash of the inputs' content and the labels: names the exact data a model was fitted on."""
+        from graftkit.features.content import content_key
+
+        digest = hashlib.sha256()
+        for position, item in enumerate(self.items()):
+            digest.update(content_key(item, self.modality, where=lambda p=position: self.where(p, self.input_column)).encode())
+        if self.has_labels:
+            for label in self.labels():
+                digest.update(b"\x00" + str(label).encode())
+        return digest.hexdigest()

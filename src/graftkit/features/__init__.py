@@ -1,0 +1,1 @@
+"""Batched feature extraction from frozen backbones and the content-addressed feature cache."""

@@ -1,0 +1,80 @@
+"""Content-addressed, memory-mapped feature cache.
+
+Layout: ``ROOT/<backbone fingerprint>/<shard>.npy`` + ``<shard>.keys`` (one content key per row).
+A shard's keys file is written last, by atomic rename, so a shard only counts once complete;
+a crash leaves at most an orphan ``.npy`` that is never read. Appending rows to a data set embeds
+only the rows whose content is not cached yet, into a new shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("GRAFTKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "graftkit"
+    return Path(root) / "features"
+
+
+class FeatureCache:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def lookup(self, fingerprint: str, keys: list[str], compute) -> tuple[np.ndarray, int]:
+        """Features for ``keys``; ``compute(positions)`` embeds the missing ones. Returns (features, n computed)."""
+        folder = self.root / fingerprint[:32]
+        index = self._index(folder)
+        missing = sorted({k for k in keys if k not in index})
+        if missing:
+            first_position = {}
+            for position, key in enumerate(keys):
+                first_position.setdefault(key, position)
+            computed = compute([first_position[k] for k in missing])
+            self._write_shard(folder, missing, computed)
+            index = self._index(folder)
+        logger.info("feature cache: %d of %d examples cached, %d embedded", len(keys) - len(missing), len(keys),
+                    len(missing))
+        shards: dict[str, np.ndarray] = {}
+        rows = []
+        for key in keys:
+            shard, row = index[key]
+            if shard not in shards:
+                shards[shard] = np.load(folder / f"{shard}.npy", mmap_mode="r")
+            rows.append(shards[shard][row])
+        return np.stack(rows).astype(np.float32, copy=False), len(missing)
+
+    @staticmethod
+    def _index(folder: Path) -> dict[str, tuple[str, int]]:
+        index: dict[str, tuple[str, int]] = {}
+        if not folder.is_dir():
+            return index
+        for keys_file in sorted(folder.glob("*.keys")):
+            shard = keys_file.stem
+            if not (folder / f"{shard}.npy").is_file():
+                continue
+            for row, key in enumerate(keys_file.read_text().split()):
+                index.setdefault(key, (shard, row))
+        return index
+
+    @staticmethod
+    def _write_shard(folder: Path, keys: list[str], features: np.ndarray) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shard = uuid.uuid4().hex
+        for suffix, write in ((".npy", lambda f: np.save(f, np.asarray(features, dtype=np.float32))),
+                              (".keys", lambda f: f.write("\n".join(keys).encode()))):
+            handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", delete=False)
+            try:
+                with handle:
+                    write(handle)
+                os.replace(handle.name, folder / f"{shard}{suffix}")
+            except BaseException:
+                Path(handle.name).unlink(missing_ok=True)
+                raise

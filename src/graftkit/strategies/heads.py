@@ -1,0 +1,117 @@
+"""Light heads on frozen features: logistic regression (regularisation chosen by cross-validation)
+and a one-hidden-layer MLP. Both are fitted with scikit-learn and stored as plain arrays
+(safetensors), and predict with the same arithmetic scikit-learn uses, so no pickle is ever needed."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from collections import Counter
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+
+from graftkit.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _binary_or_softmax(z: np.ndarray) -> np.ndarray:
+    if z.shape[1] == 1:  # scikit-learn's binary models score the positive class only
+        p = 1.0 / (1.0 + np.exp(-z[:, 0]))
+        return np.stack([1.0 - p, p], axis=1)
+    return _softmax(z)
+
+
+class Head(ABC):
+    kind = ""
+
+    def __init__(self, arrays: dict[str, np.ndarray], info: dict):
+        self.arrays = arrays
+        self.info = info
+
+    def _standardize(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.arrays["mean"]) / self.arrays["scale"]
+
+    @abstractmethod
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape ``(n, n_classes)``."""
+
+    @staticmethod
+    def scaling(X: np.ndarray, standardize: bool) -> dict[str, np.ndarray]:
+        if not standardize:
+            return {"mean": np.zeros(X.shape[1], np.float32), "scale": np.ones(X.shape[1], np.float32)}
+        scale = X.std(axis=0)
+        return {"mean": X.mean(axis=0).astype(np.float32), "scale": np.where(scale > 1e-8, scale, 1.0).astype(np.float32)}
+
+
+class LogRegHead(Head):
+    """Multinomial logistic regression; ``C`` by stratified k-fold CV on the training split when not given."""
+
+    kind = "logreg"
+
+    @classmethod
+    def fit(cls, X, y, *, C=None, Cs=(0.001, 0.01, 0.1, 1.0, 10.0), cv_folds=5, max_iter=1000,
+            standardize=True, seed=0) -> LogRegHead:
+        scaling = cls.scaling(X, standardize)
+        Xs = (X - scaling["mean"]) / scaling["scale"]
+        folds = min(cv_folds, min(Counter(y.tolist()).values()))
+        if C is None and folds >= 2:
+            model = LogisticRegressionCV(Cs=list(Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                                         max_iter=max_iter, random_state=seed, scoring="neg_log_loss", n_jobs=-1)
+            with warnings.catch_warnings():  # scikit-learn 1.9 announces attribute renames we do not use
+                warnings.simplefilter("ignore", FutureWarning)
+                model.fit(Xs, y)
+            chosen = float(np.ravel(model.C_)[0])
+            logger.info("logistic regression: C=%g chosen by %d-fold CV over %s", chosen, folds, list(Cs))
+        else:
+            chosen = 1.0 if C is None else float(C)
+            if C is None:
+                logger.warning("too few examples per class for CV; logistic regression uses C=1")
+            model = LogisticRegression(C=chosen, max_iter=max_iter, random_state=seed).fit(Xs, y)
+        arrays = {**scaling, "coef": model.coef_.astype(np.float32), "intercept": model.intercept_.astype(np.float32)}
+        return cls(arrays, {"kind": cls.kind, "C": chosen, "cv_folds": folds if C is None else 0})
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        z = self._standardize(X) @ self.arrays["coef"].T + self.arrays["intercept"]
+        return _binary_or_softmax(z)
+
+
+class MLPHead(Head):
+    """One hidden ReLU layer, Adam, early stopping on a held-out 10% of the training split."""
+
+    kind = "mlp"
+
+    @classmethod
+    def fit(cls, X, y, *, hidden_size=256, alpha=1e-4, max_iter=300, standardize=True, seed=0, **_) -> MLPHead:
+        scaling = cls.scaling(X, standardize)
+        Xs = (X - scaling["mean"]) / scaling["scale"]
+        early = min(Counter(y.tolist()).values()) >= 10
+        model = MLPClassifier(hidden_layer_sizes=(hidden_size,), alpha=alpha, max_iter=max_iter,
+                              early_stopping=early, random_state=seed).fit(Xs, y)
+        arrays = {**scaling, "w1": model.coefs_[0].astype(np.float32), "b1": model.intercepts_[0].astype(np.float32),
+                  "w2": model.coefs_[1].astype(np.float32), "b2": model.intercepts_[1].astype(np.float32)}
+        return cls(arrays, {"kind": cls.kind, "hidden_size": hidden_size, "alpha": alpha, "epochs": model.n_iter_})
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(self._standardize(X) @ self.arrays["w1"] + self.arrays["b1"], 0.0)
+        return _binary_or_softmax(hidden @ self.arrays["w2"] + self.arrays["b2"])
+
+
+HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead)}
+
+
+def head_from_state(arrays: dict[str, np.ndarray], info: dict) -> Head:
+    kind = info.get("kind")
+    if kind not in HEADS:
+        raise ConfigError(f"unknown head kind {kind!r} in the model; known: {', '.join(HEADS)}")
+    return HEADS[kind](arrays, info)

@@ -1,0 +1,45 @@
+"""``linear-probe``: frozen pretrained backbone + a light head on its pooled features.
+
+The first rung of the transfer-learning playbook (Kornblith et al. 2019, "Do Better ImageNet Models
+Transfer Better?" use the same L2-regularised logistic regression protocol with C chosen by validation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graftkit.errors import ConfigError
+from graftkit.strategies.base import StrategyConfig, register_strategy
+from graftkit.strategies.heads import HEADS
+
+
+@register_strategy
+@dataclass
+class LinearProbe(StrategyConfig):
+    name = "linear-probe"
+
+    head: str = field(default="logreg", metadata={"help": "head on the frozen features: logreg or mlp"})
+    C: float | None = field(default=None, metadata={"help": "inverse L2 strength of logreg; default: chosen by CV"})
+    cv_folds: int = field(default=5, metadata={"help": "folds used to choose C on the training split"})
+    hidden_size: int = field(default=256, metadata={"help": "hidden units of the mlp head"})
+    max_iter: int = field(default=1000, metadata={"help": "solver iterations of the head"})
+    standardize: bool = field(default=True, metadata={"help": "standardise features before the head"})
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"linear-probe head must be one of {', '.join(HEADS)}; got {self.head!r} (--head)")
+        if self.C is not None and not self.C > 0:
+            raise ConfigError(f"linear-probe C must be > 0; got {self.C!r} (--C)")
+        for name in ("cv_folds", "hidden_size", "max_iter"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (2 if name == "cv_folds" else 1):
+                raise ConfigError(f"linear-probe {name} must be an integer >= {2 if name == 'cv_folds' else 1}; "
+                                  f"got {value!r} (--{name.replace('_', '-')})")
+
+    def fit_head(self, X, y, seed: int):
+        cls = HEADS[self.head]
+        if self.head == "logreg":
+            return cls.fit(X, y, C=self.C, cv_folds=self.cv_folds, max_iter=self.max_iter,
+                           standardize=self.standardize, seed=seed)
+        return cls.fit(X, y, hidden_size=self.hidden_size, max_iter=self.max_iter, standardize=self.standardize,
+                       seed=seed)

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny transformers models built and saved in-process (exercising the real
+``from_pretrained`` loading code in seconds), small learnable data sets, and the ../shared assets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SHARED = Path(os.environ.get("GRAFTKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+
+WORDS = {
+    "pos": ["good", "great", "excellent", "love", "wonderful", "happy", "nice", "superb"],
+    "neg": ["bad", "awful", "terrible", "hate", "horrible", "sad", "poor", "worst"],
+    "neutral": ["the", "a", "movie", "film", "was", "is", "really", "quite", "this", "plot", "actor", "it"],
+}
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test with the reason when that asset is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the ../shared assets are only on the project's own machines)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own feature cache, so no test sees another's cached features."""
+    monkeypatch.setenv("GRAFTKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A 2-layer BERT with hidden size 32 and a real WordPiece tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w for ws in WORDS.values() for w in ws}), "."]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def sentiment_frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Short sentences whose label is carried by one sentiment word: learnable from a random BERT's features."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = rng.sample(WORDS["neutral"], 4) + [rng.choice(WORDS[label])] * 2
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path) -> Path:
+    path = tmp_path / "reviews.csv"
+    sentiment_frame().to_csv(path, index=False)
+    return path
