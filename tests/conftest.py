@@ -36,12 +36,11 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A 2-layer BERT with hidden size 32 and a real WordPiece tokenizer, saved with save_pretrained."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w for ws in WORDS.values() for w in ws}), "."]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)})
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
@@ -51,14 +50,14 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 
 def sentiment_frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
-    """Short sentences whose label is carried by one sentiment word: learnable from a random BERT's features."""
+    """Short sentences whose label is carried by their sentiment words: learnable from a random BERT's features."""
     import random
 
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         label = "pos" if i % 2 == 0 else "neg"
-        words = rng.sample(WORDS["neutral"], 4) + [rng.choice(WORDS[label])] * 2
+        words = rng.sample(WORDS["neutral"], 3) + [rng.choice(WORDS[label]) for _ in range(3)]
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "label": label})
     return pd.DataFrame(rows)
