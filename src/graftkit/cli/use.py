@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from graftkit.artifacts import load_model
-from graftkit.cli.options import add_data_options, data_kwargs, emit_json
+from graftkit.cli.options import add_data_options, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
 from graftkit.errors import ArtifactError
 from graftkit.evaluation.metrics import format_table
@@ -41,7 +41,7 @@ def register(commands) -> None:
 
 def _add_common(parser) -> None:
     add_data_options(parser)
-    parser.add_argument("--batch-size", type=int, help="examples per forward pass (default: as fitted)")
+    parser.add_argument("--batch-size", type=positive_int, help="examples per forward pass (default: as fitted)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--cache-dir", help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -50,13 +50,15 @@ def _add_common(parser) -> None:
 
 def _load(args, require_label: bool):
     model = load_model(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
-    if args.batch_size:
+    if args.batch_size is not None:
         model.batch_size = args.batch_size
     known = {model.input_["modality"]: model.input_["column"], "label": model.input_.get("label_column")}
     return model, load_data(args.data, require_label=require_label, known_columns=known, **data_kwargs(args))
 
 
 def run_predict(args) -> int:
+    if args.output and Path(args.output).is_dir():
+        raise ArtifactError(f"output {args.output!r} is a directory; give a CSV file path (-o FILE)")
     if args.output and Path(args.output).exists() and not args.overwrite:
         raise ArtifactError(f"output file {args.output!r} exists; pass --overwrite or choose another -o")
     model, table = _load(args, require_label=False)

@@ -7,6 +7,7 @@ names and values; every inference is recorded in ``Table.explanation`` so the CL
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import json
@@ -45,7 +46,7 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
     if isinstance(source, pd.DataFrame):
         return _from_frame(source.astype(object), "DataFrame", None, roles, label, require_label, known)
     if hasattr(source, "to_pandas") and hasattr(source, "features"):  # datasets.Dataset, duck-typed
-        return _from_frame(source.to_pandas(), "Dataset", None, roles, label, require_label, known)
+        return _from_frame(_dataset_frame(source), "Dataset", None, roles, label, require_label, known)
     if not isinstance(source, (str, Path)):
         raise DataError(f"data must be a file path, folder, pandas.DataFrame or datasets.Dataset; got {type(source).__name__}")
     path = Path(source).expanduser()
@@ -53,12 +54,26 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
         raise DataError(f"data file or folder {str(path)!r} does not exist; check the path")
     if path.is_dir():
         return _from_folder(path, roles, label)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError(f"unknown text encoding {encoding!r} (encoding= / --encoding); use a Python codec name "
+                        "such as utf-8, latin-1 or cp1252") from None
     kind = format or TABLE_SUFFIXES.get(path.suffix.lower())
     if kind not in ("csv", "tsv", "jsonl", "parquet"):
         raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
                         "use .csv, .tsv, .jsonl or .parquet, or pass format='csv'|'tsv'|'jsonl'|'parquet' (CLI: --format)")
     frame = _read_file(path, kind, encoding)
     return _from_frame(frame, str(path), path.parent.resolve(), roles, label, require_label, known)
+
+
+def _dataset_frame(dataset) -> pd.DataFrame:
+    """A ``datasets.Dataset`` as a frame; ClassLabel ids become their names (-1, "no label", becomes blank)."""
+    frame = dataset.to_pandas()
+    for name, feature in dataset.features.items():
+        if type(feature).__name__ == "ClassLabel":
+            frame[name] = frame[name].map(lambda i, f=feature: f.int2str(int(i)) if int(i) >= 0 else None)
+    return frame
 
 
 def _read_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
@@ -84,12 +99,16 @@ def _read_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
             raise
         raise DataError(f"{path} is not a readable Parquet file ({exc}); check the file") from None
     if frame.empty:
+        if kind == "jsonl":
+            raise DataError(f"{path} holds no JSON objects (only blank lines); write one object per line")
         raise DataError(f"{path} has a header but no data rows; add rows")
     return frame
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     records = []
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"  # a byte-order mark, as some editors write, is not part of the first object
     with open(path, encoding=encoding) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -113,7 +132,8 @@ def _closest(name: str, columns) -> str:
 def _require_column(name: str, frame: pd.DataFrame, where: str, flag: str) -> None:
     if name not in frame.columns:
         cols = ", ".join(str(c) for c in frame.columns)
-        raise DataError(f"{where}: no column {name!r} ({flag}); columns are: {cols}{_closest(name, frame.columns)}")
+        raise DataError(f"{where}: no column {name!r} (given as {flag}= / --{flag}); columns are: {cols}"
+                        f"{_closest(name, frame.columns)}")
 
 
 def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: dict, label: str | None,
@@ -130,9 +150,12 @@ def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: d
     explanation: list[str] = []
     label = _infer_label(frame, where, label, require_label, explanation)
     modality, column = _infer_input(frame, where, roles, label, explanation)
+    if label is not None and not require_label and frame[label].map(_is_blank).any():
+        explanation.append(f"label column {label!r} ignored: it is blank in some rows, and labels are not needed here")
+        label = None
     if label is not None:
         frame[label] = _clean_labels(frame[label], where, label)
-    _check_inputs(frame, where, modality, column)
+    _check_inputs(frame, where, modality, column, base_dir)
     for line in explanation:
         logger.info(line)
     return Table(frame=frame, modality=modality, input_column=column, label_column=label, source=where,
@@ -204,18 +227,41 @@ def _clean_labels(series: pd.Series, where: str, column: str) -> pd.Series:
     return series
 
 
-def _check_inputs(frame, where, modality, column):
+def _rows(index) -> str:
+    return ", ".join(str(r) for r in index[:5]) + (" ..." if len(index) > 5 else "")
+
+
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _is_blank(value) -> bool:
+    return _is_missing(value) or (isinstance(value, str) and not value.strip())
+
+
+def _check_inputs(frame, where, modality, column, base_dir):
     values = frame[column]
     if modality == "text":
+        blank = values.index[values.map(_is_blank)].tolist()
+        if blank:
+            raise DataError(f"{where}: column {column!r} is empty in {len(blank)} row(s) (row {_rows(blank)}); "
+                            "fill in the text or drop those rows")
         bad = values.index[~values.map(lambda v: isinstance(v, str))].tolist()
         if bad:
             raise DataError(f"{where}: row {bad[0]}, column {column!r} is not text "
                             f"({type(values[bad[0]]).__name__}); the text column must hold strings")
-        blank = values.index[values.str.strip() == ""].tolist()
-        if blank:
-            rows = ", ".join(str(r) for r in blank[:5]) + (" ..." if len(blank) > 5 else "")
-            raise DataError(f"{where}: column {column!r} is empty in {len(blank)} row(s) (row {rows}); "
-                            "fill in the text or drop those rows")
+        return
+    missing = values.index[values.map(_is_blank)].tolist()
+    if missing:
+        raise DataError(f"{where}: column {column!r} is empty in {len(missing)} row(s) (row {_rows(missing)}); "
+                        f"give a file path in every row or drop those rows")
+    folder = base_dir or Path.cwd()
+    absent = [(row, v) for row, v in values.items() if isinstance(v, str) and not (folder / v).is_file()]
+    if absent:
+        row, value = absent[0]
+        raise DataError(f"{where}: row {row}, column {column!r}: {modality} file {value!r} does not exist "
+                        f"({len(absent)} row(s) name missing files; relative paths are read from {folder}); "
+                        "fix the paths or drop those rows")
 
 
 def _from_folder(path: Path, roles: dict, label: str | None) -> Table:
