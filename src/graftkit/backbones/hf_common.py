@@ -27,11 +27,15 @@ def load_hf_model(source: BackboneSource, *, model_class=None, trust_remote_code
         raise
 
 
+BLOCK_LISTS = ("layer", "layers", "blocks", "stages")  # names of the ModuleList that holds the blocks
+
+
 def encoder_layers(model: nn.Module) -> list[nn.Module]:
-    """Embeddings, each transformer block, then anything after (pooler / final norm), input to output."""
+    """Embeddings, each transformer block (or each stage of a ConvNeXt / ResNet-style model), then anything
+    after (pooler / final norm), input to output."""
     blocks = None
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0 and name.endswith(("layer", "layers", "blocks")):
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and name.endswith(BLOCK_LISTS):
             blocks = (name, module)
             break
     if blocks is None:

@@ -1,0 +1,192 @@
+"""Hugging Face speech encoders: wav2vec 2.0 / HuBERT / WavLM / data2vec-audio (raw waveform in) and the
+Whisper encoder (log-mel in), mean-pooled over the frames that cover real audio only.
+
+wav2vec 2.0: Baevski et al., 2020 (arXiv:2006.11477); HuBERT: Hsu et al., 2021 (arXiv:2106.07447);
+WavLM: Chen et al., 2022 (arXiv:2110.13900); Whisper: Radford et al., 2022 (arXiv:2212.04356).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from graftkit.backbones.base import Backbone, BackboneSource
+from graftkit.backbones.hf_common import load_hf_model
+from graftkit.backbones.registry import register_family
+from graftkit.data.media import load_audio
+from graftkit.errors import BackboneError, ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+WAVEFORM_TYPES = {"wav2vec2", "hubert", "wavlm", "data2vec-audio"}
+POOLINGS = ("mean",)
+
+
+def _load_extractor(source: BackboneSource, trust_remote_code: bool):
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(Path(source.path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"backbone {source.spec!r} has no usable feature extractor in {source.path} "
+                            f"({str(exc).splitlines()[0]}); save it beside the model with "
+                            "feature_extractor.save_pretrained(DIR)") from None
+
+
+def _clip_size(item) -> int:
+    """A cheap length proxy for sorting: the file size, or the number of samples / bytes in memory."""
+    if isinstance(item, dict):
+        if item.get("array") is not None:
+            return len(item["array"])
+        item = item.get("bytes") or item.get("path")
+    if isinstance(item, bytes):
+        return len(item)
+    try:
+        return os.path.getsize(item)
+    except (OSError, TypeError):
+        return 0  # unreadable: load_item reports it with the row
+
+
+def _receptive_field(config) -> int:
+    """Samples the convolutional front end needs to produce its first frame."""
+    field, jump = 1, 1
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def _masked_mean(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    mask = valid.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def _check_pooling(pooling: str | None) -> str:
+    pooling = pooling or "mean"
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)} for audio backbones; got {pooling!r}")
+    return pooling
+
+
+class _AudioBackbone(Backbone):
+    modality = "audio"
+
+    def __init__(self, model: nn.Module, source: BackboneSource, hidden_size: int, extractor, pooling: str):
+        self.feature_extractor = extractor  # the attribute name a fine-tuned artifact saves the processor from
+        self.sampling_rate = int(extractor.sampling_rate)
+        self.pooling = pooling
+        super().__init__(model, source, hidden_size)
+
+    def settings(self) -> dict:
+        return {"pooling": self.pooling}
+
+    def load_item(self, item, where: str):
+        return load_audio(item, self.sampling_rate, where)
+
+    def sort_key(self, item) -> int:
+        return _clip_size(item)
+
+
+class HFSpeechBackbone(_AudioBackbone):
+    """A waveform encoder (wav2vec 2.0 family), mean-pooled over the frames of the real audio.
+
+    Where zero padding would change a clip's features with its batch-mates (and the feature cache keys
+    features by content alone), each clip runs unpadded: a GroupNorm front end (wav2vec2-base, HuBERT-base,
+    WavLM-base) normalises over the whole time axis, and data2vec-audio's stacked positional convolutions
+    carry padded frames into real ones. The others run padded batches with an attention mask, which is exact.
+    """
+
+    family = "hf-audio"
+
+    def __init__(self, source: BackboneSource, *, pooling: str | None = None, trust_remote_code: bool = False):
+        pooling = _check_pooling(pooling)
+        model = load_hf_model(source, trust_remote_code=trust_remote_code)
+        self.per_clip = (getattr(model.config, "feat_extract_norm", "layer") == "group"
+                         or model.config.model_type == "data2vec-audio")
+        self.min_samples = _receptive_field(model.config)
+        super().__init__(model, source, int(model.config.hidden_size), _load_extractor(source, trust_remote_code),
+                         pooling)
+
+    def load_item(self, item, where: str):
+        samples = super().load_item(item, where)
+        if len(samples) < self.min_samples:
+            clip = f"file {str(item)!r}" if isinstance(item, (str, Path)) else "the clip"
+            raise DataError(f"{where}: {clip} is {1000 * len(samples) / self.sampling_rate:.1f} ms long; this "
+                            f"backbone needs at least {1000 * self.min_samples / self.sampling_rate:.1f} ms "
+                            f"({self.min_samples} samples at {self.sampling_rate} Hz); replace or remove it")
+        return samples
+
+    def preprocess(self, decoded: list) -> dict[str, torch.Tensor]:
+        out = self.feature_extractor(decoded, sampling_rate=self.sampling_rate, padding=True,
+                                     return_attention_mask=True, return_tensors="pt")
+        return {"input_values": out["input_values"], "attention_mask": out["attention_mask"]}
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        values = batch["input_values"].to(self.device)
+        mask = batch["attention_mask"].to(self.device)
+        if self.per_clip:
+            lengths = mask.sum(1).tolist()
+            return torch.cat([self.model(values[i:i + 1, :n]).last_hidden_state.mean(1)
+                              for i, n in enumerate(lengths)])
+        hidden = self.model(values, attention_mask=mask).last_hidden_state
+        # The frames whose receptive field lies inside the clip, as transformers' own classification head pools.
+        return _masked_mean(hidden, self.model._get_feature_vector_attention_mask(hidden.shape[1], mask))
+
+    def layer_groups(self) -> list[nn.Module]:
+        encoder = self.model.encoder
+        stable = getattr(self.model.config, "do_stable_layer_norm", False)  # norm after the blocks, not before
+        front = [self.model.feature_projection, encoder.pos_conv_embed] + ([] if stable else [encoder.layer_norm])
+        groups = [self.model.feature_extractor, nn.ModuleList(front), *encoder.layers]
+        if stable:
+            groups.append(encoder.layer_norm)
+        if getattr(self.model, "adapter", None) is not None:
+            groups.append(self.model.adapter)
+        return groups
+
+
+class WhisperEncoderBackbone(_AudioBackbone):
+    """The Whisper encoder: log-mel input padded to its 30 s window, mean-pooled over the encoder frames
+    that cover the real audio (one frame per two mel hops), so the silence padding does not dilute it."""
+
+    family = "whisper-encoder"
+
+    def __init__(self, source: BackboneSource, *, pooling: str | None = None, trust_remote_code: bool = False):
+        from transformers import WhisperModel
+
+        pooling = _check_pooling(pooling)
+        # The encoder is loaded through the full model (its weights are stored under model.encoder.*);
+        # the decoder is dropped as soon as this returns. Weights load in float32 even when stored in fp16.
+        model = load_hf_model(source, model_class=WhisperModel, trust_remote_code=trust_remote_code).get_encoder()
+        extractor = _load_extractor(source, trust_remote_code)
+        self.window = int(extractor.n_samples)
+        self.hop_length = int(extractor.hop_length)
+        self.max_frames = int(model.config.max_source_positions)
+        super().__init__(model, source, int(model.config.d_model), extractor, pooling)
+
+    def preprocess(self, decoded: list) -> dict[str, torch.Tensor]:
+        if any(len(samples) > self.window for samples in decoded):
+            logger.warning("Whisper reads 30 s windows: clips longer than %d samples are cut to their first 30 s",
+                           self.window)
+        out = self.feature_extractor(decoded, sampling_rate=self.sampling_rate, return_tensors="pt")
+        frames = [min(self.max_frames, max(1, math.ceil(min(len(s), self.window) / self.hop_length / 2)))
+                  for s in decoded]
+        return {"input_features": out["input_features"], "num_frames": torch.tensor(frames)}
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.model(batch["input_features"].to(self.device)).last_hidden_state
+        frames = batch["num_frames"].to(self.device)
+        valid = torch.arange(hidden.shape[1], device=self.device)[None, :] < frames[:, None]
+        return _masked_mean(hidden, valid)
+
+    def layer_groups(self) -> list[nn.Module]:
+        stem = nn.ModuleList([self.model.conv1, self.model.conv2, self.model.embed_positions])
+        return [stem, *self.model.layers, self.model.layer_norm]
+
+
+register_family("hf-audio", lambda config: config.get("model_type") in WAVEFORM_TYPES, HFSpeechBackbone)
+register_family("whisper-encoder", lambda config: config.get("model_type") == "whisper", WhisperEncoderBackbone)

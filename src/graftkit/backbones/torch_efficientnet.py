@@ -1,0 +1,99 @@
+"""EfficientNet-Lite (ImageNet-1k) as a plain PyTorch backbone from the ``efficientnet-lite-pytorch`` package.
+
+EfficientNet: Tan & Le, 2019 (arXiv:1905.11946); the Lite variants drop squeeze-and-excitation and use
+ReLU6 for mobile quantisation (TensorFlow TPU models repository, "EfficientNet-lite", 2020).
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import torch
+from torch import nn
+
+from graftkit.backbones.base import Backbone, BackboneSource
+from graftkit.backbones.registry import register_family
+from graftkit.backbones.sources import PACKAGED
+from graftkit.data.media import load_image
+from graftkit.errors import BackboneError, ConfigError
+
+RESAMPLES = ("bicubic", "bilinear")
+
+
+def _read_weights(source: BackboneSource) -> dict[str, torch.Tensor]:
+    """The state dict, read with ``weights_only`` (never the package's own unrestricted unpickling)."""
+    try:
+        state = torch.load(source.path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, IndexError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        raise BackboneError(f"backbone {source.spec!r}: weights file {source.path} is unreadable "
+                            f"({str(exc).splitlines()[0]}); reinstall the package") from None
+    if not isinstance(state, dict):
+        raise BackboneError(f"backbone {source.spec!r}: {source.path} holds a {type(state).__name__}, not a state "
+                            "dict; reinstall the package")
+    return state
+
+
+class EfficientNetLiteBackbone(Backbone):
+    """Features are the global average of the last feature map (1280-d), before the ImageNet classifier.
+
+    Preprocessing follows the released Lite models: RGB resized to the variant's resolution and scaled to
+    [-1, 1] as ``(x / 255 - 0.5) / 0.5`` (not ImageNet mean / std); bicubic resizing, as their TF eval does.
+    """
+
+    family = "efficientnet-lite"
+    modality = "image"
+
+    def __init__(self, source: BackboneSource, *, image_size: int | None = None, resample: str = "bicubic",
+                 trust_remote_code: bool = False):  # no remote code here; accepted like every family's
+        from efficientnet_lite_pytorch import EfficientNet
+
+        entry = PACKAGED.get(source.spec.lower())
+        self.variant = entry.variant if entry is not None and entry.variant else source.spec.lower()
+        if resample not in RESAMPLES:
+            raise ConfigError(f"resample must be one of {', '.join(RESAMPLES)}; got {resample!r}")
+        if image_size is not None and (not isinstance(image_size, int) or image_size < 32):
+            raise ConfigError(f"image_size must be an integer >= 32; got {image_size!r}")
+        try:
+            self.image_size = image_size or EfficientNet.get_image_size(self.variant)
+        except ValueError:
+            raise BackboneError(f"backbone {source.spec!r}: {self.variant!r} is not an EfficientNet variant") from None
+        self.resample = resample
+        # Same-padding is computed for the input size at build time, so build for the size we feed.
+        model = EfficientNet.from_name(self.variant, image_size=self.image_size)
+        try:
+            model.load_state_dict(_read_weights(source))
+        except RuntimeError as exc:
+            raise BackboneError(f"backbone {source.spec!r}: {source.path} does not fit {self.variant} "
+                                f"({str(exc).splitlines()[0]}); reinstall the package") from None
+        super().__init__(model, source, int(model._bn1.num_features))
+
+    def settings(self) -> dict:
+        return {"image_size": self.image_size, "resample": self.resample}
+
+    def load_item(self, item, where: str):
+        return load_image(item, where)
+
+    def preprocess(self, decoded: list) -> dict[str, torch.Tensor]:
+        from PIL import Image
+
+        method = Image.Resampling.BICUBIC if self.resample == "bicubic" else Image.Resampling.BILINEAR
+        size = (self.image_size, self.image_size)
+        pixels = np.stack([np.asarray(image.resize(size, method), dtype=np.float32) for image in decoded])
+        scaled = (pixels / 255.0 - 0.5) / 0.5
+        return {"pixel_values": torch.from_numpy(scaled).permute(0, 3, 1, 2).contiguous()}
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.extract_features(batch["pixel_values"].to(self.device)).mean(dim=(2, 3))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """Stem, the MBConv blocks of each stage (a stage's blocks share their output width), head conv."""
+        model = self.model
+        stages = [nn.ModuleList(blocks) for _, blocks in
+                  itertools.groupby(model._blocks, key=lambda block: block._block_args.output_filters)]
+        return [nn.ModuleList([model._conv_stem, model._bn0]), *stages, nn.ModuleList([model._conv_head, model._bn1])]
+
+
+# Claims no transformers config: the registry reaches it through the packaged short names (sources.PACKAGED).
+register_family("efficientnet-lite", lambda config: False, EfficientNetLiteBackbone)
