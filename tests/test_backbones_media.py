@@ -402,7 +402,7 @@ def _fake_efficientnet(tmp_path: Path, variant: str):
     from efficientnet_lite_pytorch import EfficientNet
 
     from graftkit.backbones.base import BackboneSource
-    from graftkit.backbones.sources import weight_hashes
+    from graftkit.backbones.sources import model_file_hashes
 
     torch.manual_seed(0)
     model = EfficientNet.from_name(variant)
@@ -413,7 +413,7 @@ def _fake_efficientnet(tmp_path: Path, variant: str):
         model.train().extract_features(torch.rand(2, 3, 64, 64) * 2 - 1)
     path = tmp_path / f"{variant}.pth"
     torch.save(model.state_dict(), path)
-    return BackboneSource(spec=variant, kind="package", path=str(path), files=weight_hashes(path))
+    return BackboneSource(spec=variant, kind="package", path=str(path), files=model_file_hashes(path))
 
 
 def test_efficientnet_lite_family(tmp_path):

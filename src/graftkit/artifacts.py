@@ -46,6 +46,10 @@ def _sha256(path: Path) -> str:
 def check_destination(path: Path, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise ArtifactError(f"output {str(path)!r} is a file; give a directory path (-o DIR)")
+    parent = next((p for p in Path(os.path.abspath(path)).parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ArtifactError(f"output {str(path)!r} lies under {str(parent)!r}, which is a file; give a directory "
+                            "path (-o DIR)")
     if path.is_dir() and any(path.iterdir()):
         if not (path / MANIFEST).is_file():
             raise ArtifactError(f"output directory {str(path)!r} is not empty and holds no graftkit model; "
@@ -71,6 +75,7 @@ def build_manifest(graft) -> dict:
         "data": graft.data_,
         "timings": graft.timings_,
         "metrics": graft.metrics_,
+        **({"training": graft.training_} if getattr(graft, "training_", None) else {}),
     }
 
 
@@ -80,14 +85,21 @@ def save_model(graft, path, overwrite: bool = False) -> Path:
     from graftkit.model_card import render_card
 
     path = Path(path).expanduser()
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel run (torchrun): only the main process writes
+        return path
     check_destination(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in graft.head_.arrays.items()}, str(staging / HEAD))
         (staging / LABELS).write_text(json.dumps(list(graft.task_.labels), indent=1, ensure_ascii=False))
+        weights = []
+        if getattr(graft, "finetuned_", False):  # fine-tuned backbone weights travel with the head
+            from graftkit.training.artifact import save_finetuned
+
+            weights = save_finetuned(graft, staging)
         manifest = build_manifest(graft)
-        manifest["files"] = {name: _sha256(staging / name) for name in (HEAD, LABELS)}
+        manifest["files"] = {name: _sha256(staging / name) for name in (HEAD, LABELS, *weights)}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         (staging / CARD).write_text(render_card(manifest))
         _move_into_place(staging, path)
@@ -143,7 +155,6 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
     """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on."""
     from safetensors.numpy import load_file
 
-    from graftkit.backbones.sources import weight_hashes
     from graftkit.errors import BackboneError
     from graftkit.graft import Graft
     from graftkit.strategies.base import strategy_from_dict
@@ -160,13 +171,20 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
                   cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                   backbone_options=backbone.get("settings", {}))
     graft.backbone_ = graft._load_backbone()
-    found = weight_hashes(Path(graft.backbone_.source.path))
+    found = graft.backbone_.source.files
     if found != source["files"]:
+        differ = sorted(n for n in set(found) | set(source["files"]) if found.get(n) != source["files"].get(n))
         raise BackboneError(f"backbone {source['spec']!r} on this machine ({graft.backbone_.source.path}) has other "
-                            f"weights than the model in {path} was fitted with; install the same version or refit")
+                            f"weights or processing files than the model in {path} was fitted with "
+                            f"({', '.join(differ[:3])}); install the same version or refit")
     graft.strategy_ = strategy
     graft.task_ = Task.from_dict(manifest["task"])
     graft.head_ = head_from_state(load_file(str(path / HEAD)), manifest["head"])
+    if manifest.get("training"):
+        from graftkit.training.artifact import load_finetuned
+
+        load_finetuned(graft, path)
+        graft.training_ = manifest["training"]
     graft.input_ = manifest["input"]
     graft.data_ = manifest["data"]
     graft.metrics_ = manifest["metrics"]

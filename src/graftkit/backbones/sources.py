@@ -14,6 +14,8 @@ from graftkit.backbones.base import BackboneSource
 from graftkit.errors import BackboneError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+# Processor / tokenizer / pooling files change the features as much as the weights do.
+PROCESSING_FILES = ("*.json", "*.txt", "*.model", "1_Pooling/config.json")
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "1_Pooling/*"]
 
 
@@ -65,13 +67,18 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def weight_hashes(path: Path) -> dict[str, str]:
-    """sha256 of every weight file (a file, or those at the top of a directory)."""
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+def model_file_hashes(path: Path) -> dict[str, str]:
+    """sha256 of the weight file, or of a model directory's weight and processing files (by relative name)."""
+    if path.is_file():
+        files = [path]
+    else:
+        files = {p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES}
+        files |= {p for pattern in PROCESSING_FILES for p in path.glob(pattern) if p.is_file()}
     result = {}
-    for file in files:
+    for file in sorted(files):
         stat = file.stat()
-        result[file.name] = _sha256(str(file), stat.st_size, stat.st_mtime_ns)
+        name = file.name if path.is_file() else file.relative_to(path).as_posix()
+        result[name] = _sha256(str(file), stat.st_size, stat.st_mtime_ns)
     return result
 
 
@@ -84,7 +91,7 @@ def resolve_source(spec: str, revision: str | None = None) -> tuple[BackboneSour
         if not entry.installed():
             raise BackboneError(f"backbone {spec!r} is a packaged model that is not installed; run: {entry.pip}")
         path = entry.path()
-        return BackboneSource(spec=entry.name, kind="package", path=str(path), files=weight_hashes(path),
+        return BackboneSource(spec=entry.name, kind="package", path=str(path), files=model_file_hashes(path),
                               licence=entry.licence), entry.family
     local = Path(spec).expanduser()
     if local.exists():
@@ -94,7 +101,7 @@ def resolve_source(spec: str, revision: str | None = None) -> tuple[BackboneSour
             raise BackboneError(f"backbone directory {spec!r} has no config.json; give a directory written by "
                                 "save_pretrained or a Hub id")
         return BackboneSource(spec=str(local.resolve()), kind="local", path=str(local.resolve()),
-                              files=weight_hashes(local)), "hf"
+                              files=model_file_hashes(local)), "hf"
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise BackboneError(f"backbone directory {spec!r} does not exist; check the path")
     return _from_hub(spec, revision), "hf"
@@ -121,4 +128,4 @@ def _from_hub(repo_id: str, revision: str | None) -> BackboneSource:
     except (HfHubHTTPError, ValueError) as exc:
         raise BackboneError(f"backbone {repo_id!r} could not be fetched from the Hub: {str(exc).splitlines()[0]}") from None
     commit = path.name if path.parent.name == "snapshots" else revision
-    return BackboneSource(spec=repo_id, kind="hub", path=str(path), revision=commit, files=weight_hashes(path))
+    return BackboneSource(spec=repo_id, kind="hub", path=str(path), revision=commit, files=model_file_hashes(path))
