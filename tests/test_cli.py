@@ -131,7 +131,7 @@ def test_artifact_directory_contents(tmp_path, sentiment_csv, tiny_bert_dir, cap
     result = json.loads(run_here(capsys, "fit", str(sentiment_csv), "--backbone", str(tiny_bert_dir), "--C", "1",
                                  "--seed", "3", "--json", "-o", str(model_dir)))
     files = {p.name for p in model_dir.iterdir()}
-    assert files == ARTIFACT_FILES
+    assert files == ARTIFACT_FILES | {"evaluation.json"}  # fit held out --test-size: its evaluation record
     for path in model_dir.iterdir():
         assert path.suffix not in (".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib")
         assert not path.read_bytes().startswith(b"\x80"), f"{path.name} looks like a pickle"

@@ -4,8 +4,9 @@ from graftkit.artifacts import load_model as load
 from graftkit.data import Table, load_data
 from graftkit.errors import ArtifactError, BackboneError, ConfigError, DataError, GraftkitError
 from graftkit.graft import Graft
+from graftkit.selection import rank
 
 __version__ = "0.1.0"
 
 __all__ = ["ArtifactError", "BackboneError", "ConfigError", "DataError", "Graft", "GraftkitError", "Table",
-           "__version__", "load", "load_data"]
+           "__version__", "load", "load_data", "rank"]

@@ -75,6 +75,7 @@ def build_manifest(graft) -> dict:
         "data": graft.data_,
         "timings": graft.timings_,
         "metrics": graft.metrics_,
+        "calibration": getattr(graft, "calibration_", None),  # the temperature predict_proba applies
         **({"training": graft.training_} if getattr(graft, "training_", None) else {}),
     }
 
@@ -188,6 +189,7 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
     graft.input_ = manifest["input"]
     graft.data_ = manifest["data"]
     graft.metrics_ = manifest["metrics"]
+    graft.calibration_ = manifest.get("calibration")
     graft.timings_ = manifest.get("timings", {})
     graft.manifest_ = manifest
     return graft

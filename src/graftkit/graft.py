@@ -26,6 +26,24 @@ logger = logging.getLogger(__name__)
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 
 
+def check_device(device: str) -> torch.device:
+    """A torch device that exists on this machine, or a ConfigError that says which ones do."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N (--device)") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s) (cuda:0 to "
+                              f"cuda:{count - 1}); pick one of them (--device)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use --device cpu")
+    return parsed
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -42,7 +60,7 @@ class Graft:
     def __init__(self, backbone: str = DEFAULT_BACKBONE, strategy: str = "linear-probe", *, batch_size: int = 32,
                  seed: int = 0, cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = True,
                  revision: str | None = None, trust_remote_code: bool = False, backbone_options: dict | None = None,
-                 **strategy_params):
+                 checkpoint_dir=None, resume: bool = False, calibrate: bool = True, **strategy_params):
         self.backbone = backbone
         self.strategy = strategy
         self.batch_size = batch_size
@@ -54,6 +72,9 @@ class Graft:
         self.revision = revision
         self.trust_remote_code = trust_remote_code
         self.backbone_options = backbone_options or {}
+        self.checkpoint_dir = checkpoint_dir  # trainable strategies: keep checkpoints here (default: a temp dir)
+        self.resume = resume                  # continue the run in checkpoint_dir from its last complete checkpoint
+        self.calibrate = calibrate            # fit a temperature on held-out logits and apply it (Guo et al. 2017)
         self.strategy_params = strategy_params
 
     # -- backbone and features -------------------------------------------------------------------
@@ -61,18 +82,24 @@ class Graft:
         if getattr(self, "backbone_", None) is None:
             if not isinstance(self.batch_size, int) or self.batch_size < 1:
                 raise ConfigError(f"batch_size must be an integer >= 1; got {self.batch_size!r} (--batch-size)")
+            check_device(self.device)
             self.backbone_ = load_backbone(self.backbone, revision=self.revision,
                                            trust_remote_code=self.trust_remote_code,
                                            **self.backbone_options).to(self.device)
         return self.backbone_
 
-    def features(self, table: Table) -> np.ndarray:
-        """Pooled backbone features for every row (from the cache where the content was seen before)."""
+    def _check_modality(self, table: Table):
+        """The loaded backbone, after checking that it reads what the table's input column holds."""
         backbone = self._load_backbone()
         if table.modality != backbone.modality:
             raise DataError(f"{table.source}: the input column {table.input_column!r} holds {table.modality}, but "
                             f"backbone {self.backbone!r} reads {backbone.modality}; pick a {backbone.modality} "
-                            f"column or a {table.modality} backbone")
+                            f"column or a backbone that reads {table.modality} (--backbone)")
+        return backbone
+
+    def features(self, table: Table) -> np.ndarray:
+        """Pooled backbone features for every row (from the cache where the content was seen before)."""
+        backbone = self._check_modality(table)
         items = table.items()
         started = time.perf_counter()
 
@@ -81,7 +108,7 @@ class Graft:
                                     progress=self.progress,
                                     where=lambda i: table.where(positions[i], table.input_column))
 
-        if self.use_cache:
+        if self.use_cache and not getattr(self, "finetuned_", False):  # the cache holds pretrained features only
             keys = [content_key(item, table.modality, lambda p=p: table.where(p, table.input_column))
                     for p, item in enumerate(items)]
             features, embedded = FeatureCache(self.cache_dir).lookup(backbone.fingerprint(), keys, compute)
@@ -101,11 +128,27 @@ class Graft:
         return load_data(data, require_label=require_label)
 
     # -- estimator API -----------------------------------------------------------------------------
-    def fit(self, data) -> Graft:
-        """Fit on a Table, a file path, a DataFrame or a ``datasets.Dataset``."""
+    def fit(self, data, validation=None, callbacks=None) -> Graft:
+        """Fit on a Table, a file path, a DataFrame or a ``datasets.Dataset``.
+
+        Trainable strategies (finetune, full, gradual, lp-ft) evaluate each epoch on ``validation`` (default:
+        a stratified ``val_size`` share of ``data``); ``callbacks`` are extra ``transformers.TrainerCallback``s.
+        With ``calibrate`` (the default) a temperature is fitted on held-out logits (``validation`` when given;
+        else the fine-tuning validation split, or cross-fitted folds of ``data`` for a head on frozen features;
+        see ``evaluation.calibration.fit_model_temperature``) and ``predict_proba`` applies it.
+        """
         table = self._as_table(data, require_label=True)
         strategy = get_strategy(self.strategy, **self.strategy_params)
+        if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
+            self.backbone_, self.finetuned_ = None, False
+        self.training_ = None
         seed_everything(self.seed)
+        if getattr(strategy, "trainable", False):
+            from graftkit.training.fit import fit_trainable
+
+            fit_trainable(self, table, strategy, validation=validation, callbacks=callbacks or [])
+            self._fit_calibration(strategy, table=table, validation=validation)
+            return self
         started = time.perf_counter()
         task = infer_task(table)
         y = task.encode(table.labels())
@@ -114,6 +157,7 @@ class Graft:
         head_started = time.perf_counter()
         self.head_ = strategy.fit_head(X, y, seed=self.seed)
         self.task_, self.strategy_ = task, strategy
+        self._fit_calibration(strategy, X=X, y=y, validation=validation)
         self.input_ = {"modality": table.modality, "column": table.input_column, "label_column": table.label_column}
         self.data_ = {"source": table.source, "rows": len(table), "fingerprint": table.fingerprint(),
                       "class_counts": {label: int((y == i).sum()) for i, label in enumerate(task.labels)}}
@@ -131,20 +175,57 @@ class Graft:
         if getattr(self, "head_", None) is None:
             raise ConfigError("this Graft is not fitted yet; call fit(data) first or graftkit.load(DIR)")
 
-    def predict_proba(self, data) -> np.ndarray:
+    def _fit_calibration(self, strategy, **held_out) -> None:
+        self.calibration_ = None
+        if self.calibrate:
+            from graftkit.evaluation.calibration import fit_model_temperature
+
+            self.calibration_ = fit_model_temperature(self, strategy, **held_out)
+            logger.info("calibration: T=%.4g (%s; %s)", self.calibration_["temperature"],
+                        self.calibration_["status"], self.calibration_["fitted_on"])
+
+    @property
+    def temperature_(self) -> float:
+        """The fitted temperature that ``predict_proba`` divides the logits by (1.0 when not calibrated)."""
+        calibration = getattr(self, "calibration_", None)
+        return float(calibration["temperature"]) if self.calibrate and calibration else 1.0
+
+    def _probabilities(self, features: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        temperature = self.temperature_ if calibrated else 1.0
+        if temperature == 1.0:
+            return self.head_.predict_proba(features)
+        from graftkit.evaluation.calibration import scaled_probabilities
+
+        return scaled_probabilities(self.head_.logits(features), temperature)
+
+    def predict_proba(self, data, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities, temperature-scaled when the model was calibrated (``calibrate=True``);
+        ``calibrated=False`` gives the head's own probabilities (the arg-max is the same either way)."""
         self._check_fitted()
-        return self.head_.predict_proba(self.features(self._as_table(data, require_label=False)))
+        return self._probabilities(self.features(self._as_table(data, require_label=False)), calibrated)
 
     def predict(self, data) -> list[str]:
         return self.task_.decode(self.predict_proba(data).argmax(axis=1))
 
-    def evaluate(self, data) -> dict:
-        """Accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix."""
+    def evaluate(self, data, *, target_recall: float = 0.9, target_precision: float = 0.9,
+                 curves: bool = True) -> dict:
+        """Accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix; calibration (ECE,
+        NLL, Brier before and after temperature scaling, reliability diagrams); threshold metrics (precision at
+        ``target_recall``, recall at ``target_precision``, PR / ROC curves and areas, one-vs-rest per class).
+        The true label ids and the probabilities stay in ``last_predictions_`` (for baselines, reports)."""
+        from graftkit.evaluation.metrics import probability_metrics
+
         self._check_fitted()
         table = self._as_table(data, require_label=True)
         y = self.task_.encode(table.labels(), where=lambda i: table.where(i, table.label_column))
-        probabilities = self.head_.predict_proba(self.features(table))
-        return classification_metrics(y, probabilities.argmax(axis=1), self.task_.labels)
+        features = self.features(table)
+        raw = self.head_.predict_proba(features)
+        probabilities = self._probabilities(features)
+        self.last_predictions_ = {"y_true": y, "probabilities": probabilities}
+        calibration = getattr(self, "calibration_", None) if self.calibrate else None
+        return probability_metrics(y, raw, probabilities, self.task_.labels, temperature=self.temperature_,
+                                   calibration_status=(calibration or {}).get("status", "off"),
+                                   target_recall=target_recall, target_precision=target_precision, curves=curves)
 
     def save(self, path, overwrite: bool = False):
         """Write the fitted model as an artifact directory (atomically). Returns the path."""

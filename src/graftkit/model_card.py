@@ -11,6 +11,50 @@ def _metric_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def _training_lines(manifest: dict) -> list[str]:
+    """The fine-tuning summary and the plain-transformers recipe, for models a trainable strategy wrote."""
+    training = manifest.get("training")
+    if not training:
+        return []
+    counts = training["parameters"]
+    settings = manifest["backbone"].get("settings", {})
+    lines = [
+        "## Fine-tuning",
+        "",
+        f"{counts['trainable']:,} of {counts['total']:,} parameters trained ({100 * counts['share']:.1f}%), layer "
+        f"groups {', '.join(f'`{n}`' for n in training['layer_groups'])} (input to output); {training['epochs_run']} "
+        f"epoch(s) run, best validation epoch {training.get('best_epoch')} (restored); validation: "
+        f"{training['validation']['source']}. Per-epoch history and optimiser groups: `manifest.json` → `training`.",
+        "",
+    ]
+    if any(name.startswith("backbone/") for name in manifest.get("files", {})):
+        lines += [
+            "Without graftkit (plain transformers; pooling as in `manifest.json` → `backbone.settings`, here "
+            f"`{settings.get('pooling', 'see settings')}`):",
+            "",
+            "```python",
+            "from safetensors.torch import load_file",
+            "from transformers import AutoModel",
+            "encoder = AutoModel.from_pretrained(\"THIS_DIR/backbone\")   # fine-tuned weights (+ tokenizer / processor)",
+            "head = load_file(\"THIS_DIR/head.safetensors\")             # logits = pooled @ head['weight'].T + head['bias']",
+            "```",
+            "",
+        ]
+    return lines
+
+
+def _calibration_lines(manifest: dict) -> list[str]:
+    """What ``predict_proba`` does to the head's logits: the fitted temperature and where it came from."""
+    calibration = manifest.get("calibration")
+    if not calibration:
+        return ["Probabilities are the head's own (no temperature was fitted; `calibrate=False`).", ""]
+    if calibration["temperature"] == 1.0:
+        return [f"Probabilities are the head's own: temperature scaling was {calibration['status']}.", ""]
+    return [f"Probabilities are calibrated: `predict_proba` divides the logits by T = {calibration['temperature']:.4f} "
+            f"(temperature scaling, Guo et al. 2017), fitted on {calibration['fitted_on']}; held-out ECE there "
+            f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}. `manifest.json` → `calibration`.", ""]
+
+
 def render_card(manifest: dict) -> str:
     source = manifest["backbone"]["source"]
     labels = manifest["task"]["labels"]
@@ -38,6 +82,8 @@ def render_card(manifest: dict) -> str:
         "",
         "Training-split figures are optimistic; trust the held-out ones.",
         "",
+        *_calibration_lines(manifest),
+        *_training_lines(manifest),
         "## Use",
         "",
         "```python",

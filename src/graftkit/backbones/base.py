@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from graftkit.errors import ConfigError
 
 
 @dataclass
@@ -32,6 +35,11 @@ class Backbone(ABC):
     ``preprocess(items)`` turns decoded inputs into tensors with the model's own processor;
     ``embed(batch)`` returns pooled features of size ``hidden_size``; ``layer_groups()`` lists the
     model's blocks from input to output (for partial unfreezing and layer-wise learning rates).
+
+    Families with a ``layer`` setting pool an intermediate layer instead of the output (``layer=None``)
+    and give several layers from one forward pass with ``embed_layers(batch, layers)`` (transferability
+    ranking scores the layers of one model at the cost of one pass). ``source_head()`` is the pretraining
+    classifier where the model has one (LEEP and NCE need the source model's label distribution).
     """
 
     family: str = ""
@@ -63,6 +71,11 @@ class Backbone(ABC):
         """Preprocessing and pooling settings that change the features (recorded and hashed)."""
         return {}
 
+    def source_head(self) -> nn.Module | None:
+        """The pretraining classifier that maps ``embed`` features to source-class logits (e.g. an ImageNet-1k
+        layer), or None where the model has none or the features are not what it reads."""
+        return None
+
     def sort_key(self, item) -> int:
         """Cost proxy for length-sorted batching; the same for every item by default."""
         return 0
@@ -81,3 +94,18 @@ class Backbone(ABC):
         identity = {"family": self.family, "files": self.source.files, "revision": self.source.revision,
                     "settings": self.settings()}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def resolve_layer(spec: str, layer, count: int, unit: str = "layers", first: str = "the embeddings") -> int | None:
+    """``layer`` as an index ``0..count`` into a model's layer outputs (``0`` = ``first``, negative counts from
+    the last), or None (the model's own output). A one-line ConfigError names how many there are."""
+    if layer is None:
+        return None
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise ConfigError(f"layer must be an integer (0 = {first}, {count} = the last of the {unit}) or None for the "
+                          f"model's output; got {layer!r}")
+    index = int(layer) + count + 1 if layer < 0 else int(layer)
+    if not 0 <= index <= count:
+        raise ConfigError(f"layer {layer} is out of range for backbone {spec!r}: it has {count} {unit} (layer 0 = "
+                          f"{first}, 1 to {count} = the {unit}' outputs); pick 0 to {count}, or -1 for the last")
+    return index

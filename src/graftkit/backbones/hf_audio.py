@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graftkit.backbones.base import Backbone, BackboneSource
+from graftkit.backbones.base import Backbone, BackboneSource, resolve_layer
 from graftkit.backbones.hf_common import load_hf_model
 from graftkit.backbones.registry import register_family
 from graftkit.data.media import load_audio
@@ -76,14 +76,23 @@ def _check_pooling(pooling: str | None) -> str:
 class _AudioBackbone(Backbone):
     modality = "audio"
 
-    def __init__(self, model: nn.Module, source: BackboneSource, hidden_size: int, extractor, pooling: str):
+    def __init__(self, model: nn.Module, source: BackboneSource, hidden_size: int, extractor, pooling: str,
+                 layer: int | None = None):
         self.feature_extractor = extractor  # the attribute name a fine-tuned artifact saves the processor from
         self.sampling_rate = int(extractor.sampling_rate)
         self.pooling = pooling
+        self.layer = layer  # pools hidden_states[layer] (0 = the input to the first block); None: the output
         super().__init__(model, source, hidden_size)
 
     def settings(self) -> dict:
-        return {"pooling": self.pooling}
+        return {"pooling": self.pooling, **({} if self.layer is None else {"layer": self.layer})}
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.embed_layers(batch, [self.layer])[0]
+
+    @staticmethod
+    def _hidden(output, layer: int | None) -> torch.Tensor:
+        return output.last_hidden_state if layer is None else output.hidden_states[layer]
 
     def load_item(self, item, where: str):
         return load_audio(item, self.sampling_rate, where)
@@ -103,14 +112,17 @@ class HFSpeechBackbone(_AudioBackbone):
 
     family = "hf-audio"
 
-    def __init__(self, source: BackboneSource, *, pooling: str | None = None, trust_remote_code: bool = False):
+    def __init__(self, source: BackboneSource, *, pooling: str | None = None, layer: int | None = None,
+                 trust_remote_code: bool = False):
         pooling = _check_pooling(pooling)
         model = load_hf_model(source, trust_remote_code=trust_remote_code)
+        layer = resolve_layer(source.spec, layer, int(model.config.num_hidden_layers), "layers",
+                              "the input to the first transformer layer")
         self.per_clip = (getattr(model.config, "feat_extract_norm", "layer") == "group"
                          or model.config.model_type == "data2vec-audio")
         self.min_samples = _receptive_field(model.config)
         super().__init__(model, source, int(model.config.hidden_size), _load_extractor(source, trust_remote_code),
-                         pooling)
+                         pooling, layer)
 
     def load_item(self, item, where: str):
         samples = super().load_item(item, where)
@@ -126,16 +138,19 @@ class HFSpeechBackbone(_AudioBackbone):
                                      return_attention_mask=True, return_tensors="pt")
         return {"input_values": out["input_values"], "attention_mask": out["attention_mask"]}
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed_layers(self, batch: dict[str, torch.Tensor], layers: list) -> list[torch.Tensor]:
+        """Pooled features of several layers (``None`` = the output) from one forward pass."""
         values = batch["input_values"].to(self.device)
         mask = batch["attention_mask"].to(self.device)
+        states = any(layer is not None for layer in layers)
         if self.per_clip:
             lengths = mask.sum(1).tolist()
-            return torch.cat([self.model(values[i:i + 1, :n]).last_hidden_state.mean(1)
-                              for i, n in enumerate(lengths)])
-        hidden = self.model(values, attention_mask=mask).last_hidden_state
+            outputs = [self.model(values[i:i + 1, :n], output_hidden_states=states) for i, n in enumerate(lengths)]
+            return [torch.cat([self._hidden(output, layer).mean(1) for output in outputs]) for layer in layers]
+        output = self.model(values, attention_mask=mask, output_hidden_states=states)
         # The frames whose receptive field lies inside the clip, as transformers' own classification head pools.
-        return _masked_mean(hidden, self.model._get_feature_vector_attention_mask(hidden.shape[1], mask))
+        valid = self.model._get_feature_vector_attention_mask(output.last_hidden_state.shape[1], mask)
+        return [_masked_mean(self._hidden(output, layer), valid) for layer in layers]
 
     def layer_groups(self) -> list[nn.Module]:
         encoder = self.model.encoder
@@ -155,7 +170,8 @@ class WhisperEncoderBackbone(_AudioBackbone):
 
     family = "whisper-encoder"
 
-    def __init__(self, source: BackboneSource, *, pooling: str | None = None, trust_remote_code: bool = False):
+    def __init__(self, source: BackboneSource, *, pooling: str | None = None, layer: int | None = None,
+                 trust_remote_code: bool = False):
         from transformers import WhisperModel
 
         pooling = _check_pooling(pooling)
@@ -166,7 +182,9 @@ class WhisperEncoderBackbone(_AudioBackbone):
         self.window = int(extractor.n_samples)
         self.hop_length = int(extractor.hop_length)
         self.max_frames = int(model.config.max_source_positions)
-        super().__init__(model, source, int(model.config.d_model), extractor, pooling)
+        layer = resolve_layer(source.spec, layer, int(model.config.encoder_layers), "layers",
+                              "the input to the first encoder layer")
+        super().__init__(model, source, int(model.config.d_model), extractor, pooling, layer)
 
     def preprocess(self, decoded: list) -> dict[str, torch.Tensor]:
         if any(len(samples) > self.window for samples in decoded):
@@ -177,11 +195,13 @@ class WhisperEncoderBackbone(_AudioBackbone):
                   for s in decoded]
         return {"input_features": out["input_features"], "num_frames": torch.tensor(frames)}
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.model(batch["input_features"].to(self.device)).last_hidden_state
+    def embed_layers(self, batch: dict[str, torch.Tensor], layers: list) -> list[torch.Tensor]:
+        """Pooled features of several layers (``None`` = the output) from one forward pass."""
+        output = self.model(batch["input_features"].to(self.device),
+                            output_hidden_states=any(layer is not None for layer in layers))
         frames = batch["num_frames"].to(self.device)
-        valid = torch.arange(hidden.shape[1], device=self.device)[None, :] < frames[:, None]
-        return _masked_mean(hidden, valid)
+        valid = torch.arange(output.last_hidden_state.shape[1], device=self.device)[None, :] < frames[:, None]
+        return [_masked_mean(self._hidden(output, layer), valid) for layer in layers]
 
     def layer_groups(self) -> list[nn.Module]:
         stem = nn.ModuleList([self.model.conv1, self.model.conv2, self.model.embed_positions])

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graftkit.backbones.base import Backbone, BackboneSource
+from graftkit.backbones.base import Backbone, BackboneSource, resolve_layer
 from graftkit.backbones.hf_common import encoder_layers, load_hf_model
 from graftkit.backbones.registry import register_family
 from graftkit.data.media import load_image
@@ -49,12 +49,14 @@ def _load_processor(source: BackboneSource, trust_remote_code: bool):
 
 class HFVisionBackbone(Backbone):
     """Pooling: ``cls`` (the CLS token), ``mean`` (the patch tokens' mean, or a feature map's pooled output)
-    or ``pooler`` (the model's pooling head). The default is what the architecture's own classifier reads."""
+    or ``pooler`` (the model's pooling head). The default is what the architecture's own classifier reads.
+    ``layer=k`` pools ``hidden_states[k]`` (a transformer block's tokens, or a feature-map model's stage output)."""
 
     family = "hf-vision"
     modality = "image"
 
-    def __init__(self, source: BackboneSource, *, pooling: str | None = None, trust_remote_code: bool = False):
+    def __init__(self, source: BackboneSource, *, pooling: str | None = None, layer: int | None = None,
+                 trust_remote_code: bool = False):
         from transformers import CLIPVisionModel
 
         config = _config(source)
@@ -65,7 +67,7 @@ class HFVisionBackbone(Backbone):
         self.prefix_tokens = PREFIX_TOKENS.get(self.model_type, 0) + registers
         has_pooler = self.model_type in POOLED_TYPES or getattr(model, "pooler", None) is not None
         default = DEFAULT_POOLING.get(self.model_type, "cls" if self.prefix_tokens else "mean")
-        if default == "pooler" and not has_pooler:  # e.g. a BEiT saved without its pooling head
+        if default == "pooler" and (not has_pooler or layer is not None):  # no pooling head, or an inner layer
             default = "cls"
         self.pooling = pooling or default
         if self.pooling not in POOLINGS:
@@ -74,13 +76,22 @@ class HFVisionBackbone(Backbone):
             raise ConfigError(f"backbone {source.spec!r} ({self.model_type}) has no CLS token; use pooling='mean'")
         if self.pooling == "pooler" and not has_pooler:
             raise ConfigError(f"backbone {source.spec!r} has no pooler layer; use pooling='mean' or 'cls'")
+        if self.pooling == "pooler" and layer is not None:
+            raise ConfigError(f"pooling='pooler' reads the last layer only; with layer={layer} use pooling='mean' or 'cls'")
         self.processor = _load_processor(source, trust_remote_code)
         sizes = getattr(model.config, "hidden_sizes", None)
         hidden = sizes[-1] if self.model_type in MAP_TYPES and sizes else model.config.hidden_size
+        self.layer = None
+        if layer is not None:
+            widths = _hidden_state_widths(model, self.processor)
+            maps = self.model_type in MAP_TYPES
+            self.layer = resolve_layer(source.spec, layer, len(widths) - 1, "stages" if maps else "layers",
+                                       "the stem" if maps else "the embeddings")
+            hidden = widths[self.layer]
         super().__init__(model, source, int(hidden))
 
     def settings(self) -> dict:
-        return {"pooling": self.pooling}
+        return {"pooling": self.pooling, **({} if self.layer is None else {"layer": self.layer})}
 
     def load_item(self, item, where: str):
         return load_image(item, where)
@@ -89,7 +100,20 @@ class HFVisionBackbone(Backbone):
         return {"pixel_values": self.processor(images=decoded, return_tensors="pt")["pixel_values"]}
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        output = self.model(pixel_values=batch["pixel_values"].to(self.device))
+        return self.embed_layers(batch, [self.layer])[0]
+
+    def embed_layers(self, batch: dict[str, torch.Tensor], layers: list) -> list[torch.Tensor]:
+        """Pooled features of several layers (``None`` = the output) from one forward pass."""
+        output = self.model(pixel_values=batch["pixel_values"].to(self.device),
+                            output_hidden_states=any(layer is not None for layer in layers))
+        return [self._pool(output, layer) for layer in layers]
+
+    def _pool(self, output, layer: int | None) -> torch.Tensor:
+        if layer is not None:
+            hidden = output.hidden_states[layer]
+            if hidden.dim() == 4:  # a stage's feature map: its global average
+                return hidden.mean(dim=(2, 3))
+            return hidden[:, 0] if self.pooling == "cls" else hidden[:, self.prefix_tokens:].mean(dim=1)
         hidden = output.last_hidden_state
         if self.pooling == "pooler":
             return output.pooler_output.flatten(1)
@@ -106,6 +130,17 @@ class HFVisionBackbone(Backbone):
         if self.model_type in CLIP_TYPES:  # CLIP norms the embeddings before its first block
             groups = [nn.ModuleList([self.model.embeddings, self.model.pre_layrnorm]), *groups[1:]]
         return [g for g in groups if next(g.parameters(), None) is not None]  # parameter-free pools are no block
+
+
+def _hidden_state_widths(model: nn.Module, processor) -> list[int]:
+    """The width of each of the model's ``hidden_states`` (token width, or a feature map's channels), read
+    from one forward pass of a blank image (feature-map models change width from stage to stage)."""
+    from PIL import Image
+
+    pixels = processor(images=[Image.new("RGB", (64, 64))], return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        states = model(pixel_values=pixels, output_hidden_states=True).hidden_states
+    return [int(state.shape[1] if state.dim() == 4 else state.shape[-1]) for state in states]
 
 
 def _config(source: BackboneSource) -> dict:

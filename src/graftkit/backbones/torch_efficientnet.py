@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from graftkit.backbones.base import Backbone, BackboneSource
+from graftkit.backbones.base import Backbone, BackboneSource, resolve_layer
 from graftkit.backbones.registry import register_family
 from graftkit.backbones.sources import PACKAGED
 from graftkit.data.media import load_image
@@ -40,13 +40,14 @@ class EfficientNetLiteBackbone(Backbone):
 
     Preprocessing follows the released Lite models: RGB resized to the variant's resolution and scaled to
     [-1, 1] as ``(x / 255 - 0.5) / 0.5`` (not ImageNet mean / std); bicubic resizing, as their TF eval does.
+    ``layer=k`` averages an earlier map instead: the stem's (0) or stage k's output (1 to 7).
     """
 
     family = "efficientnet-lite"
     modality = "image"
 
     def __init__(self, source: BackboneSource, *, image_size: int | None = None, resample: str = "bicubic",
-                 trust_remote_code: bool = False):  # no remote code here; accepted like every family's
+                 layer: int | None = None, trust_remote_code: bool = False):  # no remote code; accepted like every family's
         from efficientnet_lite_pytorch import EfficientNet
 
         entry = PACKAGED.get(source.spec.lower())
@@ -67,10 +68,22 @@ class EfficientNetLiteBackbone(Backbone):
         except RuntimeError as exc:
             raise BackboneError(f"backbone {source.spec!r}: {source.path} does not fit {self.variant} "
                                 f"({str(exc).splitlines()[0]}); reinstall the package") from None
-        super().__init__(model, source, int(model._bn1.num_features))
+        # Stage k ends after block stage_ends[k - 1]; a stage's blocks share their output width.
+        self.stage_ends = list(itertools.accumulate(len(list(blocks)) for _, blocks in itertools.groupby(
+            model._blocks, key=lambda block: block._block_args.output_filters)))
+        self.layer = resolve_layer(source.spec, layer, len(self.stage_ends), "stages", "the stem")
+        widths = [model._bn0.num_features, *(model._blocks[end - 1]._block_args.output_filters
+                                             for end in self.stage_ends)]
+        hidden = model._bn1.num_features if self.layer is None else widths[self.layer]
+        super().__init__(model, source, int(hidden))
 
     def settings(self) -> dict:
-        return {"image_size": self.image_size, "resample": self.resample}
+        layer = {} if self.layer is None else {"layer": self.layer}  # absent by default: same key as before layers
+        return {"image_size": self.image_size, "resample": self.resample, **layer}
+
+    def source_head(self) -> nn.Module | None:
+        """The ImageNet-1k classifier (``_fc``): it reads exactly the default features (the head conv's average)."""
+        return self.model._fc if self.layer is None else None
 
     def load_item(self, item, where: str):
         return load_image(item, where)
@@ -85,7 +98,25 @@ class EfficientNetLiteBackbone(Backbone):
         return {"pixel_values": torch.from_numpy(scaled).permute(0, 3, 1, 2).contiguous()}
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.extract_features(batch["pixel_values"].to(self.device)).mean(dim=(2, 3))
+        return self.embed_layers(batch, [self.layer])[0]
+
+    def embed_layers(self, batch: dict[str, torch.Tensor], layers: list) -> list[torch.Tensor]:
+        """Global averages of several maps (``None`` = the head conv) from one pass, which stops after the
+        deepest map asked for. The same arithmetic as the package's ``extract_features``."""
+        model, wanted = self.model, set(layers)
+        last = len(model._blocks) if None in wanted else max((self.stage_ends[k - 1] for k in wanted if k), default=0)
+        x = model._swish(model._bn0(model._conv_stem(batch["pixel_values"].to(self.device))))
+        pooled = {0: x.mean(dim=(2, 3))} if 0 in wanted else {}
+        stage, rate = 0, model._global_params.drop_connect_rate
+        for index, block in enumerate(model._blocks[:last]):
+            x = block(x, drop_connect_rate=rate * index / len(model._blocks) if rate else rate)
+            if index + 1 == self.stage_ends[stage]:
+                stage += 1
+                if stage in wanted:
+                    pooled[stage] = x.mean(dim=(2, 3))
+        if None in wanted:
+            pooled[None] = model._swish(model._bn1(model._conv_head(x))).mean(dim=(2, 3))
+        return [pooled[layer] for layer in layers]
 
     def layer_groups(self) -> list[nn.Module]:
         """Stem, the MBConv blocks of each stage (a stage's blocks share their output width), head conv."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from graftkit.cli.options import emit_json
 from graftkit.data import load_data
+from graftkit.evaluation.baselines import run_baseline
 from graftkit.graft import Graft
 
 logger = logging.getLogger("graftkit.cli")
@@ -34,19 +35,6 @@ def register(commands) -> None:
     demo.add_argument("-o", "--output", help="keep the fitted model here (default: a temporary folder)")
     demo.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     demo.set_defaults(run=run_demo)
-
-
-def tfidf_baseline(train, test) -> float:
-    """The cheap classical baseline: word + character n-gram TF-IDF and logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
-
-    features = make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                          TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))
-    pipeline = make_pipeline(features, LogisticRegression(C=10.0, max_iter=2000))
-    pipeline.fit(train.items(), train.labels())
-    return float((pipeline.predict(test.items()) == test.labels()).mean())
 
 
 def run_demo(args) -> int:
@@ -69,7 +57,7 @@ def run_demo(args) -> int:
                     "my top-up failed"]
         predictions = reloaded.predict(examples)
         same = reloaded.predict(test) == model.predict(test)
-    baseline = tfidf_baseline(train, test)
+    baseline = run_baseline(train, test, model.task_.labels)["accuracy"]  # TF-IDF + logistic regression
     result = {"backbone": args.backbone, "train_rows": len(train), "test_rows": len(test),
               "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "tfidf_baseline_accuracy": baseline,
               "reloaded_predictions_identical": bool(same), "seconds": round(time.perf_counter() - started, 1),

@@ -7,13 +7,19 @@ import logging
 from pathlib import Path
 
 from graftkit.artifacts import check_destination
+from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
 from graftkit.cli.options import (add_backbone_options, add_data_options, add_run_options, data_kwargs, emit_json,
-                                  graft_kwargs)
+                                  graft_kwargs, strategy_kwargs)
+from graftkit.cli.train_options import add_training_options, remove_checkpoints, training_kwargs
+from graftkit.training.distributed import is_main_process
 from graftkit.data import load_data
 from graftkit.errors import ConfigError
 from graftkit.evaluation.cv import cross_validate
 from graftkit.evaluation.metrics import format_table
-from graftkit.graft import Graft
+from graftkit.evaluation.suite import evaluate_model, save_evaluation
+from graftkit.graft import Graft, check_device
+from graftkit.strategies import get_strategy
+from graftkit.tasks import infer_task
 
 logger = logging.getLogger("graftkit.cli")
 
@@ -33,6 +39,8 @@ def register(commands) -> None:
     add_data_options(fit)
     add_backbone_options(fit)
     add_run_options(fit)
+    add_training_options(fit)
+    add_evaluation_options(fit, fit=True)
     fit.set_defaults(run=run_fit)
 
     cv = commands.add_parser(
@@ -52,40 +60,72 @@ def _explain(table) -> None:
         logger.info(line)
 
 
+def _check_settings(args) -> None:
+    """Flags that are wrong whatever the data: fail before reading or embedding anything."""
+    get_strategy(args.strategy, **strategy_kwargs(args))
+    check_device(args.device)
+
+
 def run_fit(args) -> int:
-    output = Path(args.output)
+    output = Path(args.output).expanduser()
     check_destination(output, args.overwrite)  # fail before the work, not after
+    _check_settings(args)
+    training = training_kwargs(args, output, strategy_kwargs(args))
+    if args.test_size and not 0 < args.test_size < 1:
+        raise ConfigError(f"--test-size must be a fraction between 0 and 1 (or 0 for none); got {args.test_size}")
+    if args.cv and (args.cv < 2 or not (args.test or args.test_size)):
+        raise ConfigError(f"--cv {args.cv}: cross-validation needs K >= 2 and a test split to save it beside "
+                          "(--test FILE or --test-size); or run `graftkit cv`")
     table = load_data(args.data, **data_kwargs(args))
+    task = infer_task(table)  # a single class fails here, naming the whole file
     if args.test:
         train = table
         roles = {table.modality: table.input_column, "label": table.label_column}
         test = load_data(args.test, **{**data_kwargs(args), **roles})
+        task.encode(test.labels(), where=lambda i: test.where(i, test.label_column))  # before the work
     elif args.test_size:
-        if not 0 < args.test_size < 1:
-            raise ConfigError(f"--test-size must be a fraction between 0 and 1 (or 0 for none); got {args.test_size}")
         train, test = table.split(test_size=args.test_size, seed=args.seed)
     else:
         train, test = table, None
-    model = Graft(**graft_kwargs(args)).fit(train)
+    validation = None
+    if training and args.validation:
+        roles = {table.modality: table.input_column, "label": table.label_column}
+        validation = load_data(args.validation, **{**data_kwargs(args), **roles})
+    model = Graft(**graft_kwargs(args), **training).fit(train, validation=validation)
     result = {"train": model.metrics_["train"], "timings": model.timings_}
-    if test is not None:
-        metrics = model.evaluate(test)
+    record = None
+    if test is not None:  # the evaluation record (evaluation.json) that `graftkit report` renders
+        cv = (cross_validate(lambda: Graft(**{**graft_kwargs(args), "calibrate": False}), train, k=args.cv,
+                             seed=args.seed) if args.cv else None)
+        record = evaluate_model(model, test, train=train, cv=cv, **evaluation_kwargs(args))
+        metrics = record["metrics"]
         model.metrics_["test"] = {k: metrics[k] for k in ("n", "accuracy", "macro_f1")}
         result["test"] = metrics
+        result["evaluation"] = {k: record[k] for k in ("leakage", "baseline", "scratch", "forgetting",
+                                                       "learning_curve", "cv")}
     model.save(output, overwrite=args.overwrite)
+    remove_checkpoints(args, training)
+    if not is_main_process():  # data-parallel run (torchrun): the main process reports
+        return 0
+    if record is not None:
+        save_evaluation(output, record)
     result["output"] = str(output)
     if args.json:
         emit_json(result)
     else:
         if test is not None:
             print(format_table(result["test"]))
-        print(f"model written to {output}")
+            print("\n".join(format_evaluation(record)))
+        print(f"model written to {output}" + (f" (with evaluation.json: `graftkit report {output}`)"
+                                              if record is not None else ""))
     return 0
 
 
 def run_cv(args) -> int:
+    _check_settings(args)
     table = load_data(args.data, **data_kwargs(args))
-    result = cross_validate(lambda: Graft(**graft_kwargs(args)), table, k=args.folds, seed=args.seed)
+    result = cross_validate(lambda: Graft(**{**graft_kwargs(args), "calibrate": False}), table, k=args.folds,
+                            seed=args.seed)  # fold scores do not depend on the temperature: skip fitting it
     if args.json:
         emit_json(result)
     else:

@@ -11,6 +11,17 @@ import typing
 from graftkit.strategies.base import strategy_classes, strategy_names
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --batch-size: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def add_data_options(parser: argparse.ArgumentParser, label_required: bool = True) -> None:
     group = parser.add_argument_group("data columns (inferred when not given)")
     group.add_argument("--text", metavar="COLUMN", help="column holding the text")
@@ -28,12 +39,15 @@ def data_kwargs(args) -> dict:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run")
-    group.add_argument("--batch-size", type=int, default=32, help="examples per forward pass (default: 32)")
+    group.add_argument("--batch-size", type=positive_int, default=32, help="examples per forward pass (default: 32)")
     group.add_argument("--seed", type=int, default=0, help="seed for splits and heads (default: 0)")
     group.add_argument("--cache-dir", help="feature cache folder (default: $GRAFTKIT_CACHE or ~/.cache/graftkit)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     group.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    group.add_argument("--no-calibration", action="store_true",
+                       help="do not fit a temperature on held-out logits (temperature scaling, Guo et al. 2017); "
+                            "probabilities stay as the head gives them")
 
 
 def add_backbone_options(parser: argparse.ArgumentParser) -> None:
@@ -68,17 +82,32 @@ def _converter(annotation):
     return str
 
 
-def _add_strategy_fields(group) -> None:
-    seen = set()
+def strategy_flags() -> dict[str, dict]:
+    """Each strategy field once, with its flag type, help and default per strategy. One flag serves every
+    strategy with a field of that name, so the field must convert the same way in each (checked here)."""
+    flags: dict[str, dict] = {}
     for cls in strategy_classes():
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            if field.name in seen:
-                continue
-            seen.add(field.name)
-            help_text = f"[{cls.name}] {field.metadata.get('help', '')} (default: {field.default})"
-            group.add_argument(f"--{field.name.replace('_', '-')}", dest=f"strategy__{field.name}",
-                               type=_converter(hints[field.name]), default=None, help=help_text)
+            convert = _converter(hints[field.name])
+            entry = flags.setdefault(field.name, {"type": convert, "help": field.metadata.get("help", ""),
+                                                  "defaults": {}})
+            if entry["type"] is not convert:
+                raise TypeError(f"strategy field {field.name!r} converts with {convert.__name__} in {cls.name!r} but "
+                                f"with {entry['type'].__name__} in {', '.join(entry['defaults'])}; one CLI flag "
+                                "serves them all, so give the fields the same type")
+            entry["defaults"][cls.name] = field.default
+    return flags
+
+
+def _add_strategy_fields(group) -> None:
+    for name, entry in strategy_flags().items():
+        defaults = entry["defaults"]
+        shown = (next(iter(defaults.values())) if len(set(map(repr, defaults.values()))) == 1
+                 else ", ".join(f"{strategy} {value}" for strategy, value in defaults.items()))
+        help_text = f"[{', '.join(defaults)}] {entry['help']} (default: {shown})".replace("%", "%%")
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"strategy__{name}", type=entry["type"],
+                           default=None, metavar=name.upper(), help=help_text)
 
 
 def strategy_kwargs(args) -> dict:
@@ -90,7 +119,7 @@ def graft_kwargs(args) -> dict:
     return {"backbone": args.backbone, "strategy": args.strategy, "batch_size": args.batch_size, "seed": args.seed,
             "cache_dir": args.cache_dir, "use_cache": not args.no_cache, "device": args.device,
             "revision": args.revision, "trust_remote_code": args.trust_remote_code, "backbone_options": options,
-            **strategy_kwargs(args)}
+            "calibrate": not args.no_calibration, **strategy_kwargs(args)}
 
 
 def emit_json(payload) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from graftkit.artifacts import load_model
+from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
 from graftkit.cli.options import add_data_options, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
 from graftkit.errors import ArtifactError
@@ -32,10 +33,13 @@ def register(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="accuracy, macro-F1, per-class table and confusion matrix on labelled data",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  graftkit evaluate runs/reviews test.csv --json")
+        epilog="example:\n  graftkit evaluate runs/reviews test.csv --json\n"
+               "  graftkit evaluate runs/reviews test.csv --train train.csv --learning-curve --save\n"
+               "  graftkit report runs/reviews")
     evaluate.add_argument("model", help="model directory written by `graftkit fit`")
     evaluate.add_argument("data", help="labelled data file or folder")
     _add_common(evaluate)
+    add_evaluation_options(evaluate, fit=False)
     evaluate.set_defaults(run=run_evaluate)
 
 
@@ -89,10 +93,24 @@ def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def run_evaluate(args) -> int:
+    from graftkit.evaluation.suite import evaluate_model, save_evaluation
+
     model, table = _load(args, require_label=True)
-    metrics = model.evaluate(table)
+    train = None
+    if args.train:
+        roles = {table.modality: table.input_column, "label": table.label_column}
+        train = load_data(args.train, **{**data_kwargs(args), **roles})
+    record = evaluate_model(model, table, train=train, **evaluation_kwargs(args))
+    metrics = record["metrics"]
+    if args.save:
+        save_evaluation(args.model, record)
     if args.json:
-        emit_json(metrics)
+        extra = {k: record[k] for k in ("leakage", "baseline", "scratch", "forgetting", "learning_curve")
+                 if "skipped" not in record[k]}
+        emit_json({**metrics, **extra})
     else:
         print(format_table(metrics))
+        print("\n".join(format_evaluation(record)))
+        if args.save:
+            print(f"evaluation saved to {Path(args.model) / 'evaluation.json'}; `graftkit report {args.model}` renders it")
     return 0

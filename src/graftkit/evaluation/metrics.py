@@ -42,3 +42,22 @@ def format_table(metrics: dict, top: int = 20) -> str:
     if len(rows) > top:
         lines.append(f"... {len(rows) - top} more classes (best F1 omitted; --json has them all)")
     return "\n".join(lines)
+
+
+def probability_metrics(y_true: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, labels, *,
+                        temperature: float = 1.0, calibration_status: str = "off", target_recall: float = 0.9,
+                        target_precision: float = 0.9, curves: bool = True) -> dict:
+    """``classification_metrics`` of the arg-max, plus calibration before (``raw``) and after temperature
+    scaling (``calibrated``) and the threshold metrics of the calibrated probabilities, merged per class."""
+    from graftkit.evaluation.calibration import calibration_report
+    from graftkit.evaluation.thresholds import threshold_metrics
+
+    metrics = classification_metrics(y_true, calibrated.argmax(axis=1), tuple(labels))
+    metrics["calibration"] = {**calibration_report(raw, calibrated, y_true, temperature),
+                              "status": calibration_status}
+    ranking = threshold_metrics(y_true, calibrated, labels, target_recall=target_recall,
+                                target_precision=target_precision, curves=curves)
+    for row, extra in zip(metrics["per_class"], ranking.pop("per_class")):
+        row.update({k: v for k, v in extra.items() if k != "label"})
+    metrics["thresholds"] = ranking
+    return metrics

@@ -46,12 +46,20 @@ class Head(ABC):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape ``(n, n_classes)``."""
 
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """Scores whose softmax is ``predict_proba`` (temperature scaling divides them). Heads with a linear
+        output layer return that layer's output; this default, log-probabilities, has the same softmax."""
+        return np.log(np.clip(self.predict_proba(X), 1e-300, 1.0))
+
     @staticmethod
     def scaling(X: np.ndarray, standardize: bool) -> dict[str, np.ndarray]:
         if not standardize:
             return {"mean": np.zeros(X.shape[1], np.float32), "scale": np.ones(X.shape[1], np.float32)}
         scale = X.std(axis=0)
         return {"mean": X.mean(axis=0).astype(np.float32), "scale": np.where(scale > 1e-8, scale, 1.0).astype(np.float32)}
+
+
+SEARCH_TOL = 1e-3  # solver tolerance while cross-validation ranks C (the final fit keeps scikit-learn's 1e-4)
 
 
 class LogRegHead(Head):
@@ -66,13 +74,20 @@ class LogRegHead(Head):
         Xs = (X - scaling["mean"]) / scaling["scale"]
         folds = min(cv_folds, min(Counter(y.tolist()).values()))
         if C is None and folds >= 2:
-            model = LogisticRegressionCV(Cs=list(Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                         max_iter=max_iter, random_state=seed, scoring="neg_log_loss", n_jobs=-1)
+            # C is ranked with fits to a looser tolerance (the ranking hardly moves and the fits need a fraction
+            # of the iterations; Banking77 in bench/RESULTS.md); the final model then continues from the
+            # search's refit to scikit-learn's usual tolerance, so it is as converged as before.
+            search = LogisticRegressionCV(Cs=list(Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                                          max_iter=max_iter, tol=SEARCH_TOL, random_state=seed,
+                                          scoring="neg_log_loss", n_jobs=-1)
             with warnings.catch_warnings():  # scikit-learn 1.9 announces attribute renames we do not use
                 warnings.simplefilter("ignore", FutureWarning)
-                model.fit(Xs, y)
-            chosen = float(np.ravel(model.C_)[0])
+                search.fit(Xs, y)
+            chosen = float(np.ravel(search.C_)[0])
             logger.info("logistic regression: C=%g chosen by %d-fold CV over %s", chosen, folds, list(Cs))
+            model = LogisticRegression(C=chosen, max_iter=max_iter, random_state=seed, warm_start=True)
+            model.coef_, model.intercept_ = search.coef_.copy(), search.intercept_.copy()
+            model.fit(Xs, y)
         else:
             chosen = 1.0 if C is None else float(C)
             if C is None:
@@ -84,6 +99,25 @@ class LogRegHead(Head):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         z = self._standardize(X) @ self.arrays["coef"].T + self.arrays["intercept"]
         return _binary_or_softmax(z)
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """``(n, n_classes)`` logits; the binary one-logit form ``z`` becomes ``[0, z]`` (the same softmax)."""
+        z = self._standardize(X) @ self.arrays["coef"].T + self.arrays["intercept"]
+        return np.concatenate([np.zeros_like(z), z], axis=1) if z.shape[1] == 1 else z
+
+    def linear_weights(self, fold_scaling: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(weight, bias)`` of one linear layer with the same probabilities: on raw features with the
+        standardisation folded in (default), or on standardised features (``fold_scaling=False``).
+        scikit-learn's binary one-logit form becomes two logits ``[0, z]``."""
+        coef = self.arrays["coef"].astype(np.float64)
+        bias = self.arrays["intercept"].astype(np.float64)
+        if fold_scaling:
+            coef = coef / self.arrays["scale"]
+            bias = bias - coef @ self.arrays["mean"]
+        if coef.shape[0] == 1:
+            coef = np.concatenate([np.zeros_like(coef), coef])
+            bias = np.concatenate([np.zeros_like(bias), bias])
+        return coef.astype(np.float32), bias.astype(np.float32)
 
 
 class MLPHead(Head):
@@ -106,12 +140,31 @@ class MLPHead(Head):
         hidden = np.maximum(self._standardize(X) @ self.arrays["w1"] + self.arrays["b1"], 0.0)
         return _binary_or_softmax(hidden @ self.arrays["w2"] + self.arrays["b2"])
 
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(self._standardize(X) @ self.arrays["w1"] + self.arrays["b1"], 0.0)
+        z = hidden @ self.arrays["w2"] + self.arrays["b2"]
+        return np.concatenate([np.zeros_like(z), z], axis=1) if z.shape[1] == 1 else z
+
+
+class LinearHead(Head):
+    """The linear classification layer of a fine-tuned model (trained with its backbone by
+    ``graftkit.training``): ``softmax(X @ weight.T + bias)`` on the fine-tuned backbone's features."""
+
+    kind = "linear"
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return _softmax(X @ self.arrays["weight"].T + self.arrays["bias"])
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.arrays["weight"].T + self.arrays["bias"]
+
 
 HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead)}
+LOADABLE_HEADS = {**HEADS, LinearHead.kind: LinearHead}
 
 
 def head_from_state(arrays: dict[str, np.ndarray], info: dict) -> Head:
     kind = info.get("kind")
-    if kind not in HEADS:
-        raise ConfigError(f"unknown head kind {kind!r} in the model; known: {', '.join(HEADS)}")
-    return HEADS[kind](arrays, info)
+    if kind not in LOADABLE_HEADS:
+        raise ConfigError(f"unknown head kind {kind!r} in the model; known: {', '.join(LOADABLE_HEADS)}")
+    return LOADABLE_HEADS[kind](arrays, info)

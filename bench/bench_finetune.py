@@ -1,0 +1,214 @@
+"""Fine-tuning benchmarks (issue 3): strategies compared on one data set, and training-step throughput of the
+graftkit engine against a plain Hugging Face Trainer run of the same model, batch and threads.
+
+Strategies: each variant runs in its own process (so that its peak memory is its own), on a seeded
+stratified subset: linear-probe, finetune (top 2), full, gradual, lp-ft, and each trainable one with
+L2-SP. Reported: held-out accuracy / macro-F1, fit time, peak resident memory.
+
+Throughput: the graftkit engine (strategy ``full``, every layer trains) and a plain ``Trainer`` on
+``AutoModelForSequenceClassification`` of the same folder, same batch size and torch threads, alternating
+in rounds on this (shared) machine; the figure is the ratio of median step times (step = collate +
+forward + backward + optimiser step), with the spread over rounds.
+
+    python bench/bench_finetune.py strategies --data banking77 --per-class 20 --epochs 3
+    python bench/bench_finetune.py strategies --data sst2 --train 2000
+    python bench/bench_finetune.py throughput --rounds 5 --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from common import Clock, machine, save, shared
+
+VARIANTS = [("linear-probe", {}), ("finetune", {}), ("full", {}), ("gradual", {}), ("lp-ft", {}),
+            ("finetune", {"l2_sp": 0.01}), ("full", {"l2_sp": 0.01}), ("gradual", {"l2_sp": 0.01}),
+            ("lp-ft", {"l2_sp": 0.01})]
+
+
+def load_split(name: str, per_class: int, train_rows: int, test_rows: int, seed: int):
+    """(train, test) frames with columns text, label."""
+    if name == "banking77":
+        train = pd.read_csv(shared("data", "banking77", "train.csv")).rename(columns={"category": "label"})
+        test = pd.read_csv(shared("data", "banking77", "test.csv")).rename(columns={"category": "label"})
+    elif name == "sst2":
+        import csv
+
+        read = lambda split: pd.read_csv(shared("data", "sst2", f"{split}.tsv"), sep="\t", quoting=csv.QUOTE_NONE,  # noqa: E731
+                                         dtype=str, keep_default_na=False).rename(columns={"sentence": "text"})
+        train, test = read("train"), read("dev")
+    else:
+        sys.exit(f"unknown data set {name!r}; use banking77 or sst2")
+    if per_class:
+        train = train.groupby("label").sample(per_class, random_state=seed)
+    elif train_rows:
+        train = train.sample(min(train_rows, len(train)), random_state=seed)
+    if test_rows:
+        test = test.sample(min(test_rows, len(test)), random_state=seed)
+    return train[["text", "label"]], test[["text", "label"]]
+
+
+def run_variant(args) -> None:
+    """One fit in this process; prints one JSON line (accuracy, times, peak memory)."""
+    import torch
+
+    import graftkit as gk
+
+    torch.set_num_threads(args.threads)
+    train, test = load_split(args.data, args.per_class, args.train, args.test, args.seed)
+    params = json.loads(args.params)
+    if args.strategy != "linear-probe":
+        params.setdefault("epochs", args.epochs)
+    with Clock() as clock:
+        model = gk.Graft(args.backbone, strategy=args.strategy, batch_size=args.batch_size, seed=args.seed,
+                         progress=False, cache_dir=args.cache_dir, **params)
+        model.fit(gk.load_data(train, text="text", label="label"))
+    metrics = model.evaluate(gk.load_data(test, text="text", label="label"), curves=False)
+    training = getattr(model, "training_", None) or {}
+    print(json.dumps({"strategy": args.strategy, "params": params, "accuracy": metrics["accuracy"],
+                      "macro_f1": metrics["macro_f1"], "fit_s": round(clock.wall, 1),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                      "epochs_run": training.get("epochs_run"), "best_epoch": training.get("best_epoch"),
+                      "trainable_share": (training.get("parameters") or {}).get("share")}))
+
+
+def strategies(args) -> None:
+    rows = []
+    cache = tempfile.mkdtemp(prefix="bench-finetune-cache-")
+    for strategy, params in VARIANTS:
+        command = [sys.executable, __file__, "variant", "--strategy", strategy, "--params", json.dumps(params),
+                   "--cache-dir", cache, *_shared_flags(args)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{strategy} {params} failed:\n{done.stderr[-2000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    lines = ["| strategy | L2-SP | accuracy | macro-F1 | fit s | peak RSS MB | epochs (best) | trained share |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        share = f"{100 * r['trainable_share']:.1f}%" if r["trainable_share"] else "head only"
+        epochs = f"{r['epochs_run']} ({r['best_epoch']})" if r["epochs_run"] else "-"
+        lines.append(f"| {r['strategy']} | {r['params'].get('l2_sp', '-')} | {r['accuracy']:.4f} | "
+                     f"{r['macro_f1']:.4f} | {r['fit_s']} | {r['peak_rss_mb']} | {epochs} | {share} |")
+    print("\n".join(lines))
+    save(f"finetune_strategies_{args.data}", {"machine": machine(), "settings": vars(args), "rows": rows,
+                                              "table": lines})
+
+
+def _shared_flags(args) -> list[str]:
+    return ["--data", args.data, "--per-class", str(args.per_class), "--train", str(args.train), "--test",
+            str(args.test), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed",
+            str(args.seed), "--threads", str(args.threads), "--backbone", args.backbone]
+
+
+class StepTimer:
+    """Times between consecutive optimiser steps within an epoch (the first step of an epoch is skipped)."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class Callback(TrainerCallback):
+            def on_epoch_begin(self, *a, **k):
+                timer.last = None
+
+            def on_step_end(self, *a, **k):
+                now = time.perf_counter()
+                if timer.last is not None:
+                    timer.steps.append(now - timer.last)
+                timer.last = now
+
+        self.steps, self.last, self.callback = [], None, Callback()
+
+
+def _graftkit_steps(path, frame, batch_size, steps) -> list[float]:
+    import graftkit as gk
+
+    timer = StepTimer()
+    rows = frame.head(batch_size * (steps + 1))
+    gk.Graft(str(path), strategy="full", batch_size=batch_size, progress=False, epochs=1, val_size=0, patience=0,
+             calibrate=False).fit(gk.load_data(rows, text="text", label="label"), callbacks=[timer.callback])
+    return timer.steps
+
+
+def _plain_steps(path, frame, batch_size, steps) -> list[float]:
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    rows = frame.head(batch_size * (steps + 1))
+    labels = {label: i for i, label in enumerate(sorted(rows["label"].unique()))}
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    encoded = tokenizer(rows["text"].tolist(), truncation=True, max_length=256)
+    dataset = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                "labels": labels[label]} for i, label in enumerate(rows["label"])]
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels), dtype=torch.float32)
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        arguments = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, num_train_epochs=1,
+                                      learning_rate=5e-5, warmup_steps=0.1, save_strategy="no", eval_strategy="no",
+                                      logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True)
+        Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
+                callbacks=[timer.callback]).train()
+    return timer.steps
+
+
+def throughput(args) -> None:
+    import torch
+
+    from graftkit.backbones.sources import resolve_source
+
+    torch.set_num_threads(args.threads)
+    path = Path(resolve_source(args.backbone)[0].path)
+    train, _ = load_split(args.data, 0, 0, 0, args.seed)
+    frame = train.sample(frac=1.0, random_state=args.seed)
+    rounds = []
+    for round_ in range(args.rounds):
+        order = [("graftkit", _graftkit_steps), ("plain", _plain_steps)]
+        if round_ % 2:
+            order.reverse()
+        times = {name: statistics.median(run(path, frame, args.batch_size, args.steps)) for name, run in order}
+        rounds.append({**times, "ratio": times["plain"] / times["graftkit"]})
+        print(json.dumps(rounds[-1]), flush=True)
+    ratios = [r["ratio"] for r in rounds]
+    summary = {"graftkit_step_s": statistics.median(r["graftkit"] for r in rounds),
+               "plain_step_s": statistics.median(r["plain"] for r in rounds),
+               "throughput_ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    print(json.dumps(summary))
+    save(f"finetune_throughput_{args.data}", {"machine": machine(), "settings": vars(args), "rounds": rounds,
+                                              "summary": summary})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["strategies", "throughput", "variant"])
+    parser.add_argument("--data", default="sst2", help="sst2 or banking77 (default: sst2)")
+    parser.add_argument("--per-class", type=int, default=0, help="training rows per class (0: use --train)")
+    parser.add_argument("--train", type=int, default=2000, help="training rows, seeded sample (default: 2000)")
+    parser.add_argument("--test", type=int, default=0, help="test rows, seeded sample (0: the whole test split)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput: alternating rounds")
+    parser.add_argument("--steps", type=int, default=30, help="throughput: optimiser steps per run")
+    parser.add_argument("--strategy", help=argparse.SUPPRESS)
+    parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    {"strategies": strategies, "throughput": throughput, "variant": run_variant}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The one training engine of every trainable strategy, on the Hugging Face ``Trainer``.
+
+graftkit supplies what the Trainer cannot express by itself: the model (backbone contract + linear head),
+the collator (decode + the model's own preprocessing per batch), AdamW with the strategy's discriminative
+parameter groups (passed in through ``optimizers=``, no subclassing), the unfreezing schedule and the
+checkpoint seals (callbacks). The Trainer does the rest: warm-up and linear / cosine decay, gradient
+clipping and accumulation, evaluation each epoch, early stopping with best-checkpoint restore, seeds
+and ``full_determinism``, exact resume (model, optimiser, scheduler, RNG and callback state), mixed
+precision on GPUs, and data-parallel training under ``torchrun`` / ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from transformers import (EarlyStoppingCallback, PrinterCallback, ProgressCallback, Trainer, TrainerCallback,
+                          TrainingArguments)
+
+from graftkit.errors import ConfigError
+from graftkit.training.callbacks import LoggingProgress, QuietLog, SealCheckpoints, UnfreezeSchedule
+from graftkit.training.checkpoints import stopped_at
+from graftkit.training.data import BackboneCollator, Examples
+from graftkit.training.distributed import world_size
+from graftkit.training.groups import describe_groups, optimizer_groups, plan_layers
+from graftkit.training.model import GraftModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    """What the engine reports: per-epoch history, the best epoch, parameter counts, optimiser groups."""
+
+    history: list[dict]
+    best_epoch: int | None
+    best_metric: float | None
+    epochs_run: int
+    parameters: dict
+    optimizer_groups: list[dict]
+    layer_groups: list[str]
+    resumed_from: str | None
+    seconds: float
+    schedule: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _compute_metrics(n_classes: int):
+    def compute(prediction) -> dict:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        predicted = np.asarray(logits).argmax(axis=-1)
+        labels = np.asarray(prediction.label_ids)
+        return {"accuracy": float((predicted == labels).mean()),
+                "macro_f1": float(f1_score(labels, predicted, labels=list(range(n_classes)), average="macro",
+                                           zero_division=0))}
+    return compute
+
+
+def _training_arguments(strategy, *, run_dir: Path, batch_size: int, seed: int, device: str, progress: bool,
+                        validate: bool, find_unused: bool, epochs: int) -> TrainingArguments:
+    processes = world_size()
+    if batch_size % processes:
+        raise ConfigError(f"batch_size {batch_size} does not split evenly over {processes} processes; use a multiple "
+                          f"of {processes} (--batch-size)")
+    on_cuda = torch.device(device).type == "cuda"
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=batch_size // processes,
+        per_device_eval_batch_size=batch_size,
+        num_train_epochs=epochs,
+        learning_rate=strategy.learning_rate,
+        lr_scheduler_type={"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[
+            strategy.lr_schedule],
+        warmup_steps=strategy.warmup,
+        weight_decay=strategy.weight_decay,
+        max_grad_norm=strategy.max_grad_norm,
+        gradient_accumulation_steps=strategy.grad_accumulation,
+        eval_strategy="epoch" if validate else "no",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=validate,
+        metric_for_best_model=strategy.metric if validate else None,
+        greater_is_better=strategy.maximize_metric if validate else None,
+        restore_callback_states_from_checkpoint=True,
+        full_determinism=strategy.deterministic,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not on_cuda,
+        bf16=on_cuda and torch.cuda.is_bf16_supported(),
+        report_to="none",
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        ddp_backend="gloo" if not on_cuda and processes > 1 else None,
+        ddp_find_unused_parameters=find_unused if processes > 1 else None,
+    )
+
+
+def epoch_history(log_history: list[dict], model: GraftModel, schedule) -> list[dict]:
+    """One row per epoch from the Trainer's log: train loss, learning rate, validation figures, and how
+    many layer groups and parameters trained in that epoch."""
+    rows: dict[int, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry or "train_runtime" in entry:
+            continue
+        epoch = int(round(entry["epoch"]))
+        row = rows.setdefault(epoch, {"epoch": epoch})
+        if "loss" in entry:
+            row["train_loss"] = entry["loss"]
+            row["lr"] = entry.get("learning_rate")
+        for key in ("loss", "accuracy", "macro_f1"):
+            if f"eval_{key}" in entry:
+                row[f"val_{key}"] = entry[f"eval_{key}"]
+    head = sum(p.numel() for p in model.head.parameters())
+    for epoch, row in rows.items():
+        groups = schedule(epoch - 1)
+        row["trainable_groups"] = groups
+        row["trainable_parameters"] = head + model.plan.parameter_count(groups)
+    return [rows[e] for e in sorted(rows)]
+
+
+def _best(history: list[dict], strategy) -> tuple[int | None, float | None]:
+    key = f"val_{strategy.metric}"
+    best_epoch, best = None, None
+    for row in history:
+        value = row.get(key)
+        if value is None:
+            continue
+        if best is None or (value > best if strategy.maximize_metric else value < best):
+            best_epoch, best = row["epoch"], value
+    return best_epoch, best
+
+
+def build_model(backbone, strategy, sample: dict, n_classes: int, seed: int, head_init=None,
+                standardize=None) -> GraftModel:
+    """The backbone's layer plan (from a probe on ``sample``) and a seeded new head (or ``head_init``) on
+    features standardised by ``standardize`` = (mean, scale); the groups that ever train are marked trainable
+    (they must require grad when DDP wraps the model; the schedule narrows them per epoch)."""
+    plan = plan_layers(backbone, sample)
+    most = strategy.groups_to_train(len(plan))  # raises a ConfigError naming how many groups there are
+    logger.info("layer groups on the feature path, input to output: %s; %s trains up to the top %d",
+                ", ".join(plan.names), strategy.name, most)
+    torch.manual_seed(seed)
+    model = GraftModel(backbone, n_classes, plan, l2_sp=strategy.l2_sp)
+    if standardize is not None:
+        model.standardize_with(*standardize)
+    if head_init is not None:
+        model.init_head(*head_init)
+    model.set_trainable_groups(most)
+    return model
+
+
+def _trainer(model, strategy, args, *, collator, train, validation, n_classes, schedule, callbacks,
+             progress) -> Trainer:
+    """The Trainer, with AdamW over the strategy's parameter groups and graftkit's callbacks (the unfreezing
+    schedule first, so that the others see each epoch's trainable groups; the caller's last)."""
+    optimizer = torch.optim.AdamW(optimizer_groups(model.head, model.plan, strategy), lr=strategy.learning_rate)
+    ours = [schedule, SealCheckpoints()]
+    if validation is not None and strategy.patience:
+        ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
+    trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train,
+                      eval_dataset=validation, compute_metrics=_compute_metrics(n_classes),
+                      callbacks=[*ours, *callbacks], optimizers=(optimizer, None))
+    trainer.remove_callback(PrinterCallback)  # it prints to stdout; figures go to the log instead
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LoggingProgress() if progress else QuietLog())
+    return trainer
+
+
+def train_classifier(backbone, strategy, *, train: Examples, validation: Examples | None, n_classes: int,
+                     batch_size: int, seed: int, device: str, run_dir: Path, resume_from: Path | None = None,
+                     progress: bool = True, head_init: tuple | None = None, standardize: tuple | None = None,
+                     callbacks: list[TrainerCallback] = ()) -> tuple[GraftModel, TrainingResult]:
+    """Fine-tune ``backbone`` + a new linear head on ``train`` as ``strategy`` says; returns the trained
+    model (best validation epoch restored) and the run's history. The backbone's weights change in place."""
+    started = time.perf_counter()
+    collator = BackboneCollator(backbone)
+    model = build_model(backbone, strategy, collator.sample(train), n_classes, seed, head_init, standardize)
+    most = model.trainable_groups
+    schedule = UnfreezeSchedule(model, strategy)
+    gradual = any(schedule.groups_for(e) != most for e in range(strategy.epochs))
+    stopped = stopped_at(resume_from) if resume_from else None  # early stopping had already ended the run
+    args = _training_arguments(strategy, run_dir=run_dir, batch_size=batch_size, seed=seed, device=device,
+                               progress=progress, validate=validation is not None, find_unused=gradual,
+                               epochs=stopped or strategy.epochs)
+    trainer = _trainer(model, strategy, args, collator=collator, train=train, validation=validation,
+                       n_classes=n_classes, schedule=schedule, callbacks=list(callbacks), progress=progress)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:  # full_determinism switches deterministic algorithms on process-wide; leave them as they were
+        torch.use_deterministic_algorithms(deterministic)
+    model.freeze()
+    history = epoch_history(trainer.state.log_history, model, schedule.groups_for)
+    best_epoch, best_metric = _best(history, strategy)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.head.parameters()) + model.plan.parameter_count(most)
+    result = TrainingResult(history=history, best_epoch=best_epoch, best_metric=best_metric,
+                            epochs_run=len(history),
+                            parameters={"trainable": trainable, "total": total, "share": round(trainable / total, 6)},
+                            optimizer_groups=describe_groups(trainer.optimizer.param_groups),
+                            layer_groups=list(model.plan.names),
+                            resumed_from=str(resume_from) if resume_from else None,
+                            seconds=round(time.perf_counter() - started, 3),
+                            schedule=[schedule.groups_for(e) for e in range(len(history))])
+    return model, result

@@ -1,0 +1,99 @@
+"""The module the Trainer trains: a backbone (through its contract) plus a linear classification head.
+
+``forward`` pools with ``backbone.embed`` (so any backbone whose ``preprocess`` / ``embed`` are
+differentiable trains the same way), standardises the pooled features with fixed statistics of the
+pretrained features (as the linear probe does, so one head learning rate suits backbones whose features
+are L2-normalised or large alike; folded into the exported head), applies the head, and returns the
+cross-entropy loss, plus the L2-SP penalty while training. Frozen layer groups stay in eval mode even when the Trainer calls
+``train()``, so their BatchNorm statistics (and dropout) stay those of the pretrained model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from graftkit.training.groups import LayerPlan
+from graftkit.training.regularizers import L2SP
+
+
+class GraftModel(nn.Module):
+    def __init__(self, backbone, n_classes: int, plan: LayerPlan, *, l2_sp: float = 0.0):
+        super().__init__()
+        self.backbone = backbone.model  # registered: trained, checkpointed and wrapped by DDP with the head
+        self.head = nn.Linear(backbone.hidden_size, n_classes)
+        self.register_buffer("feature_mean", torch.zeros(backbone.hidden_size))
+        self.register_buffer("feature_scale", torch.ones(backbone.hidden_size))
+        self._embed = backbone.embed
+        self.plan = plan
+        self.trainable_groups = len(plan)
+        self.l2_sp = L2SP([p for group in plan.params for p in group], l2_sp) if l2_sp > 0 else None
+
+    def standardize_with(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Fix the feature standardisation (statistics of the pretrained features on the training data)."""
+        self.feature_mean.copy_(torch.as_tensor(mean, dtype=self.feature_mean.dtype))
+        self.feature_scale.copy_(torch.as_tensor(scale, dtype=self.feature_scale.dtype))
+
+    def init_head(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Start from given head weights on standardised features (LP-FT: the linear probe's)."""
+        with torch.no_grad():
+            self.head.weight.copy_(torch.as_tensor(weight, dtype=self.head.weight.dtype))
+            self.head.bias.copy_(torch.as_tensor(bias, dtype=self.head.bias.dtype))
+
+    # -- freezing ---------------------------------------------------------------------------------
+    def set_trainable_groups(self, n: int) -> None:
+        """Train the head and the top ``n`` layer groups; freeze (and put in eval mode) everything else."""
+        self.trainable_groups = n
+        top = set(self.plan.top(n))
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        for index in top:
+            for p in self.plan.params[index]:
+                p.requires_grad_(True)
+        self.train(self.training)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        top = set(self.plan.top(self.trainable_groups))
+        return [m for i, modules in enumerate(self.plan.modules) if i not in top for m in modules]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            for module in self.frozen_modules():
+                module.eval()
+        return self
+
+    def export_head(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(weight, bias)`` on raw pooled features: the standardisation folded into the linear layer."""
+        weight = self.head.weight.detach().double().cpu() / self.feature_scale.double().cpu()
+        bias = self.head.bias.detach().double().cpu() - weight @ self.feature_mean.double().cpu()
+        return weight.float().numpy(), bias.float().numpy()
+
+    def freeze(self) -> None:
+        """After training: nothing requires grad, everything in eval mode."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    # -- counting ---------------------------------------------------------------------------------
+    def parameter_counts(self) -> dict:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"trainable": trainable, "total": total, "share": round(trainable / total, 6)}
+
+    def penalty(self) -> torch.Tensor:
+        """The L2-SP penalty now (zero when L2-SP is off)."""
+        return self.l2_sp.penalty() if self.l2_sp is not None else torch.zeros((), device=self.head.weight.device)
+
+    # -- forward ----------------------------------------------------------------------------------
+    def forward(self, inputs: dict, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        pooled = self._embed(inputs).to(self.head.weight.dtype)
+        logits = self.head((pooled - self.feature_mean) / self.feature_scale)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
+            if self.training and self.l2_sp is not None:
+                loss = loss + self.l2_sp.penalty()
+        return SequenceClassifierOutput(loss=loss, logits=logits)
