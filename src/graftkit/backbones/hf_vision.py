@@ -77,7 +77,8 @@ class HFVisionBackbone(Backbone):
         if self.pooling == "pooler" and not has_pooler:
             raise ConfigError(f"backbone {source.spec!r} has no pooler layer; use pooling='mean' or 'cls'")
         if self.pooling == "pooler" and layer is not None:
-            raise ConfigError(f"pooling='pooler' reads the last layer only; with layer={layer} use pooling='mean' or 'cls'")
+            raise ConfigError(f"pooling='pooler' reads the last layer only; with layer={layer} use pooling='mean' "
+                              "or 'cls'")
         self.processor = _load_processor(source, trust_remote_code)
         sizes = getattr(model.config, "hidden_sizes", None)
         hidden = sizes[-1] if self.model_type in MAP_TYPES and sizes else model.config.hidden_size

@@ -47,7 +47,7 @@ class EfficientNetLiteBackbone(Backbone):
     modality = "image"
 
     def __init__(self, source: BackboneSource, *, image_size: int | None = None, resample: str = "bicubic",
-                 layer: int | None = None, trust_remote_code: bool = False):  # no remote code; accepted like every family's
+                 layer: int | None = None, trust_remote_code: bool = False):  # no remote code; accepted as elsewhere
         from efficientnet_lite_pytorch import EfficientNet
 
         entry = PACKAGED.get(source.spec.lower())

@@ -35,7 +35,8 @@ def register(commands) -> None:
                         help="stratified sample of rows scored, the only rows embedded (default: 2000)")
     parser.add_argument("--scores", nargs="+", choices=SCORES, default=list(SCORES), metavar="SCORE",
                         help=f"scores to compute (default: all of {', '.join(SCORES)})")
-    parser.add_argument("--rank-by", choices=SCORES, default="logme", help="score that orders the table (default: logme)")
+    parser.add_argument("--rank-by", choices=SCORES, default="logme",
+                        help="score that orders the table (default: logme)")
     add_data_options(parser)
     add_run_options(parser)
     parser.set_defaults(run=run_rank)

@@ -25,7 +25,7 @@ from graftkit.data import Table
 from graftkit.errors import ConfigError, DataError
 from graftkit.features.cache import FeatureCache
 from graftkit.features.content import content_key
-from graftkit.features.extract import extract_layer_features
+from graftkit.features.extract import extract_features, extract_layer_features
 
 logger = logging.getLogger(__name__)
 
@@ -203,15 +203,13 @@ def group_features(group: list[tuple[Candidate, object]], table: Table, keys: li
 
     def run_pass(positions: list[int]) -> None:
         with _flush_denormals(random):
-            if len(group) == 1 and not hasattr(leader, "embed_layers"):
-                from graftkit.features.extract import extract_features
-
-                arrays = [extract_features(leader, [items[p] for p in positions], batch_size=batch_size,
-                                           progress=progress, where=lambda i: table.where(positions[i], table.input_column))]
+            batch = [items[p] for p in positions]
+            where = lambda i: table.where(positions[i], table.input_column)  # noqa: E731
+            if len(group) == 1 and not hasattr(leader, "embed_layers"):  # a family without layer support
+                arrays = [extract_features(leader, batch, batch_size=batch_size, progress=progress, where=where)]
             else:
-                arrays = extract_layer_features(leader, [items[p] for p in positions], layers, batch_size=batch_size,
-                                                progress=progress,
-                                                where=lambda i: table.where(positions[i], table.input_column))
+                arrays = extract_layer_features(leader, batch, layers, batch_size=batch_size, progress=progress,
+                                                where=where)
         for store, array in zip(memo, arrays):
             store.update(zip(positions, array))
         spent["embedded"] += len(positions)

@@ -55,8 +55,8 @@ def maximize_evidence(sigma: np.ndarray, z2: np.ndarray, target_norm2: float, n:
     """MacKay's fixed point (as in the LogME reference code): ``gamma = sum sigma / (sigma + alpha / beta)``,
     ``alpha = gamma / ||m||^2``, ``beta = (n - gamma) / ||F m - t||^2`` until ``alpha / beta`` settles (relative
     change below ``tol``), then the evidence at the final precisions, per example."""
-    alpha, beta = 1.0, 1.0
-    for iteration in range(1, max_iter + 1):
+    alpha, beta, iteration = 1.0, 1.0, 0
+    for iteration in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
         lam = alpha / beta
         gamma = float(np.sum(sigma / (sigma + lam)))
         m2, res2 = _terms(sigma, z2, target_norm2, lam)

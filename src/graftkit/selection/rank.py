@@ -96,9 +96,11 @@ def _score(name: str, item, codes: np.ndarray, seed: int, folds: int) -> tuple[f
 
 
 def _order_key(rank_by: str):
+    """Best first; candidates without the score (skipped, or not finite) last."""
     def key(row):
         value = row["scores"].get(rank_by)
-        return (value is None or not math.isfinite(value), -(value if value is not None and math.isfinite(value) else 0))
+        present = value is not None and math.isfinite(value)
+        return (not present, -value if present else 0.0)
     return key
 
 
