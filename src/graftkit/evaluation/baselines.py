@@ -160,8 +160,10 @@ class ClassicalBaseline:
         if folds < 2:
             logger.info("baseline: too few rows per class to choose C by CV; C=1")
             return 1.0
+        # the search only ranks the Cs: a few hundred solver iterations do that (weak regularisation on thousands of
+        # pixel features would otherwise spend most of the baseline's time converging C=100 to the last digit)
         search = LogisticRegressionCV(Cs=list(self.Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
-                                      scoring="neg_log_loss", max_iter=self.max_iter, random_state=self.seed)
+                                      scoring="neg_log_loss", max_iter=min(self.max_iter, 300), random_state=self.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence at the extreme Cs, attribute-rename FutureWarnings
             search.fit(X[rows], y[rows])

@@ -193,6 +193,25 @@ def learning_curve_svg(points: list[dict], extrapolation: dict | None) -> str:
     return axes.svg("Learning curve: test accuracy against labelled examples per class")
 
 
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _wrap(text: str, width: int, lines: int = 2) -> list[str]:
+    """``text`` in at most ``lines`` lines of about ``width`` characters, broken at spaces; the rest elided."""
+    out, current = [], ""
+    for word in text.split():
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = word
+        else:
+            current = f"{current} {word}".strip()
+    out.append(current)
+    if len(out) > lines:
+        out = out[:lines - 1] + [" ".join(out[lines - 1:])]
+    return [_shorten(line, width) for line in out]
+
+
 def bars_svg(items: list[tuple[str, float]], *, title: str, y_label: str, highlight: int = 0,
              y_max: float | None = None) -> str:
     """Vertical bars with their values printed on top; the axis runs from 0 to ``y_max`` (default: 1 for
@@ -218,13 +237,15 @@ def bars_svg(items: list[tuple[str, float]], *, title: str, y_label: str, highli
                      f"height='{_fmt(h)}' fill='{color}'><title>{esc(f'{label}: {shown_value:.4f}')}</title></rect>")
         parts.append(f"<text x='{_fmt(x + span * 0.3)}' y='{_fmt(height - bottom - h - 4)}' text-anchor='middle' "
                      f"{FONT}>{shown_value:.3g}</text>")
-        shown = label if len(label) <= 34 else label[:33] + "…"
         if many:
             parts.append(f"<text transform='translate({_fmt(x + span * 0.3)} {height - bottom + 12}) rotate(35)' "
-                         f"{FONT}>{esc(shown[:20])}</text>")
-        else:
+                         f"{FONT}>{esc(_shorten(label, 20))}</text>")
+        else:  # up to two lines that fit the bar's slot
+            lines = _wrap(label, max(6, int(span / 6.3)))
+            spans = "".join(f"<tspan x='{_fmt(x + span * 0.3)}' dy='{0 if k == 0 else 13}'>{esc(line)}</tspan>"
+                            for k, line in enumerate(lines))
             parts.append(f"<text x='{_fmt(x + span * 0.3)}' y='{height - bottom + 16}' text-anchor='middle' {FONT}>"
-                         f"{esc(shown)}</text>")
+                         f"{spans}</text>")
     parts.append(f"<text transform='translate(14 {(top + height - bottom) / 2}) rotate(-90)' text-anchor='middle' "
                  f"{FONT}>{esc(y_label)}</text>")
     return (f"<svg xmlns='http://www.w3.org/2000/svg' class='chart' role='img' width='{width}' height='{height}' "
