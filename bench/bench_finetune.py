@@ -12,6 +12,7 @@ forward + backward + optimiser step), with the spread over rounds.
 
     python bench/bench_finetune.py strategies --data banking77 --per-class 20 --epochs 3
     python bench/bench_finetune.py strategies --data sst2 --train 2000
+    python bench/bench_finetune.py strategies --variants peft --data sst2 --train 2000
     python bench/bench_finetune.py throughput --rounds 5 --steps 30
 """
 
@@ -30,9 +31,13 @@ from pathlib import Path
 import pandas as pd
 from common import Clock, machine, save, shared
 
-VARIANTS = [("linear-probe", {}), ("finetune", {}), ("full", {}), ("gradual", {}), ("lp-ft", {}),
-            ("finetune", {"l2_sp": 0.01}), ("full", {"l2_sp": 0.01}), ("gradual", {"l2_sp": 0.01}),
-            ("lp-ft", {"l2_sp": 0.01})]
+VARIANTS = {
+    "engine": [("linear-probe", {}), ("finetune", {}), ("full", {}), ("gradual", {}), ("lp-ft", {}),
+               ("finetune", {"l2_sp": 0.01}), ("full", {"l2_sp": 0.01}), ("gradual", {"l2_sp": 0.01}),
+               ("lp-ft", {"l2_sp": 0.01})],
+    # issue 4: full fine-tuning against the parameter-efficient strategies, each at its own default learning rate
+    "peft": [("linear-probe", {}), ("full", {}), ("lora", {}), ("adapters", {}), ("ia3", {}), ("bitfit", {})],
+}
 
 
 def load_split(name: str, per_class: int, train_rows: int, test_rows: int, seed: int):
@@ -74,17 +79,23 @@ def run_variant(args) -> None:
         model.fit(gk.load_data(train, text="text", label="label"))
     metrics = model.evaluate(gk.load_data(test, text="text", label="label"), curves=False)
     training = getattr(model, "training_", None) or {}
+    with tempfile.TemporaryDirectory() as folder:  # what a user stores per task
+        saved = model.save(Path(folder) / "model")
+        artifact_mb = sum(p.stat().st_size for p in saved.rglob("*") if p.is_file()) / 1e6
     print(json.dumps({"strategy": args.strategy, "params": params, "accuracy": metrics["accuracy"],
                       "macro_f1": metrics["macro_f1"], "fit_s": round(clock.wall, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                       "epochs_run": training.get("epochs_run"), "best_epoch": training.get("best_epoch"),
-                      "trainable_share": (training.get("parameters") or {}).get("share")}))
+                      "ece_before": metrics["calibration"]["ece_before"], "ece_after": metrics["calibration"]["ece_after"],
+                      "temperature": metrics["calibration"]["temperature"],
+                      "trainable_share": model.parameter_counts()["share"],
+                      "trainable": model.parameter_counts()["trainable"], "artifact_mb": round(artifact_mb, 3)}))
 
 
 def strategies(args) -> None:
     rows = []
     cache = tempfile.mkdtemp(prefix="bench-finetune-cache-")
-    for strategy, params in VARIANTS:
+    for strategy, params in VARIANTS[args.variants]:
         command = [sys.executable, __file__, "variant", "--strategy", strategy, "--params", json.dumps(params),
                    "--cache-dir", cache, *_shared_flags(args)]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -92,15 +103,16 @@ def strategies(args) -> None:
             sys.exit(f"{strategy} {params} failed:\n{done.stderr[-2000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    lines = ["| strategy | L2-SP | accuracy | macro-F1 | fit s | peak RSS MB | epochs (best) | trained share |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| strategy | L2-SP | accuracy | macro-F1 | fit s | peak RSS MB | epochs (best) | trained (share) | "
+             "artifact MB | ECE before → after T |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        share = f"{100 * r['trainable_share']:.1f}%" if r["trainable_share"] else "head only"
+        share = f"{r['trainable']:,} ({100 * r['trainable_share']:.2f}%)"
         epochs = f"{r['epochs_run']} ({r['best_epoch']})" if r["epochs_run"] else "-"
         lines.append(f"| {r['strategy']} | {r['params'].get('l2_sp', '-')} | {r['accuracy']:.4f} | "
-                     f"{r['macro_f1']:.4f} | {r['fit_s']} | {r['peak_rss_mb']} | {epochs} | {share} |")
+                     f"{r['macro_f1']:.4f} | {r['fit_s']} | {r['peak_rss_mb']} | {epochs} | {share} | "
+                     f"{r['artifact_mb']:.2f} | {r['ece_before']:.4f} → {r['ece_after']:.4f} |")
     print("\n".join(lines))
-    save(f"finetune_strategies_{args.data}", {"machine": machine(), "settings": vars(args), "rows": rows,
+    save(f"finetune_{args.variants}_{args.data}", {"machine": machine(), "settings": vars(args), "rows": rows,
                                               "table": lines})
 
 
@@ -203,6 +215,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--rounds", type=int, default=5, help="throughput: alternating rounds")
     parser.add_argument("--steps", type=int, default=30, help="throughput: optimiser steps per run")
+    parser.add_argument("--variants", choices=sorted(VARIANTS), default="engine",
+                        help="strategies: engine (issue 3's table) or peft (issue 4's; default: engine)")
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)

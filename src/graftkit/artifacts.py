@@ -152,15 +152,13 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True, progress: bool = True):
-    """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on."""
-    from safetensors.numpy import load_file
-
+def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True, progress: bool = True,
+               adapter_name: str = "default"):
+    """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on.
+    ``adapter_name``: the name a peft adapter (lora, ia3) gets on the base model (see ``load_adapters``)."""
     from graftkit.errors import BackboneError
     from graftkit.graft import Graft
     from graftkit.strategies.base import strategy_from_dict
-    from graftkit.strategies.heads import head_from_state
-    from graftkit.tasks import Task
 
     path = Path(path).expanduser()
     manifest = read_manifest(path)
@@ -179,17 +177,28 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
                             f"weights or processing files than the model in {path} was fitted with "
                             f"({', '.join(differ[:3])}); install the same version or refit")
     graft.strategy_ = strategy
-    graft.task_ = Task.from_dict(manifest["task"])
-    graft.head_ = head_from_state(load_file(str(path / HEAD)), manifest["head"])
+    restore_fitted_state(graft, path, manifest)
     if manifest.get("training"):
         from graftkit.training.artifact import load_finetuned
 
-        load_finetuned(graft, path)
-        graft.training_ = manifest["training"]
+        load_finetuned(graft, path, adapter_name=adapter_name)
+    return graft
+
+
+def restore_fitted_state(graft, path: Path, manifest: dict) -> None:
+    """The head, task, calibration and records of the model in ``path`` onto ``graft`` (not the backbone)."""
+    from safetensors.numpy import load_file
+
+    from graftkit.strategies.heads import head_from_state
+    from graftkit.tasks import Task
+
+    graft.task_ = Task.from_dict(manifest["task"])
+    graft.adaptation_ = None  # a parameter-efficient model's adapter is put on by load_finetuned
+    graft.head_ = head_from_state(load_file(str(path / HEAD)), manifest["head"])
+    graft.training_ = manifest.get("training")
     graft.input_ = manifest["input"]
     graft.data_ = manifest["data"]
     graft.metrics_ = manifest["metrics"]
     graft.calibration_ = manifest.get("calibration")
     graft.timings_ = manifest.get("timings", {})
     graft.manifest_ = manifest
-    return graft

@@ -141,7 +141,7 @@ class Graft:
         strategy = get_strategy(self.strategy, **self.strategy_params)
         if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
             self.backbone_, self.finetuned_ = None, False
-        self.training_ = None
+        self.training_ = self.adaptation_ = None
         seed_everything(self.seed)
         if getattr(strategy, "trainable", False):
             from graftkit.training.fit import fit_trainable
@@ -170,6 +170,15 @@ class Graft:
         logger.info("fitted %s on %d rows in %.1fs (features %.1fs, head %.1fs)", strategy.name, len(table),
                     self.timings_["fit_s"], extraction["seconds"], self.timings_["head_s"])
         return self
+
+    def parameter_counts(self) -> dict:
+        """Trained and total parameters of the fitted model (backbone + head), and the trained share."""
+        self._check_fitted()
+        if getattr(self, "training_", None):
+            return dict(self.training_["parameters"])
+        head = int(sum(np.asarray(v).size for k, v in self.head_.arrays.items() if k not in ("mean", "scale")))
+        total = head + sum(p.numel() for p in self._load_backbone().model.parameters())
+        return {"trainable": head, "total": total, "share": round(head / total, 6)}
 
     def _check_fitted(self) -> None:
         if getattr(self, "head_", None) is None:

@@ -92,7 +92,7 @@ def run_fit(args) -> int:
         roles = {table.modality: table.input_column, "label": table.label_column}
         validation = load_data(args.validation, **{**data_kwargs(args), **roles})
     model = Graft(**graft_kwargs(args), **training).fit(train, validation=validation)
-    result = {"train": model.metrics_["train"], "timings": model.timings_}
+    result = {"train": model.metrics_["train"], "timings": model.timings_, "parameters": model.parameter_counts()}
     record = None
     if test is not None:  # the evaluation record (evaluation.json) that `graftkit report` renders
         cv = (cross_validate(lambda: Graft(**{**graft_kwargs(args), "calibrate": False}), train, k=args.cv,
@@ -116,6 +116,8 @@ def run_fit(args) -> int:
         if test is not None:
             print(format_table(result["test"]))
             print("\n".join(format_evaluation(record)))
+        counts = result["parameters"]
+        print(f"trained {counts['trainable']:,} of {counts['total']:,} parameters ({100 * counts['share']:.3g}%)")
         print(f"model written to {output}" + (f" (with evaluation.json: `graftkit report {output}`)"
                                               if record is not None else ""))
     return 0

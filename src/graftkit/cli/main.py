@@ -8,10 +8,10 @@ import logging
 import sys
 
 from graftkit import __version__
-from graftkit.cli import demo, fit, models, rank, report, use
+from graftkit.cli import auto, demo, fit, merge, models, rank, report, use
 from graftkit.errors import GraftkitError
 
-COMMAND_MODULES = (fit, use, models, rank, report, demo)
+COMMAND_MODULES = (fit, use, merge, models, rank, auto, report, demo)
 
 
 class _Parser(argparse.ArgumentParser):

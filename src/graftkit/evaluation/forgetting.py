@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import torch
@@ -39,12 +40,26 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     return float(cross / norms) if norms > 0 else 0.0
 
 
+# Layers a parameter-efficient strategy wrapped keep their pretrained tensors one name deeper (peft's
+# ``base_layer.``, the bottleneck adapters' ``layer.``); the wrappers' own tensors are not pretrained weights.
+_WRAPPED = re.compile(r"(^|\.)(base_layer|layer)\.(?=(weight|bias)$)")
+_ADDED = re.compile(r"(^|\.)(lora_\w+|ia3_l|adapter_down|adapter_up)(\.|$)")
+
+
+def _pretrained_parameters(module) -> dict:
+    """``module``'s parameters by their pretrained name (adapter wrappers see through, their own left out)."""
+    return {_WRAPPED.sub(r"\1", name): p for name, p in module.named_parameters() if not _ADDED.search(name)}
+
+
 def weight_drift(pretrained, adapted) -> list[dict]:
-    """Per layer group (input to output) of two backbones of one architecture: relative weight distance."""
+    """Per layer group (input to output) of two backbones of one architecture: relative weight distance of the
+    pretrained weights (an adapter's own new parameters are not among them; CKA shows their effect)."""
     names = {id(m): n or "model" for n, m in adapted.model.named_modules()}
     rows, seen = [], set()
     for before, after in zip(pretrained.layer_groups(), adapted.layer_groups(), strict=True):
-        pairs = [(p, q) for p, q in zip(before.parameters(), after.parameters(), strict=True) if id(q) not in seen]
+        after_params = _pretrained_parameters(after)
+        pairs = [(p, after_params[name]) for name, p in before.named_parameters()
+                 if name in after_params and id(after_params[name]) not in seen]
         seen.update(id(q) for _, q in pairs)
         if not pairs:
             continue

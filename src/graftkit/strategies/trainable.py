@@ -60,6 +60,10 @@ class TrainableConfig(StrategyConfig):
         "help": "L2-SP strength: penalise the distance to the pretrained weights (Li et al. 2018); 0 = off"})
     deterministic: bool = field(default=False, metadata={
         "help": "deterministic algorithms (full_determinism), for bit-identical reruns and resumes"})
+    augment: bool = field(default=False, metadata={
+        "help": "augment training batches per modality (images: random resized crop, flip, colour jitter; text: "
+                "word dropout; audio: noise, gain, time shift, time / frequency masking); never at validation or "
+                "prediction"})
 
     def __post_init__(self) -> None:
         self._check_number("learning_rate", low=0.0, low_open=True)
@@ -78,6 +82,8 @@ class TrainableConfig(StrategyConfig):
         if not isinstance(self.deterministic, bool):
             raise ConfigError(f"{self.name} deterministic must be true or false; got {self.deterministic!r} "
                               "(--deterministic)")
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"{self.name} augment must be true or false; got {self.augment!r} (--augment)")
 
     # -- validation helpers (one-line errors that name the flag) ----------------------------------
     def _check_number(self, name: str, *, low: float | None = None, high: float | None = None,

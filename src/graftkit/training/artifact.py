@@ -6,6 +6,10 @@ A transformers backbone is written with ``save_pretrained`` (plus its tokenizer 
     from transformers import AutoModel
     encoder = AutoModel.from_pretrained("MODEL_DIR/backbone")
 
+A parameter-efficient fit (lora, ia3, adapters, bitfit) writes only what it trained (``adapter/`` for
+the peft strategies, which plain ``PeftModel.from_pretrained(base, "MODEL_DIR/adapter")`` loads, or
+``adapter.safetensors``; see ``training/efficient.py``), not a copy of the base model,
+
 and the head is ``head.safetensors`` (``weight``, ``bias``: ``logits = pooled @ weight.T + bias``, pooled as
 ``manifest.json`` → ``backbone.settings`` says). Any other backbone's state dict goes to
 ``backbone.safetensors``. ``graftkit.load`` rebuilds the pretrained backbone (verifying its hashes),
@@ -35,6 +39,10 @@ def save_finetuned(graft, staging: Path) -> list[str]:
     """Write the fine-tuned backbone into ``staging``; returns the files written, relative to it."""
     from safetensors.torch import save_model
 
+    if getattr(graft, "adaptation_", None) is not None:
+        from graftkit.training.efficient import save_adaptation
+
+        return save_adaptation(graft, staging)
     backbone = graft.backbone_
     model = backbone.model
     if _is_transformers_model(model):
@@ -50,10 +58,16 @@ def save_finetuned(graft, staging: Path) -> list[str]:
     return [BACKBONE_FILE]
 
 
-def load_finetuned(graft, path: Path) -> None:
+def load_finetuned(graft, path: Path, adapter_name: str = "default") -> None:
     """Load the fine-tuned weights of the model in ``path`` over ``graft``'s (pretrained) backbone."""
     from safetensors.torch import load_model
 
+    from graftkit.training.efficient import ADAPTER_FILE, PEFT_DIR, load_adaptation
+
+    if (path / PEFT_DIR).is_dir() or (path / ADAPTER_FILE).is_file():
+        load_adaptation(graft, path, adapter_name=adapter_name)
+        graft.finetuned_ = True
+        return
     model = graft.backbone_.model
     folder = path / BACKBONE_DIR
     try:

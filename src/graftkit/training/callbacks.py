@@ -41,6 +41,18 @@ class UnfreezeSchedule(TrainerCallback):
         self.model.set_trainable_groups(groups)
 
 
+class AugmentEpoch(TrainerCallback):
+    """Tells the collator the epoch about to run, from which (with the seed and each example's position) its
+    augmenter draws: a pure function of the epoch, like the unfreezing schedule, so resume and DDP need no
+    state of their own."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = epoch_index(state)
+
+
 class SealCheckpoints(TrainerCallback):
     """After the Trainer has written a checkpoint, record the hash of each file in it (written last, by
     atomic rename): a checkpoint without its seal is incomplete and never resumed from."""

@@ -23,7 +23,8 @@ from transformers import (EarlyStoppingCallback, PrinterCallback, ProgressCallba
                           TrainingArguments)
 
 from graftkit.errors import ConfigError
-from graftkit.training.callbacks import LoggingProgress, QuietLog, SealCheckpoints, UnfreezeSchedule
+from graftkit.training.augment import augmenter_for
+from graftkit.training.callbacks import AugmentEpoch, LoggingProgress, QuietLog, SealCheckpoints, UnfreezeSchedule
 from graftkit.training.checkpoints import stopped_at
 from graftkit.training.data import BackboneCollator, Examples
 from graftkit.training.distributed import world_size
@@ -47,6 +48,7 @@ class TrainingResult:
     resumed_from: str | None
     seconds: float
     schedule: list[int] = field(default_factory=list)
+    augmentation: dict | None = None  # what augmented the training batches (augment=True), else None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -120,7 +122,7 @@ def epoch_history(log_history: list[dict], model: GraftModel, schedule) -> list[
         for key in ("loss", "accuracy", "macro_f1"):
             if f"eval_{key}" in entry:
                 row[f"val_{key}"] = entry[f"eval_{key}"]
-    head = sum(p.numel() for p in model.head.parameters())
+    head = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.adaptation_parameters)
     for epoch, row in rows.items():
         groups = schedule(epoch - 1)
         row["trainable_groups"] = groups
@@ -156,6 +158,14 @@ def build_model(backbone, strategy, sample: dict, n_classes: int, seed: int, hea
     if head_init is not None:
         model.init_head(*head_init)
     model.set_trainable_groups(most)
+    if getattr(strategy, "parameter_efficient", False):
+        from graftkit.training.efficient import adaptation_modules, apply_adaptation
+
+        adaptation = apply_adaptation(backbone, strategy)  # changes backbone.model (= model.backbone) in place
+        model.adapt(adaptation, adaptation_modules(model.backbone))
+        logger.info("%s: %d new trainable parameters on %s", strategy.name,
+                    sum(p.numel() for p in adaptation.parameters), ", ".join(adaptation.targets[:6]) +
+                    (" …" if len(adaptation.targets) > 6 else ""))
     return model
 
 
@@ -163,7 +173,8 @@ def _trainer(model, strategy, args, *, collator, train, validation, n_classes, s
              progress) -> Trainer:
     """The Trainer, with AdamW over the strategy's parameter groups and graftkit's callbacks (the unfreezing
     schedule first, so that the others see each epoch's trainable groups; the caller's last)."""
-    optimizer = torch.optim.AdamW(optimizer_groups(model.head, model.plan, strategy), lr=strategy.learning_rate)
+    optimizer = torch.optim.AdamW(optimizer_groups(model.head, model.plan, strategy, model.adaptation_parameters),
+                                  lr=strategy.learning_rate)
     ours = [schedule, SealCheckpoints()]
     if validation is not None and strategy.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
@@ -183,7 +194,10 @@ def train_classifier(backbone, strategy, *, train: Examples, validation: Example
     """Fine-tune ``backbone`` + a new linear head on ``train`` as ``strategy`` says; returns the trained
     model (best validation epoch restored) and the run's history. The backbone's weights change in place."""
     started = time.perf_counter()
-    collator = BackboneCollator(backbone)
+    augmenter = augmenter_for(backbone, seed) if getattr(strategy, "augment", False) else None
+    if getattr(strategy, "augment", False) and augmenter is None:
+        logger.warning("augment: no augmentation is defined for %r inputs; training without it", backbone.modality)
+    collator = BackboneCollator(backbone, augmenter)
     model = build_model(backbone, strategy, collator.sample(train), n_classes, seed, head_init, standardize)
     most = model.trainable_groups
     schedule = UnfreezeSchedule(model, strategy)
@@ -192,6 +206,8 @@ def train_classifier(backbone, strategy, *, train: Examples, validation: Example
     args = _training_arguments(strategy, run_dir=run_dir, batch_size=batch_size, seed=seed, device=device,
                                progress=progress, validate=validation is not None, find_unused=gradual,
                                epochs=stopped or strategy.epochs)
+    if augmenter is not None:  # training rows only; the collator learns each epoch from AugmentEpoch
+        train, callbacks = train.augmented(), [AugmentEpoch(collator), *callbacks]
     trainer = _trainer(model, strategy, args, collator=collator, train=train, validation=validation,
                        n_classes=n_classes, schedule=schedule, callbacks=list(callbacks), progress=progress)
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -203,7 +219,8 @@ def train_classifier(backbone, strategy, *, train: Examples, validation: Example
     history = epoch_history(trainer.state.log_history, model, schedule.groups_for)
     best_epoch, best_metric = _best(history, strategy)
     total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.head.parameters()) + model.plan.parameter_count(most)
+    trainable = (sum(p.numel() for p in model.head.parameters()) + model.plan.parameter_count(most)
+                 + sum(p.numel() for p in model.adaptation_parameters))
     result = TrainingResult(history=history, best_epoch=best_epoch, best_metric=best_metric,
                             epochs_run=len(history),
                             parameters={"trainable": trainable, "total": total, "share": round(trainable / total, 6)},
@@ -211,5 +228,6 @@ def train_classifier(backbone, strategy, *, train: Examples, validation: Example
                             layer_groups=list(model.plan.names),
                             resumed_from=str(resume_from) if resume_from else None,
                             seconds=round(time.perf_counter() - started, 3),
-                            schedule=[schedule.groups_for(e) for e in range(len(history))])
+                            schedule=[schedule.groups_for(e) for e in range(len(history))],
+                            augmentation=augmenter.describe() if augmenter is not None else None)
     return model, result

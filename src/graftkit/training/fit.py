@@ -125,13 +125,15 @@ def fit_trainable(graft, table, strategy, *, validation=None, callbacks=()) -> N
     finally:
         if temporary:
             shutil.rmtree(run_dir, ignore_errors=True)
+    graft.adaptation_ = model.adaptation  # parameter-efficient strategies: what the artifact saves
     graft.finetuned_ = True  # from here on, features come from the fine-tuned backbone, never from the cache
     _set_fitted_state(graft, table, task, strategy, model)
     graft.training_ = {**result.to_dict(), "validation": {"rows": 0 if val is None else len(val), "source": how},
                        "train_rows": len(train), "linear_probe": probe,
                        "head_input": "pooled features standardised by the pretrained features' mean and std on the "
                                      "training split (folded into head.safetensors)",
-                       "checkpoint_dir": None if temporary else str(run_dir.absolute())}
+                       "checkpoint_dir": None if temporary else str(run_dir.absolute()),
+                       **({"adaptation": model.adaptation.describe()} if model.adaptation is not None else {})}
     graft.metrics_ = {"train": _metrics(graft, train, y_train)}
     if val is not None:
         graft.metrics_["validation"] = _metrics(graft, val, y_val)

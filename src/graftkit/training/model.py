@@ -30,6 +30,19 @@ class GraftModel(nn.Module):
         self.plan = plan
         self.trainable_groups = len(plan)
         self.l2_sp = L2SP([p for group in plan.params for p in group], l2_sp) if l2_sp > 0 else None
+        self.adaptation = None  # a parameter-efficient strategy's Adaptation (training/efficient.py)
+        self._adaptation_modules: list[nn.Module] = []
+
+    def adapt(self, adaptation, modules: list[nn.Module]) -> None:
+        """Train ``adaptation``'s parameters (whatever the layer groups do); ``modules`` follow ``train()``
+        (LoRA dropout) while the pretrained layers around them stay in eval mode."""
+        self.adaptation = adaptation
+        self._adaptation_modules = modules
+        self.set_trainable_groups(self.trainable_groups)
+
+    @property
+    def adaptation_parameters(self) -> list[nn.Parameter]:
+        return self.adaptation.parameters if self.adaptation is not None else []
 
     def standardize_with(self, mean: np.ndarray, scale: np.ndarray) -> None:
         """Fix the feature standardisation (statistics of the pretrained features on the training data)."""
@@ -52,6 +65,8 @@ class GraftModel(nn.Module):
         for index in top:
             for p in self.plan.params[index]:
                 p.requires_grad_(True)
+        for p in self.adaptation_parameters:
+            p.requires_grad_(True)
         self.train(self.training)
 
     def frozen_modules(self) -> list[nn.Module]:
@@ -63,6 +78,8 @@ class GraftModel(nn.Module):
         if mode:
             for module in self.frozen_modules():
                 module.eval()
+            for module in self._adaptation_modules:
+                module.train()
         return self
 
     def export_head(self) -> tuple[np.ndarray, np.ndarray]:

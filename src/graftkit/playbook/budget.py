@@ -1,0 +1,83 @@
+"""Budgets and cost estimates for ``graftkit.auto``: parse "20m" / "90s" / "1h30m", the clock, the process's
+peak memory, and the time estimate of a trainable step from what was measured."""
+
+from __future__ import annotations
+
+import re
+import resource
+import sys
+import time
+
+from graftkit.errors import ConfigError
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
+
+# cost of one training pass over a row relative to one inference forward pass of the same row (forward with
+# activations kept + backward + optimiser step); "full" back-propagates through every group, LoRA and the top
+# groups of "finetune" through fewer, but the backward still runs down to the lowest trained group
+TRAIN_FACTOR = {"finetune": 3.0, "lora": 3.0, "full": 4.0}
+STEP_OVERHEAD_S = 5.0  # loading the backbone again, the Trainer's set-up, checkpoints
+
+
+def parse_budget(budget) -> float:
+    """Seconds from ``"20m"``, ``"90s"``, ``"1h"``, ``"1h30m"`` or a number of seconds; ConfigError otherwise."""
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        seconds = float(budget)
+    elif isinstance(budget, str) and budget.strip():
+        text = budget.strip().lower()
+        parts = _PART.findall(text)
+        if not parts or _PART.sub("", text).strip():
+            raise ConfigError(f"budget {budget!r} is not a duration; write it as a number and a unit: s, m or h, e.g. "
+                              "90s, 20m, 1h or 1h30m (budget= / --budget)")
+        seconds = sum(float(value) * _UNITS[unit] for value, unit in parts)
+    else:
+        raise ConfigError(f"budget {budget!r} is not a duration; write e.g. 90s, 20m or 1h (budget= / --budget)")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"budget {budget!r} must be a positive duration, e.g. 90s, 20m or 1h (budget= / --budget)")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident set size so far (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)  # bytes on macOS, KiB on Linux
+
+
+class Clock:
+    def __init__(self, budget_s: float):
+        self.budget_s = budget_s
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def remaining(self, reserve: float = 0.0) -> float:
+        return self.budget_s - self.elapsed - reserve
+
+
+def estimate_trainable(strategy: str, *, forward_s_per_row: float, train_rows: int, val_rows: int, epochs: int,
+                       correction: float = 1.0) -> tuple[float, str]:
+    """Seconds a trainable step should take, and how the figure was reached.
+
+    ``TRAIN_FACTOR × forward × train rows × epochs`` (training) ``+ forward × val rows × (epochs + 2)`` (the
+    per-epoch evaluation, the final validation metrics and the calibration pass) ``+ forward × train rows`` (the
+    train metrics) ``+ STEP_OVERHEAD_S``, times ``correction`` = measured / estimated of the previous trainable step.
+    """
+    factor = TRAIN_FACTOR.get(strategy, 4.0)
+    raw = (forward_s_per_row * (factor * train_rows * epochs + train_rows + val_rows * (epochs + 2))
+           + STEP_OVERHEAD_S)
+    basis = (f"{factor:g} x forward {forward_s_per_row * 1000:.2f} ms/row x {train_rows} rows x {epochs} epoch(s) "
+             f"+ evaluation passes + {STEP_OVERHEAD_S:g}s set-up")
+    if correction != 1.0:
+        basis += f", x {correction:.2f} (measured / estimated time of the previous trainable step)"
+    return raw * correction, basis

@@ -1,0 +1,313 @@
+"""``graftkit.auto``: rank -> linear probe on the top candidates -> escalate (top-block fine-tuning, LoRA,
+full fine-tuning) while the validation gain per minute justifies it and the budget lasts -> choose by
+validation, never by test -> score the test set -> save the artifact and the leaderboard.
+
+The classical baseline of the modality is always on the leaderboard; when it beats every pretrained candidate
+on validation the result says so in one line, and escalation goes on (whatever the gain per minute) while the
+budget remains."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graftkit.data import Table, load_data
+from graftkit.errors import ConfigError
+from graftkit.evaluation.baselines import ClassicalBaseline
+from graftkit.playbook.budget import Clock, estimate_trainable, format_seconds, parse_budget
+from graftkit.playbook.leaderboard import choose, write_leaderboard
+from graftkit.playbook.steps import Run
+
+logger = logging.getLogger(__name__)
+
+LADDER = ("finetune", "lora", "full")
+DEFAULT_MIN_GAIN_PER_MINUTE = 0.25  # validation accuracy points (0-100 scale) per minute of the step
+
+
+@dataclass
+class AutoResult:
+    """What ``auto`` did. ``model``: the fitted pretrained ``Graft`` that is saved (the best pretrained candidate
+    on validation); ``chosen``: the validation-best leaderboard row (the baseline's row when it wins, see
+    ``baseline_wins`` / ``message``); ``rows``: the leaderboard; ``steps``: the step log."""
+
+    model: object
+    chosen: dict | None
+    shipped: dict | None
+    rows: list[dict]
+    steps: list[dict]
+    baseline: ClassicalBaseline
+    baseline_wins: bool
+    message: str | None
+    budget: str
+    budget_s: float
+    seconds: float
+    validation_source: str
+    ranking: object = None
+    output: str | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def leaderboard(self) -> list[dict]:
+        return self.rows
+
+    def to_dict(self) -> dict:
+        return {"budget": self.budget, "budget_s": self.budget_s, "seconds": round(self.seconds, 3),
+                "validation": self.validation_source, "chosen_step": None if self.chosen is None else self.chosen["step"],
+                "saved_step": None if self.shipped is None else self.shipped["step"],
+                "baseline_wins": self.baseline_wins, "message": self.message, "output": self.output,
+                "settings": self.settings,
+                "memory": "peak resident set size of the process when the step ended (resource.getrusage ru_maxrss)",
+                "rows": self.rows, "steps": self.steps,
+                "ranking": None if self.ranking is None else self.ranking.to_dict()}
+
+
+
+def _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, val_size) -> tuple[list, list]:
+    if isinstance(backbones, str):
+        backbones = [backbones]
+    backbones = list(dict.fromkeys(backbones or []))
+    if not backbones or not all(isinstance(b, str) and b.strip() for b in backbones):
+        raise ConfigError("backbones must name at least one pretrained model, e.g. ['all-MiniLM-L6-v2'] "
+                          "(backbones= / --backbones)")
+    ladder = [ladder] if isinstance(ladder, str) else list(ladder or [])
+    unknown = [s for s in ladder if s not in LADDER]
+    if unknown:
+        raise ConfigError(f"unknown escalation step {unknown[0]!r}; the ladder is built from {', '.join(LADDER)} "
+                          "(ladder= / --ladder)")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ConfigError(f"epochs must be an integer >= 1; got {epochs!r} (epochs= / --epochs)")
+    if not isinstance(probe_top, int) or probe_top < 1:
+        raise ConfigError(f"probe_top must be an integer >= 1; got {probe_top!r} (probe_top= / --probe-top)")
+    if not isinstance(min_gain_per_minute, (int, float)) or not min_gain_per_minute >= 0:
+        raise ConfigError(f"min_gain_per_minute must be a number >= 0; got {min_gain_per_minute!r} "
+                          "(--min-gain-per-minute)")
+    if not isinstance(val_size, (int, float)) or not 0 < val_size < 1:
+        raise ConfigError(f"val_size must be a fraction between 0 and 1; got {val_size!r} (--val-size)")
+    return backbones, ladder
+
+
+def _load_like(data, roles: dict, data_options: dict) -> Table:
+    """A validation / test table read with the training data's column roles."""
+    if isinstance(data, Table):
+        return data
+    options = {k: v for k, v in data_options.items() if k not in ("text", "image", "audio", "label")}
+    return load_data(data, **options, **roles)
+
+
+def _order_by_rank(run: Run, backbones: list[str], seed: int, graft_options: dict):
+    """``(backbones best first, ranking or None)``: LogME on the training split when there is more than one."""
+    if len(backbones) < 2:
+        run.log("rank", "skipped: one backbone, nothing to rank")
+        return backbones, None
+    from graftkit.selection.candidates import parse_candidates
+    from graftkit.selection.rank import rank
+
+    options = {k: graft_options[k] for k in ("batch_size", "cache_dir", "use_cache", "device", "progress")}
+    try:
+        ranking = rank(run.train, backbones, seed=seed, scores=("logme",), rank_by="logme", **options)
+    except ConfigError as exc:
+        run.log("rank", f"failed, keeping the given order: {exc}")
+        return backbones, None
+    names = {parse_candidates([spec])[0].name: spec for spec in backbones}
+    ordered = [names[row["candidate"]] for row in ranking.rows if row["candidate"] in names]
+    ordered += [spec for spec in backbones if spec not in ordered]
+    for row in ranking.rows:
+        spec = names.get(row["candidate"])
+        extraction = row["extraction"]
+        if spec and extraction.get("embedded"):
+            run.forward_s.setdefault(spec, extraction["seconds"] / extraction["embedded"])
+    scores = ", ".join(f"{row['candidate']} {row['scores']['logme']:.4f}" for row in ranking.rows
+                       if row["scores"].get("logme") is not None)
+    run.log("rank", f"LogME on {ranking.data['rows']} training rows in {ranking.timings['total_s']:.1f}s: {scores}")
+    return ordered, ranking
+
+
+def _best_pretrained(run: Run) -> dict | None:
+    return choose([row for row in run.rows if row["kind"] != "baseline"])
+
+
+def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_options, baseline_row) -> None:
+    """The trainable rungs on ``spec``, each only when its estimate fits the remaining budget and the previous
+    rung's validation gain per minute reached ``min_gain`` (unless the baseline still leads on validation)."""
+    from graftkit.strategies import strategy_names
+
+    stopped = None
+    for strategy in ladder:
+        best = _best_pretrained(run)
+        baseline_ahead = best is None or baseline_row["validation"]["accuracy"] > best["validation"]["accuracy"]
+        if strategy not in strategy_names():
+            run.row("trainable", spec, strategy, "skipped", f"skipped: strategy {strategy!r} is not available in "
+                    f"this installation (strategies: {', '.join(strategy_names())})")
+            continue
+        if stopped:
+            run.row("trainable", spec, strategy, "skipped", stopped)
+            continue
+        if best is not None and best["validation"]["accuracy"] >= 1.0:
+            stopped = (f"skipped: {best['backbone']} / {best['strategy']} already reaches validation accuracy 1.000; "
+                       "nothing left to gain")
+            run.row("trainable", spec, strategy, "skipped", stopped)
+            continue
+        estimate, basis = estimate_trainable(strategy, forward_s_per_row=run.forward_s[spec],
+                                             train_rows=len(run.train), val_rows=len(run.val), epochs=epochs,
+                                             correction=run.correction)
+        fits, note = run.budget_note(estimate)
+        if not fits:
+            run.row("trainable", spec, strategy, "skipped", f"skipped: would not fit the budget ({note}; {basis})",
+                    estimated_s=round(estimate, 1))
+            continue
+        if baseline_ahead:
+            reason = ("escalated: the classical baseline beats every pretrained candidate on validation, so "
+                      "escalation goes on while the budget lasts")
+        else:
+            reason = f"escalated: fits the budget ({note})"
+        row = run.trainable(spec, strategy, reason, estimate, basis, graft_options, epochs, layers)
+        if row["status"] != "ran":
+            continue
+        before = best["validation"]["accuracy"] if best else 0.0
+        gain = 100.0 * (row["validation"]["accuracy"] - before) / max(row["seconds"] / 60.0, 1e-9)
+        row["gain_per_minute"] = round(gain, 4)
+        now_best = _best_pretrained(run)
+        if gain < min_gain:
+            if baseline_row["validation"]["accuracy"] > now_best["validation"]["accuracy"]:
+                run.log("escalation", f"{strategy} gained {gain:+.2f} accuracy points per minute on validation, below "
+                        f"{min_gain:g}, but the classical baseline still leads on validation: escalation goes on")
+            else:
+                stopped = (f"skipped: escalation stopped, {strategy} gained {gain:+.2f} validation accuracy points "
+                           f"per minute, below the threshold {min_gain:g}")
+        else:
+            run.log("escalation", f"{strategy} gained {gain:+.2f} validation accuracy points per minute "
+                    f"(threshold {min_gain:g})")
+
+
+def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int = 0, output=None,
+         overwrite: bool = False, val_size: float = 0.2, ladder=LADDER, epochs: int = 3, finetune_layers: int = 2,
+         probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
+         cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
+         calibrate: bool = True, n_bootstrap: int = 1000, **data_options) -> AutoResult:
+    """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
+
+    One seeded, stratified ``val_size`` split of ``data`` is the validation set (or ``validation`` when given);
+    every candidate is fitted on the same training rows and scored on the same validation rows, and the choice is
+    by validation accuracy. ``test`` (optional) is scored for the leaderboard only after every decision.
+    ``backbones``: packaged names, local directories or Hub ids; with more than one, LogME ranks them on the
+    training split and the top ``probe_top`` get a linear probe. The best probed backbone then climbs ``ladder``
+    (finetune of the top ``finetune_layers`` groups -> lora, when installed -> full, ``epochs`` each): a rung runs
+    when its estimated time fits the remaining budget, and escalation stops once a rung gained less than
+    ``min_gain_per_minute`` validation accuracy points per minute, unless the classical baseline still beats
+    every pretrained candidate on validation. ``output``: save the best pretrained model there (atomically;
+    ``overwrite`` to replace a model) with ``leaderboard.json`` and ``leaderboard.md``.
+
+    >>> result = graftkit.auto("train.csv", backbones=["all-MiniLM-L6-v2"], budget="10m", output="runs/auto")
+    >>> result.chosen["strategy"], result.message
+    """
+    from graftkit.artifacts import check_destination
+    from graftkit.graft import check_device
+    from graftkit.tasks import infer_task
+
+    budget_s = parse_budget(budget)
+    clock = Clock(budget_s)
+    backbones, ladder = _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, val_size)
+    if output is not None:
+        output = Path(output).expanduser()
+        check_destination(output, overwrite)  # fail before the work, not after
+    check_device(device)
+    table = data if isinstance(data, Table) else load_data(data, **data_options)
+    task = infer_task(table)
+    roles = {table.modality: table.input_column, "label": table.label_column}
+    if validation is None:
+        train, val = table.split(test_size=val_size, seed=seed)
+        validation_source = f"a stratified {val_size:g} share of the data, seed {seed}"
+    else:
+        train, val = table, _load_like(validation, roles, data_options)
+        validation_source = f"the given validation data ({len(val)} rows)"
+    test_table = None if test is None else _load_like(test, roles, data_options)
+    settings = {"backbones": backbones, "ladder": ladder, "epochs": epochs, "finetune_layers": finetune_layers,
+                "probe_top": probe_top, "min_gain_per_minute": min_gain_per_minute, "seed": seed,
+                "val_size": None if validation is not None else val_size, "train_rows": len(train),
+                "validation_rows": len(val), "test_rows": None if test_table is None else len(test_table)}
+    run = Run(clock, train, val, test_table, task.labels, settings)  # encodes every split's labels before the work
+    run.log("split", f"{len(train)} training rows, {len(val)} validation rows ({validation_source})"
+            + (f", {len(test_table)} test rows scored after every decision" if test_table is not None else ""))
+    graft_options = {"seed": seed, "batch_size": batch_size, "cache_dir": cache_dir, "use_cache": use_cache,
+                     "device": device, "progress": progress, "calibrate": calibrate}
+
+    baseline = run.baseline(table.modality, seed)
+    baseline_row = run.rows[-1]
+    ordered, ranking = _order_by_rank(run, backbones, seed, graft_options)
+    for position, spec in enumerate(ordered, start=1):
+        if position > probe_top:
+            run.row("probe", spec, "linear-probe", "skipped",
+                    f"skipped: ranked {position} of {len(ordered)} by LogME; only the top {probe_top} are probed")
+            continue
+        reason = (f"probed: ranked {position} of {len(ordered)} by LogME" if ranking is not None
+                  else "probed: the only backbone")
+        probed = [row for row in run.rows if row["kind"] == "probe" and row["status"] == "ran"]
+        if probed and spec in run.forward_s:  # not the first: it must fit what is left
+            estimate = run.forward_s[spec] * (len(val) + (len(test_table) if test_table is not None else 0)) \
+                + max(row["seconds"] for row in probed) * 0.5
+            fits, note = run.budget_note(estimate)
+            if not fits:
+                run.row("probe", spec, "linear-probe", "skipped", f"skipped: would not fit the budget ({note})",
+                        estimated_s=round(estimate, 1))
+                continue
+        elif clock.remaining() <= 0 and probed:
+            run.row("probe", spec, "linear-probe", "skipped", "skipped: the budget is spent")
+            continue
+        run.probe(spec, reason, graft_options)
+
+    best_probe = choose([row for row in run.rows if row["kind"] == "probe"])
+    if best_probe is None:
+        for strategy in ladder:
+            run.row("trainable", "-", strategy, "skipped", "skipped: no linear probe succeeded, nothing to escalate")
+    else:
+        run.log("escalation", f"on {best_probe['backbone']}, the best linear probe on validation "
+                f"(accuracy {best_probe['validation']['accuracy']:.4f})")
+        _escalate(run, best_probe["backbone"], ladder, epochs=epochs, layers=finetune_layers,
+                  min_gain=min_gain_per_minute, graft_options=graft_options, baseline_row=baseline_row)
+
+    # -- every decision is made: choose by validation, then score the test set ----------------------------------
+    chosen, shipped = choose(run.rows), _best_pretrained(run)
+    message = None
+    baseline_wins = chosen is baseline_row
+    if chosen is not None:
+        chosen["chosen"] = True
+        others = [r for r in run.rows if r is not chosen and r["status"] == "ran"]
+        runner = max(others, key=lambda r: r["validation"]["accuracy"], default=None)
+        chosen["chosen_reason"] = (f"best validation accuracy {chosen['validation']['accuracy']:.4f} (macro-F1 "
+                                   f"{chosen['validation']['macro_f1']:.4f})" + (
+                                       f"; next best {runner['backbone']} / {runner['strategy']} "
+                                       f"{runner['validation']['accuracy']:.4f}" if runner else ""))
+    if baseline_wins:
+        if shipped is not None:
+            gap = 100 * (baseline_row["validation"]["accuracy"] - shipped["validation"]["accuracy"])
+            verdict = "beats" if gap > 0 else "is as good as (a tie, and cheaper than)"
+            message = (f"the classical baseline {verdict} every pretrained candidate on validation: "
+                       f"{baseline_row['strategy']} accuracy {baseline_row['validation']['accuracy']:.4f} vs the best "
+                       f"pretrained, {shipped['backbone']} / {shipped['strategy']}, "
+                       f"{shipped['validation']['accuracy']:.4f} ({gap:.1f} points behind); the saved model is that "
+                       f"pretrained candidate and is {'worse than' if gap > 0 else 'no better than'} the baseline: "
+                       "prefer the baseline, or give fine-tuning more budget")
+        else:
+            message = ("the classical baseline beats every pretrained candidate on validation: no pretrained "
+                       "candidate could be fitted")
+        logger.warning("auto: %s", message)
+    if test_table is not None:
+        run.score_test(baseline, n_bootstrap, seed)
+        run.log("test", f"scored {len(test_table)} test rows for every fitted row (after all decisions)")
+    result = AutoResult(model=run.models.get(shipped["step"]) if shipped else None, chosen=chosen, shipped=shipped,
+                        rows=run.rows, steps=run.steps, baseline=baseline, baseline_wins=baseline_wins,
+                        message=message, budget=budget if isinstance(budget, str) else format_seconds(budget_s),
+                        budget_s=budget_s, seconds=clock.elapsed, validation_source=validation_source,
+                        ranking=ranking, settings=settings)
+    if output is not None:
+        if result.model is None:
+            raise ConfigError(f"no pretrained candidate was fitted, so there is no model to save in {str(output)!r}; "
+                              "see the reasons: " + "; ".join(f"{r['backbone']}: {r['reason']}" for r in run.rows
+                                                              if r["kind"] == "probe"))
+        result.model.save(output, overwrite=overwrite)
+        result.output = str(output)
+        run.log("save", f"saved step {shipped['step']} to {output} with leaderboard.json and leaderboard.md")
+        result.seconds = clock.elapsed
+        write_leaderboard(output, result)
+    return result

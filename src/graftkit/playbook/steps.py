@@ -1,0 +1,164 @@
+"""The steps of ``graftkit.auto``: the classical baseline, a linear probe, a trainable rung, the test scoring;
+each appends a leaderboard row with its reason, time, memory and trainable parameters."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from graftkit.errors import GraftkitError
+from graftkit.evaluation.baselines import DESCRIPTIONS, ClassicalBaseline
+from graftkit.evaluation.metrics import classification_metrics
+from graftkit.playbook.budget import estimate_trainable, format_seconds, peak_rss_mib
+from graftkit.playbook.leaderboard import bootstrap_std
+
+logger = logging.getLogger(__name__)
+
+BASELINE_NAMES = {"text": "tfidf + logreg", "image": "pixels + logreg", "audio": "log-mel + logreg"}
+
+
+def _metrics(y, predicted, labels) -> dict:
+    m = classification_metrics(np.asarray(y), np.asarray(predicted), tuple(labels))
+    return {"n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+class Run:
+    """The state of one ``auto`` call: the splits, the clock, the rows and the step log."""
+
+    def __init__(self, clock, train, val, test, labels, settings):
+        self.clock, self.train, self.val, self.test, self.labels = clock, train, val, test, labels
+        self.settings = settings
+        encode = self._encode
+        self.y_train, self.y_val = encode(train), encode(val)
+        self.y_test = None if test is None else encode(test)
+        self.rows, self.steps, self.models = [], [], {}
+        self.forward_s = {}     # backbone -> measured inference seconds per row
+        self.correction = 1.0   # measured / estimated time of the last trainable step
+
+    def _encode(self, table):
+        from graftkit.tasks import Task
+
+        task = Task("classification", tuple(self.labels))
+        return task.encode(table.labels(), where=lambda i: table.where(i, table.label_column))
+
+    def log(self, action: str, reason: str) -> None:
+        self.steps.append({"action": action, "reason": reason, "elapsed_s": round(self.clock.elapsed, 2)})
+        logger.info("auto: %s: %s", action, reason)
+
+    def row(self, kind, backbone, strategy, status, reason, **extra) -> dict:
+        row = {"step": len(self.rows) + 1, "kind": kind, "backbone": backbone, "strategy": strategy,
+               "status": status, "reason": reason, "validation": None, "test": None, "seconds": None,
+               "estimated_s": None, "peak_rss_mib": None, "parameters": None, "chosen": False, **extra}
+        self.rows.append(row)
+        self.log(f"{backbone} / {strategy}: {status}", reason)
+        return row
+
+    def reserve(self) -> float:
+        """Seconds kept back for scoring the test set with every fitted pretrained model, and saving."""
+        if self.test is None:
+            return 2.0
+        forward = max(self.forward_s.values(), default=0.0)
+        return 2.0 + forward * len(self.test) * (len(self.models) + 1)
+
+    def budget_note(self, estimate: float) -> tuple[bool, str]:
+        left = self.clock.remaining(self.reserve())
+        return estimate <= left, (f"estimated {estimate:.0f}s, {max(left, 0):.0f}s left of the "
+                                  f"{format_seconds(self.clock.budget_s)} budget")
+
+    # -- the steps ----------------------------------------------------------------------------------------------
+    def baseline(self, modality: str, seed: int):
+        started = time.perf_counter()
+        baseline = ClassicalBaseline(modality, seed=seed)
+        baseline.fit(self.train.items(), self.y_train, where=lambda i: self.train.where(i, self.train.input_column))
+        predicted = baseline.predict_proba(self.val.items()).argmax(axis=1)
+        count = int(baseline.model_.coef_.size + baseline.model_.intercept_.size)
+        self.row("baseline", "classical baseline", BASELINE_NAMES[modality], "ran",
+                 f"always run: the cheap classical reference ({DESCRIPTIONS[modality]}, C={baseline.C_:g} by CV)",
+                 validation=_metrics(self.y_val, predicted, self.labels),
+                 seconds=round(time.perf_counter() - started, 3), peak_rss_mib=peak_rss_mib(),
+                 parameters={"trainable": count, "total": count, "share": 1.0})
+        return baseline
+
+    def probe(self, spec: str, reason: str, graft_options: dict) -> None:
+        from graftkit.graft import Graft
+
+        started = time.perf_counter()
+        try:
+            model = Graft(backbone=spec, strategy="linear-probe", **graft_options).fit(self.train, validation=self.val)
+            embedded = [(model.timings_["extraction_s"], model.timings_["embedded_rows"])]
+            features = model.features(self.val)
+            embedded.append((model.last_extraction_["seconds"], model.last_extraction_["embedded"]))
+            predicted = model.head_.predict_proba(features).argmax(axis=1)
+        except GraftkitError as exc:
+            self.row("probe", spec, "linear-probe", "failed", f"{reason}; failed: {exc}",
+                     seconds=round(time.perf_counter() - started, 3))
+            return
+        seconds = round(time.perf_counter() - started, 3)
+        self._measure_forward(spec, model, embedded)
+        head = int(sum(v.size for k, v in model.head_.arrays.items() if k not in ("mean", "scale")))
+        total = int(sum(p.numel() for p in model.backbone_.model.parameters())) + head
+        row = self.row("probe", spec, "linear-probe", "ran", reason,
+                       validation=_metrics(self.y_val, predicted, self.labels), seconds=seconds,
+                       peak_rss_mib=peak_rss_mib(),
+                       parameters={"trainable": head, "total": total, "share": round(head / total, 6)})
+        self.models[row["step"]] = model
+
+    def _measure_forward(self, spec, model, embedded) -> None:
+        seconds = sum(s for s, n in embedded if n)
+        rows = sum(n for _, n in embedded if n)
+        if spec in self.forward_s and not rows:
+            return
+        if not rows:  # everything came from the feature cache: time a small uncached pass
+            from graftkit.features.extract import extract_features
+
+            items = self.train.items()[:min(len(self.train), 2 * model.batch_size)]
+            clock = time.perf_counter()
+            extract_features(model.backbone_, items, batch_size=model.batch_size, progress=False)
+            seconds, rows = time.perf_counter() - clock, len(items)
+        self.forward_s[spec] = seconds / rows
+
+    def trainable(self, spec, strategy, reason, estimate, basis, graft_options, epochs, layers) -> dict:
+        from graftkit.graft import Graft
+        from graftkit.strategies.base import get_strategy
+
+        fields = get_strategy(strategy).field_names()
+        params = {k: v for k, v in (("epochs", epochs), ("layers", layers if strategy == "finetune" else None))
+                  if k in fields and v is not None}
+        started = time.perf_counter()
+        try:
+            model = Graft(backbone=spec, strategy=strategy, **graft_options, **params).fit(self.train,
+                                                                                           validation=self.val)
+            validation = model.metrics_.get("validation")
+            if validation is None:
+                predicted = model.head_.predict_proba(model.features(self.val)).argmax(axis=1)
+                validation = _metrics(self.y_val, predicted, self.labels)
+        except GraftkitError as exc:
+            return self.row("trainable", spec, strategy, "failed", f"{reason}; failed: {exc}",
+                            seconds=round(time.perf_counter() - started, 3), estimated_s=round(estimate, 1))
+        seconds = round(time.perf_counter() - started, 3)
+        raw, _ = estimate_trainable(strategy, forward_s_per_row=self.forward_s[spec], train_rows=len(self.train),
+                                    val_rows=len(self.val), epochs=epochs)
+        self.correction = seconds / raw
+        parameters = dict((model.training_ or {}).get("parameters") or {})
+        row = self.row("trainable", spec, strategy, "ran", f"{reason} ({basis}: estimated {estimate:.0f}s)",
+                       validation={k: validation[k] for k in ("n", "accuracy", "macro_f1")}, seconds=seconds,
+                       estimated_s=round(estimate, 1), peak_rss_mib=peak_rss_mib(), parameters=parameters or None,
+                       params=params)
+        self.models[row["step"]] = model
+        return row
+
+    def score_test(self, baseline, n_bootstrap: int, seed: int) -> None:
+        """Test metrics for every row that ran: only now, after every decision was made."""
+        for row in self.rows:
+            if row["status"] != "ran":
+                continue
+            if row["kind"] == "baseline":
+                predicted = baseline.predict_proba(self.test.items()).argmax(axis=1)
+            else:
+                model = self.models[row["step"]]
+                predicted = model.head_.predict_proba(model.features(self.test)).argmax(axis=1)
+            metrics = _metrics(self.y_test, predicted, self.labels)
+            metrics["accuracy_std"] = bootstrap_std(predicted == self.y_test, n_bootstrap, seed)
+            row["test"] = metrics

@@ -1,0 +1,221 @@
+"""``graftkit.auto`` / ``graftkit auto``: the baseline row and a reason for every step, budget skips, choice by
+validation (never by test), the plain baseline-wins line on a keyword task, the artifact + leaderboard, one-line
+errors; and (slow) the real demo data with all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pandas as pd
+import pytest
+
+import graftkit
+from conftest import WORDS, sentiment_frame
+from graftkit.cli.main import main
+from graftkit.errors import ConfigError
+from graftkit.playbook import choose, parse_budget
+from graftkit.playbook.budget import estimate_trainable
+
+
+def _copy_with_new_weights(source, folder, seed):
+    """The tiny BERT's tokenizer with freshly drawn weights: another candidate backbone."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    shutil.copytree(source, folder)
+    torch.manual_seed(seed)
+    BertModel(BertConfig.from_pretrained(source)).save_pretrained(folder)
+    return folder
+
+
+def _keyword_frame(n=80, seed=0):
+    """Labels carried only by words outside the tiny BERT's vocabulary (it reads them all as [UNK]): TF-IDF sees
+    the keyword, the pretrained features cannot."""
+    rng = random.Random(seed)
+    keys = {"alpha": ["zorblax", "quintex", "vormund"], "beta": ["plimsy", "gradoon", "yellik"]}
+    rows = []
+    for i in range(n):
+        label = "alpha" if i % 2 == 0 else "beta"
+        words = rng.sample(WORDS["neutral"], 4) + [rng.choice(keys[label])]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return pd.DataFrame(rows)
+
+
+def _noisy(frame, share=0.2, seed=0):
+    """Some labels flipped, so no model reaches validation accuracy 1.0 and escalation has something to gain."""
+    frame = frame.copy()
+    flip = frame.sample(frac=share, random_state=seed).index
+    frame.loc[flip, "label"] = frame.loc[flip, "label"].map({"pos": "neg", "neg": "pos"})
+    return frame
+
+
+def _by_strategy(result):
+    return {row["strategy"]: row for row in result.rows}
+
+
+# -- budgets and the choice ------------------------------------------------------------------------------------
+
+def test_parse_budget():
+    assert parse_budget("20m") == 1200 and parse_budget("90s") == 90 and parse_budget("1h") == 3600
+    assert parse_budget("1h30m") == 5400 and parse_budget(" 1.5m ") == 90 and parse_budget(45) == 45
+    for bad in ("20", "20x", "m", "", "-5m", "0s", None, "20 minutes"):
+        with pytest.raises(ConfigError, match="budget"):
+            parse_budget(bad)
+
+
+def test_estimate_grows_with_epochs_and_takes_the_measured_correction():
+    one, _ = estimate_trainable("finetune", forward_s_per_row=0.01, train_rows=100, val_rows=20, epochs=1)
+    three, _ = estimate_trainable("finetune", forward_s_per_row=0.01, train_rows=100, val_rows=20, epochs=3)
+    corrected, basis = estimate_trainable("finetune", forward_s_per_row=0.01, train_rows=100, val_rows=20, epochs=3,
+                                          correction=2.0)
+    assert one < three and corrected == pytest.approx(2 * three) and "measured" in basis
+
+
+def test_choose_reads_validation_never_test():
+    rows = [{"step": 1, "kind": "baseline", "status": "ran", "validation": {"accuracy": 0.70, "macro_f1": 0.7},
+             "test": {"accuracy": 0.99}},
+            {"step": 2, "kind": "probe", "status": "ran", "validation": {"accuracy": 0.90, "macro_f1": 0.9},
+             "test": {"accuracy": 0.50}},
+            {"step": 3, "kind": "trainable", "status": "skipped", "validation": None, "test": None},
+            {"step": 4, "kind": "trainable", "status": "ran", "validation": {"accuracy": 0.90, "macro_f1": 0.9},
+             "test": {"accuracy": 0.95}}]
+    assert choose(rows)["step"] == 2  # tie on validation: the simpler rung, whatever the test says
+
+
+# -- auto on the tiny models -----------------------------------------------------------------------------------
+
+def test_leaderboard_has_the_baseline_and_every_step_with_a_reason(tiny_bert_dir, tmp_path):
+    second = _copy_with_new_weights(tiny_bert_dir, tmp_path / "second", 1)
+    third = _copy_with_new_weights(tiny_bert_dir, tmp_path / "third", 2)
+    backbones = [str(tiny_bert_dir), str(second), str(third)]
+    result = graftkit.auto(_noisy(sentiment_frame(80)), backbones=backbones, budget="2m", epochs=1, seed=0,
+                           test=sentiment_frame(30, seed=5), progress=False)
+    rows = result.rows
+    assert rows[0]["kind"] == "baseline" and rows[0]["status"] == "ran" and rows[0]["test"] is not None
+    assert all(row["reason"] for row in rows)
+    probes = [row for row in rows if row["kind"] == "probe"]
+    assert [row["status"] for row in probes].count("ran") == 2
+    assert any(row["status"] == "skipped" and "only the top 2" in row["reason"] for row in probes)
+    ladder = [row for row in rows if row["kind"] == "trainable"]
+    assert [row["strategy"] for row in ladder] == ["finetune", "lora", "full"]
+    assert result.ranking is not None and any(step["action"] == "rank" for step in result.steps)
+    for row in rows:
+        if row["status"] == "ran":
+            assert row["validation"]["accuracy"] is not None and row["seconds"] >= 0 and row["peak_rss_mib"] > 0
+            assert row["test"]["accuracy_std"] >= 0 and row["parameters"]["trainable"] > 0
+    finetune = _by_strategy(result)["finetune"]
+    if finetune["status"] == "ran":  # the manifest's training section gives the trainable share
+        assert 0 < finetune["parameters"]["share"] < 1
+    assert sum(row["chosen"] for row in rows) == 1 and result.chosen["chosen_reason"]
+    assert result.model is not None
+
+
+def test_a_step_that_cannot_fit_the_budget_is_skipped_with_the_reason(tiny_bert_dir):
+    result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="30s", epochs=100_000,
+                           ladder=["finetune", "full"], progress=False)
+    ladder = _by_strategy(result)
+    for strategy in ("finetune", "full"):
+        assert ladder[strategy]["status"] == "skipped"
+        assert "would not fit the budget" in ladder[strategy]["reason"]
+        assert ladder[strategy]["estimated_s"] > 30
+    assert _by_strategy(result)["linear-probe"]["status"] == "ran"
+
+
+def test_escalation_stops_when_the_gain_per_minute_is_below_the_threshold(tiny_bert_dir, monkeypatch):
+    import numpy as np
+
+    from graftkit.playbook import steps
+
+    def one_class(self, items, where=None):  # a baseline that always says "neg": the probe leads it
+        probabilities = np.zeros((len(items), 2))
+        probabilities[:, 0] = 1.0
+        return probabilities
+
+    monkeypatch.setattr(steps.ClassicalBaseline, "predict_proba", one_class)
+    result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="1m", epochs=1,
+                           ladder=["finetune", "full"], min_gain_per_minute=1e9, progress=False)
+    ladder = _by_strategy(result)
+    assert not result.baseline_wins and ladder["finetune"]["status"] == "ran"
+    assert "gain_per_minute" in ladder["finetune"]
+    assert ladder["full"]["status"] == "skipped" and "escalation stopped" in ladder["full"]["reason"]
+
+
+def test_the_choice_is_by_validation_and_the_test_set_changes_nothing(tiny_bert_dir):
+    data = sentiment_frame(60)
+    flipped = sentiment_frame(40, seed=3)
+    flipped["label"] = flipped["label"].map({"pos": "neg", "neg": "pos"})  # test prefers the worst model
+    options = {"backbones": [str(tiny_bert_dir)], "budget": "30s", "ladder": [], "progress": False}
+    without = graftkit.auto(data, **options)
+    with_test = graftkit.auto(data, test=flipped, **options)
+    assert with_test.chosen["step"] == without.chosen["step"]
+    ran = [row for row in with_test.rows if row["status"] == "ran"]
+    assert with_test.chosen["validation"]["accuracy"] == max(row["validation"]["accuracy"] for row in ran)
+    assert all(row["test"] is not None for row in ran)
+    test_order = sorted(ran, key=lambda r: r["test"]["accuracy"])
+    assert test_order[0]["validation"]["accuracy"] >= test_order[-1]["validation"]["accuracy"]
+
+
+def test_the_baseline_wins_on_a_keyword_task_and_auto_says_so(tiny_bert_dir, tmp_path):
+    result = graftkit.auto(_keyword_frame(), backbones=[str(tiny_bert_dir)], budget="45s", epochs=1,
+                           ladder=["finetune", "full"], progress=False, output=tmp_path / "model")
+    assert result.baseline_wins and result.chosen["kind"] == "baseline"
+    assert result.message.startswith("the classical baseline beats every pretrained candidate on validation: ")
+    ladder = _by_strategy(result)
+    # the baseline leads, so escalation went on whatever the gain per minute, while the budget lasted
+    assert ladder["finetune"]["status"] == "ran"
+    assert "escalation stopped" not in ladder["full"]["reason"]
+    markdown = (tmp_path / "model" / "leaderboard.md").read_text()
+    assert "the classical baseline beats every pretrained candidate on validation: " in markdown
+    assert json.loads((tmp_path / "model" / "leaderboard.json").read_text())["baseline_wins"] is True
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+def test_cli_writes_the_model_and_the_leaderboard(tiny_bert_dir, tmp_path, capsys):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    sentiment_frame(60).to_csv(train, index=False)
+    sentiment_frame(30, seed=7).to_csv(test, index=False)
+    out = tmp_path / "model"
+    code = main(["-q", "auto", str(train), "--backbones", str(tiny_bert_dir), "--budget", "30s", "--test", str(test),
+                 "--ladder", "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "classical baseline" in printed and "chosen: step" in printed and "leaderboard" in printed
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["rows"][0]["kind"] == "baseline" and board["saved_step"] is not None
+    assert "| step |" in (out / "leaderboard.md").read_text()
+    model = graftkit.load(out)
+    assert len(model.predict(["good great movie"])) == 1
+    code = main(["-q", "auto", str(train), "--backbones", str(tiny_bert_dir), "--budget", "30s", "--ladder",
+                 "-o", str(out)])
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_bad_budget_is_one_line_and_exit_2(tmp_path, capsys):
+    train = tmp_path / "train.csv"
+    sentiment_frame(20).to_csv(train, index=False)
+    code = main(["auto", str(train), "--backbones", "x", "--budget", "20x", "-o", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("graftkit: error: budget '20x'") and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()
+
+
+# -- real data -------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_auto_on_the_demo_data_is_at_least_as_good_as_the_probe(tmp_path):
+    from graftkit.cli.demo import demo_data_dir
+
+    folder = demo_data_dir()
+    train = graftkit.load_data(folder / "banking77_train.csv", text="text", label="category")
+    test = graftkit.load_data(folder / "banking77_test.csv", text="text", label="category")
+    result = graftkit.auto(train, backbones=["all-MiniLM-L6-v2"], budget="4m", epochs=1, test=test,
+                           progress=False, output=tmp_path / "auto")
+    probe = _by_strategy(result)["linear-probe"]
+    assert probe["status"] == "ran"
+    assert result.chosen["validation"]["accuracy"] >= probe["validation"]["accuracy"]
+    assert result.shipped["validation"]["accuracy"] >= probe["validation"]["accuracy"]
+    assert (tmp_path / "auto" / "leaderboard.md").is_file()
