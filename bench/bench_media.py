@@ -30,7 +30,6 @@ from scipy import signal
 
 from graftkit import Graft
 from graftkit.data import load_data
-from graftkit.evaluation.metrics import classification_metrics
 from graftkit.strategies.heads import LogRegHead
 
 

@@ -5,7 +5,8 @@ loaded together on one all-MiniLM-L6-v2 with ``graftkit.load_adapters``: tensor 
 against one plain model, process RSS, and each adapter's predictions against that adapter loaded alone.
 
 ``efficientnet``: EfficientNet-Lite0 on a seeded CIFAR-10 subset: linear probe, LoRA (peft's Conv2d LoRA on
-the 1×1 convolutions) and full fine-tuning — accuracy, time, trained share, artifact size.
+the 1×1 convolutions) and full fine-tuning — accuracy, time, trained share, artifact size
+(``bench_media_strategies.py cifar10`` with those three strategies).
 
     python bench/bench_peft.py adapters
     python bench/bench_peft.py efficientnet --per-class 50 --epochs 2
@@ -16,18 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import load_split  # noqa: E402
-from common import Clock, machine, save, shared  # noqa: E402
+from common import Clock, machine, save  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -87,53 +85,13 @@ def adapters(args) -> None:
     save("peft_adapters", result)
 
 
-def _cifar(per_class: int, test_per_class: int, seed: int, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rng = np.random.default_rng(seed)
-    frames = {}
-    with zipfile.ZipFile(shared("data", "cifar10_jpg", "cifar10_jpg.zip")) as archive:
-        names = [n for n in archive.namelist() if n.endswith(".jpg")]
-        for split, count in (("train", per_class), ("test", test_per_class)):
-            by_class: dict[str, list[str]] = {}
-            for n in names:
-                parts = n.split("/")
-                if parts[-3] == split:
-                    by_class.setdefault(parts[-2], []).append(n)
-            chosen = [n for label in sorted(by_class) for n in rng.choice(sorted(by_class[label]), count, replace=False)]
-            archive.extractall(folder, members=chosen)
-            frames[split] = pd.DataFrame({"image": [str(folder / n) for n in chosen],
-                                          "label": [n.split("/")[-2] for n in chosen]})
-    return frames["train"], frames["test"]
-
-
 def efficientnet(args) -> None:
-    import torch
+    """Linear probe, LoRA and full fine-tuning of EfficientNet-Lite0 on the CIFAR-10 subset (own processes)."""
+    from bench_media_strategies import compare
 
-    import graftkit as gk
-
-    torch.set_num_threads(args.threads)
-    folder = Path(tempfile.mkdtemp(prefix="bench-peft-cifar-"))
-    train, test = _cifar(args.per_class, args.test_per_class, args.seed, folder)
-    train_t, test_t = (gk.load_data(f, image="image", label="label") for f in (train, test))
-    rows = []
-    for strategy, params in (("linear-probe", {}), ("lora", {"epochs": args.epochs}),
-                             ("full", {"epochs": args.epochs})):
-        with Clock() as clock:
-            model = gk.Graft("efficientnet-lite0", strategy=strategy, progress=False, seed=args.seed, batch_size=32,
-                             **params).fit(train_t)
-        accuracy = model.evaluate(test_t, curves=False)["accuracy"]
-        with tempfile.TemporaryDirectory() as out:
-            saved = model.save(Path(out) / "m")
-            size = sum(p.stat().st_size for p in saved.rglob("*") if p.is_file()) / 1e6
-        counts = model.parameter_counts()
-        rows.append({"strategy": strategy, "accuracy": accuracy, "fit_s": round(clock.wall, 1),
-                     "trainable": counts["trainable"], "share": counts["share"], "artifact_mb": round(size, 3),
-                     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
-        print(json.dumps(rows[-1]), flush=True)
-    lines = ["| strategy | test accuracy | fit s | trained (share) | artifact MB |", "|---|---|---|---|---|"]
-    lines += [f"| {r['strategy']} | {r['accuracy']:.4f} | {r['fit_s']} | {r['trainable']:,} ({100 * r['share']:.2f}%) "
-              f"| {r['artifact_mb']:.2f} |" for r in rows]
-    print("\n".join(lines))
-    save("peft_efficientnet", {"machine": machine(), "settings": vars(args), "rows": rows, "table": lines})
+    compare(argparse.Namespace(data="cifar10", strategies=["linear-probe", "lora", "full"], backbone=None,
+                               per_class=args.per_class, test_per_class=args.test_per_class, epochs=args.epochs,
+                               batch_size=16, seed=args.seed, threads=args.threads, params="{}"))
 
 
 def main() -> None:

@@ -49,6 +49,51 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> Path:
+    """A 2-layer ViT with hidden size 32 and its image processor, saved with save_pretrained."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    folder = tmp_path_factory.mktemp("tiny-vit")
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8)).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def one_thread():
+    """Two shared cores: one intra-op thread is faster here and makes training runs comparable bit for bit."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def stop_after_epoch(k: int):
+    """A TrainerCallback that simulates a crash right after the checkpoint of epoch ``k`` was written."""
+    from transformers import TrainerCallback
+
+    class StopAfterEpoch(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if round(state.epoch) == k:
+                raise KeyboardInterrupt(f"simulated crash after epoch {k}")
+
+    return StopAfterEpoch()
+
+
+def model_weights(model) -> dict:
+    """Every tensor of a fitted Graft: its head arrays and its backbone's state dict."""
+    import torch
+
+    return {**{f"head.{k}": torch.as_tensor(v) for k, v in model.head_.arrays.items()},
+            **model.backbone_.model.state_dict()}
+
+
 def sentiment_frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
     """Short sentences whose label is carried by their sentiment words: learnable from a random BERT's features."""
     import random

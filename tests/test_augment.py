@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import sentiment_frame
+from conftest import model_weights, sentiment_frame, stop_after_epoch
 from PIL import Image
-from transformers import TrainerCallback
 
 import graftkit as gk
 from graftkit.cli.options import strategy_flags
@@ -26,12 +25,7 @@ from graftkit.training.data import BackboneCollator, Examples
 FAST = {"batch_size": 8, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _picture(seed=0, size=(40, 30)) -> Image.Image:
@@ -166,26 +160,14 @@ def test_text_fit_with_augmentation_and_no_augmentation_at_validation(tiny_bert_
     assert manifest["augmentation"] == training["augmentation"]
 
 
-@pytest.fixture(scope="module")
-def vit_dir(tmp_path_factory):
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=8)).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
-def test_vision_fit_with_augmentation(vit_dir, tmp_path):
+def test_vision_fit_with_augmentation(tiny_vit_dir, tmp_path):
     for label, color in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
         (tmp_path / "images" / label).mkdir(parents=True)
         for i in range(8):
             pixels = np.clip(np.array(color) + np.random.default_rng(i).normal(0, 25, (24, 20 + i, 3)), 0, 255)
             Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "images" / label / f"{i}.png")
     data = gk.load_data(tmp_path / "images")
-    model = gk.Graft(str(vit_dir), strategy="full", epochs=2, learning_rate=0.01, patience=0, val_size=0, augment=True,
+    model = gk.Graft(str(tiny_vit_dir), strategy="full", epochs=2, learning_rate=0.01, patience=0, val_size=0, augment=True,
                      batch_size=4, progress=False).fit(data)
     steps = [s["name"] for s in model.training_["augmentation"]["steps"]]
     assert steps == ["random_resized_crop", "horizontal_flip", "color_jitter"]
@@ -219,20 +201,6 @@ def test_audio_fit_with_augmentation(tmp_path):
 
 
 # -- resume -----------------------------------------------------------------------------------------------
-class StopAfterEpoch(TrainerCallback):
-    def __init__(self, k):
-        self.k = k
-
-    def on_save(self, args, state, control, **kwargs):
-        if round(state.epoch) == self.k:
-            raise KeyboardInterrupt(f"simulated crash after epoch {self.k}")
-
-
-def _weights(model):
-    return {**{f"head.{k}": torch.as_tensor(v) for k, v in model.head_.arrays.items()},
-            **model.backbone_.model.state_dict()}
-
-
 def test_resume_with_augmentation_matches_the_uninterrupted_run(tiny_bert_dir, tmp_path):
     train = gk.load_data(sentiment_frame(60), text="text", label="label")
     settings = {"strategy": "finetune", "epochs": 2, "learning_rate": 0.05, "patience": 0, "deterministic": True,
@@ -240,11 +208,11 @@ def test_resume_with_augmentation_matches_the_uninterrupted_run(tiny_bert_dir, t
     reference = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "a", **settings).fit(train)
     with pytest.raises(KeyboardInterrupt):
         gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", **settings).fit(train,
-                                                                                  callbacks=[StopAfterEpoch(1)])
+                                                                                  callbacks=[stop_after_epoch(1)])
     resumed = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", resume=True, **settings).fit(train)
     assert resumed.training_["resumed_from"] is not None
     assert resumed.training_["history"] == reference.training_["history"]
-    a, b = _weights(reference), _weights(resumed)
+    a, b = model_weights(reference), model_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     plain = gk.Graft(str(tiny_bert_dir), **{**settings, "augment": False}).fit(train)
     assert plain.training_["augmentation"] is None

@@ -219,3 +219,14 @@ def test_auto_on_the_demo_data_is_at_least_as_good_as_the_probe(tmp_path):
     assert result.chosen["validation"]["accuracy"] >= probe["validation"]["accuracy"]
     assert result.shipped["validation"]["accuracy"] >= probe["validation"]["accuracy"]
     assert (tmp_path / "auto" / "leaderboard.md").is_file()
+
+
+def test_a_chosen_linear_probe_is_refitted_on_training_and_validation_rows(tiny_bert_dir):
+    data = _noisy(sentiment_frame(60))
+    options = {"backbones": [str(tiny_bert_dir)], "budget": "1m", "ladder": [], "progress": False}
+    result = graftkit.auto(data, **options)
+    probe = _by_strategy(result)["linear-probe"]
+    assert "refitted on training + validation (60 rows)" in probe["refit"]
+    assert result.model.data_["rows"] == 60  # the saved model saw every row; validation scored the 48-row fit
+    kept = graftkit.auto(data, refit=False, **options)
+    assert "refit" not in _by_strategy(kept)["linear-probe"] and kept.model.data_["rows"] == 48

@@ -25,18 +25,6 @@ RED, BLUE = (220, 30, 30), (30, 30, 220)
 # -- fixtures: tiny models, saved with their processors -------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def vit_dir(tmp_path_factory) -> Path:
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=8)).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def convnext_dir(tmp_path_factory) -> Path:
     from transformers import ConvNextConfig, ConvNextImageProcessor, ConvNextModel
 
@@ -203,39 +191,39 @@ def test_vision_clip_tower_matches_clip_model(clip_dir):
     assert torch.allclose(_embed(backbone, [_image(RED, 0), _image(BLUE, 1)]), expected, atol=1e-6)
 
 
-def test_vision_pooling_options(vit_dir, convnext_dir):
+def test_vision_pooling_options(tiny_vit_dir, convnext_dir):
     images = [_image(RED, 0), _image(BLUE, 1)]
-    pooled = {p: _embed(load_backbone(str(vit_dir), pooling=p), images) for p in ("cls", "mean", "pooler")}
+    pooled = {p: _embed(load_backbone(str(tiny_vit_dir), pooling=p), images) for p in ("cls", "mean", "pooler")}
     assert all(v.shape == (2, 32) for v in pooled.values())
     assert not torch.allclose(pooled["cls"], pooled["mean"]) and not torch.allclose(pooled["cls"], pooled["pooler"])
     with pytest.raises(ConfigError, match="no CLS token"):
         load_backbone(str(convnext_dir), pooling="cls")
     with pytest.raises(ConfigError, match="pooling must be one of"):
-        load_backbone(str(vit_dir), pooling="max")
+        load_backbone(str(tiny_vit_dir), pooling="max")
 
 
-def test_vision_without_processor_names_the_fix(vit_dir, tmp_path):
+def test_vision_without_processor_names_the_fix(tiny_vit_dir, tmp_path):
     from transformers import ViTModel
 
-    ViTModel.from_pretrained(vit_dir).save_pretrained(tmp_path)
+    ViTModel.from_pretrained(tiny_vit_dir).save_pretrained(tmp_path)
     with pytest.raises(BackboneError, match=r"no usable image processor .*save_pretrained"):
         load_backbone(str(tmp_path))
 
 
-def test_unreadable_image_names_row_and_file(vit_dir, tmp_path):
+def test_unreadable_image_names_row_and_file(tiny_vit_dir, tmp_path):
     for label, color in (("red", RED), ("blue", BLUE)):
         (tmp_path / label).mkdir()
         for i in range(3):
             _image(color, i).save(tmp_path / label / f"{i}.png")
     (tmp_path / "red" / "broken.png").write_bytes(b"not an image at all")
     with pytest.raises(DataError) as error:
-        graftkit.Graft(backbone=str(vit_dir), progress=False).fit(graftkit.load_data(tmp_path))
+        graftkit.Graft(backbone=str(tiny_vit_dir), progress=False).fit(graftkit.load_data(tmp_path))
     message = str(error.value)
     assert "broken.png" in message and "row" in message and "cannot be decoded as an image" in message
     assert "\n" not in message
 
 
-def test_image_folder_end_to_end(vit_dir, tmp_path):
+def test_image_folder_end_to_end(tiny_vit_dir, tmp_path):
     data_dir = tmp_path / "shapes"
     for label, color in (("red", RED), ("blue", BLUE)):
         (data_dir / label).mkdir(parents=True)
@@ -244,7 +232,7 @@ def test_image_folder_end_to_end(vit_dir, tmp_path):
     data = graftkit.load_data(data_dir)
     assert data.modality == "image"
     train, test = data.split(test_size=0.3, seed=0)
-    model = graftkit.Graft(backbone=str(vit_dir), progress=False).fit(train)
+    model = graftkit.Graft(backbone=str(tiny_vit_dir), progress=False).fit(train)
     assert model.evaluate(test)["accuracy"] == 1.0
     predictions = model.predict(test)
     reloaded = graftkit.load(model.save(tmp_path / "model"), use_cache=False, progress=False)

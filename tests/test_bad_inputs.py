@@ -332,20 +332,6 @@ def fitted_model(tiny_bert_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_vit_dir(tmp_path_factory) -> Path:
-    """A 2-layer ViT with hidden size 32 and its image processor, saved with save_pretrained."""
-    import torch
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=8)).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def tiny_w2v_dir(tmp_path_factory) -> Path:
     """A 2-layer wav2vec2 with hidden size 32 and its feature extractor, saved with save_pretrained."""
     import torch

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import WORDS, sentiment_frame, shared_path
+from conftest import WORDS, sentiment_frame, shared_path, stop_after_epoch
 from transformers import BertConfig, BertModel, BertTokenizer
 
 import graftkit as gk
@@ -27,12 +27,7 @@ LEARNS = {"lora": {"learning_rate": 0.02}, "ia3": {"learning_rate": 0.05}, "adap
           "bitfit": {"learning_rate": 0.05}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -195,19 +190,12 @@ def test_merge_refuses_what_cannot_be_merged(fitted, tmp_path, capsys):
 
 def test_resume_gives_the_same_lora_model(tiny_bert_dir, data, tmp_path):
     """A crash right after epoch 1's checkpoint, then --resume: the same adapter weights and predictions."""
-    from transformers import TrainerCallback
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if round(state.epoch) == 1:
-                raise KeyboardInterrupt("simulated crash after epoch 1")
-
     settings = {**FAST, **LEARNS["lora"], "deterministic": True, "epochs": 2, "seed": 3}
     whole = gk.Graft(str(tiny_bert_dir), strategy="lora", checkpoint_dir=tmp_path / "a", **settings).fit(data[0])
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         gk.Graft(str(tiny_bert_dir), strategy="lora", checkpoint_dir=run, **settings).fit(data[0],
-                                                                                         callbacks=[Crash()])
+                                                                                         callbacks=[stop_after_epoch(1)])
     resumed = gk.Graft(str(tiny_bert_dir), strategy="lora", checkpoint_dir=run, resume=True, **settings).fit(data[0])
     assert resumed.training_["resumed_from"]
     a, b = whole.backbone_.model.state_dict(), resumed.backbone_.model.state_dict()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS, sentiment_frame
+from conftest import WORDS, model_weights, sentiment_frame, stop_after_epoch
 from safetensors.torch import load_file
 from torch import nn
 from transformers import TrainerCallback
@@ -46,13 +46,7 @@ LEARNS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two shared cores: one intra-op thread is faster here and makes runs comparable bit for bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -305,24 +299,8 @@ def test_refit_starts_from_the_pretrained_weights(tiny_bert_dir, sentiment):
 
 
 # -- resume -----------------------------------------------------------------------------------------------
-class StopAfterEpoch(TrainerCallback):
-    """Simulates a crash right after the checkpoint of epoch ``k`` was written."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def on_save(self, args, state, control, **kwargs):
-        if round(state.epoch) == self.k:
-            raise KeyboardInterrupt(f"simulated crash after epoch {self.k}")
-
-
 RESUMABLE = {"strategy": "gradual", "epochs": 4, "learning_rate": 0.05, "patience": 2, "deterministic": True,
              "val_size": 0.2, **FAST}
-
-
-def _weights(model):
-    return {**{f"head.{k}": torch.as_tensor(v) for k, v in model.head_.arrays.items()},
-            **model.backbone_.model.state_dict()}
 
 
 def test_resume_mid_gradual_schedule_matches_the_uninterrupted_run(tiny_bert_dir, sentiment, tmp_path):
@@ -330,11 +308,11 @@ def test_resume_mid_gradual_schedule_matches_the_uninterrupted_run(tiny_bert_dir
     reference = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "a", **RESUMABLE).fit(train)
     with pytest.raises(KeyboardInterrupt):
         gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", **RESUMABLE).fit(train,
-                                                                                   callbacks=[StopAfterEpoch(2)])
+                                                                                   callbacks=[stop_after_epoch(2)])
     resumed = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", resume=True, **RESUMABLE).fit(train)
     assert resumed.training_["resumed_from"].endswith("checkpoint-12")  # 48 training rows, batch 8: 6 steps
     assert resumed.training_["history"] == reference.training_["history"]
-    a, b = _weights(reference), _weights(resumed)
+    a, b = model_weights(reference), model_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.evaluate(test) == reference.evaluate(test)
 
@@ -349,10 +327,10 @@ def test_resume_where_early_stopping_had_ended_the_run(tiny_bert_dir, sentiment,
     assert reference.training_["epochs_run"] == 2
     with pytest.raises(KeyboardInterrupt):
         gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", **settings).fit(
-            train, callbacks=[StopAfterEpoch(crash_after)])
+            train, callbacks=[stop_after_epoch(crash_after)])
     resumed = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", resume=True, **settings).fit(train)
     assert resumed.training_["history"] == reference.training_["history"]
-    a, b = _weights(reference), _weights(resumed)
+    a, b = model_weights(reference), model_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -472,7 +450,7 @@ def test_half_written_checkpoint_is_discarded(tiny_bert_dir, sentiment, tmp_path
     run = tmp_path / "run"
     settings = {**RESUMABLE, "epochs": 2}
     with pytest.raises(KeyboardInterrupt):
-        gk.Graft(str(tiny_bert_dir), checkpoint_dir=run, **settings).fit(train, callbacks=[StopAfterEpoch(1)])
+        gk.Graft(str(tiny_bert_dir), checkpoint_dir=run, **settings).fit(train, callbacks=[stop_after_epoch(1)])
     partial = run / "checkpoint-999"
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"half")

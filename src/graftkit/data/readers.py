@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from graftkit.data.table import MODALITIES, Table
+from graftkit.data.table import Table
 from graftkit.errors import DataError
 
 logger = logging.getLogger(__name__)

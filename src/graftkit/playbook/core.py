@@ -184,7 +184,7 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
          overwrite: bool = False, val_size: float = 0.2, ladder=LADDER, epochs: int = 3, finetune_layers: int = 2,
          probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
          cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
-         calibrate: bool = True, n_bootstrap: int = 1000, **data_options) -> AutoResult:
+         calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
 
     One seeded, stratified ``val_size`` split of ``data`` is the validation set (or ``validation`` when given);
@@ -195,7 +195,9 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
     (finetune of the top ``finetune_layers`` groups -> lora, when installed -> full, ``epochs`` each): a rung runs
     when its estimated time fits the remaining budget, and escalation stops once a rung gained less than
     ``min_gain_per_minute`` validation accuracy points per minute, unless the classical baseline still beats
-    every pretrained candidate on validation. ``output``: save the best pretrained model there (atomically;
+    every pretrained candidate on validation. ``refit``: when the saved model is a linear probe and the validation
+    rows came from ``data``, refit it on all of ``data`` after the choice (cached features: the head's cost) if the
+    budget allows. ``output``: save the best pretrained model there (atomically;
     ``overwrite`` to replace a model) with ``leaderboard.json`` and ``leaderboard.md``.
 
     >>> result = graftkit.auto("train.csv", backbones=["all-MiniLM-L6-v2"], budget="10m", output="runs/auto")
@@ -292,6 +294,8 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
             message = ("the classical baseline beats every pretrained candidate on validation: no pretrained "
                        "candidate could be fitted")
         logger.warning("auto: %s", message)
+    if shipped is not None and shipped["strategy"] == "linear-probe" and validation is None and refit:
+        run.refit_probe(shipped, table, graft_options)
     if test_table is not None:
         run.score_test(baseline, n_bootstrap, seed)
         run.log("test", f"scored {len(test_table)} test rows for every fitted row (after all decisions)")

@@ -149,6 +149,30 @@ class Run:
         self.models[row["step"]] = model
         return row
 
+    def refit_probe(self, row: dict, table, graft_options: dict) -> None:
+        """Refit the chosen linear probe on training + validation rows (the choice is made; the probe's features
+        of both are cached, so this costs the head's fit), when the budget allows it."""
+        from graftkit.graft import Graft
+
+        estimate = row["seconds"] * len(table) / max(len(self.train), 1)
+        fits, note = self.budget_note(estimate)
+        if not fits:
+            row["refit"] = f"not refitted on training + validation: would not fit the budget ({note})"
+            self.log("refit", row["refit"])
+            return
+        started = time.perf_counter()
+        try:
+            model = Graft(backbone=row["backbone"], strategy="linear-probe", **graft_options).fit(table)
+        except GraftkitError as exc:
+            row["refit"] = f"refit on training + validation failed, keeping the fitted model: {exc}"
+            self.log("refit", row["refit"])
+            return
+        self.models[row["step"]] = model
+        row["refit"] = (f"refitted on training + validation ({len(table)} rows) in "
+                        f"{time.perf_counter() - started:.1f}s after the choice; its test metric is that model's")
+        row["reason"] += f"; {row['refit']}"
+        self.log("refit", row["refit"])
+
     def score_test(self, baseline, n_bootstrap: int, seed: int) -> None:
         """Test metrics for every row that ran: only now, after every decision was made."""
         for row in self.rows:
