@@ -226,12 +226,18 @@ def test_engine_is_modality_agnostic_and_frozen_batchnorm_stays_frozen(sentiment
     frozen, trained = backbone.model[0][1], backbone.model[1][1]
     before = frozen.running_mean.clone(), trained.running_mean.clone()
     y = np.array([0 if label == "neg" else 1 for label in train.labels()])
-    model, result = train_classifier(backbone, get_strategy("finetune", layers=1, epochs=3, learning_rate=0.05,
-                                                            backbone_lr_ratio=1.0, patience=0),
+    settings = {"layers": 1, "epochs": 3, "learning_rate": 0.05, "backbone_lr_ratio": 1.0, "patience": 0}
+    model, result = train_classifier(backbone, get_strategy("finetune", **settings, freeze_batchnorm=False),
                                      train=Examples(train, y), validation=None, n_classes=2, batch_size=8, seed=0,
                                      device="cpu", run_dir=tmp_path / "run", progress=False)
     assert torch.equal(frozen.running_mean, before[0])
-    assert not torch.equal(trained.running_mean, before[1])
+    assert not torch.equal(trained.running_mean, before[1])  # a trained BatchNorm re-estimates its statistics
+    toy = ToyBackbone()  # the default (freeze_batchnorm): statistics stay pretrained, the affine weights train
+    norm = toy.model[1][1]
+    mean, weight = norm.running_mean.clone(), norm.weight.detach().clone()
+    train_classifier(toy, get_strategy("finetune", **settings), train=Examples(train, y), validation=None,
+                     n_classes=2, batch_size=8, seed=0, device="cpu", run_dir=tmp_path / "run2", progress=False)
+    assert torch.equal(norm.running_mean, mean) and not torch.equal(norm.weight.detach(), weight)
     assert result.parameters["trainable"] == 64 * 16 + 16 + 2 * 16 + 16 * 2 + 2  # block 2 (linear, norm) + head
     with torch.no_grad():
         batch = backbone.preprocess(test.items())

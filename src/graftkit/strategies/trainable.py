@@ -64,6 +64,9 @@ class TrainableConfig(StrategyConfig):
         "help": "augment training batches per modality (images: random resized crop, flip, colour jitter; text: "
                 "word dropout; audio: noise, gain, time shift, time / frequency masking); never at validation or "
                 "prediction"})
+    freeze_batchnorm: bool = field(default=True, metadata={
+        "help": "BatchNorm layers keep their pretrained running statistics while their weights train (small batches "
+                "of a new domain would otherwise shift them away from what the head learns on)"})
 
     def __post_init__(self) -> None:
         self._check_number("learning_rate", low=0.0, low_open=True)
@@ -79,11 +82,10 @@ class TrainableConfig(StrategyConfig):
         self._check_number("l2_sp", low=0.0)
         self._check_choice("lr_schedule", LR_SCHEDULES)
         self._check_choice("metric", METRICS)
-        if not isinstance(self.deterministic, bool):
-            raise ConfigError(f"{self.name} deterministic must be true or false; got {self.deterministic!r} "
-                              "(--deterministic)")
-        if not isinstance(self.augment, bool):
-            raise ConfigError(f"{self.name} augment must be true or false; got {self.augment!r} (--augment)")
+        for name in ("deterministic", "augment", "freeze_batchnorm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{self.name} {name} must be true or false; got {getattr(self, name)!r} "
+                                  f"({_flag(name)})")
 
     # -- validation helpers (one-line errors that name the flag) ----------------------------------
     def _check_number(self, name: str, *, low: float | None = None, high: float | None = None,

@@ -12,6 +12,7 @@ names are matched as peft matches them: the full dotted name or a suffix after a
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graftkit.errors import ArtifactError, ConfigError
+from graftkit.errors import ArtifactError, ConfigError, GraftkitError
 from graftkit.strategies.efficient import split_names
 from graftkit.training.bottleneck import Adapted, adapter_state, insert_adapters
 
@@ -164,6 +165,8 @@ def apply_adaptation(backbone, strategy) -> Adaptation:
         return Adaptation("adapters", params, targets=targets)
     from peft import get_peft_model
 
+    plain_pointwise_convolutions(model, targets, strategy.name)
+
     with warnings.catch_warnings():  # peft still asks transformers for is_gradient_checkpointing (deprecated in 5)
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         peft_model = get_peft_model(model, _peft_config(strategy, targets, feedforward))
@@ -173,6 +176,26 @@ def apply_adaptation(backbone, strategy) -> Adaptation:
 
 def split_feedforward(strategy) -> list[str]:
     return split_names(getattr(strategy, "feedforward_modules", None)) or []
+
+
+def plain_pointwise_convolutions(model: nn.Module, names: list[str], strategy: str) -> None:
+    """peft builds a LoRA convolution as ``type(base_layer)(...)``, which a Conv2d subclass with its own
+    constructor (EfficientNet-Lite's same-padding convolution needs an image size) cannot take. A 1×1 stride-1
+    convolution pads nothing, so such a layer is swapped, in place, for a plain ``nn.Conv2d`` holding the same
+    weight and bias tensors: the same function and the same state-dict keys."""
+    modules = dict(model.named_modules())
+    for name in names:
+        layer = modules.get(name)
+        if not isinstance(layer, nn.Conv2d) or type(layer) is nn.Conv2d:
+            continue
+        if layer.kernel_size != (1, 1) or layer.stride != (1, 1):
+            raise ConfigError(f"{strategy}: {name} is a {layer.kernel_size[0]}×{layer.kernel_size[1]} "
+                              f"{type(layer).__name__}, which peft cannot wrap; target its 1×1 convolutions or "
+                              "Linear layers (--target-modules)")
+        plain = nn.Conv2d(layer.in_channels, layer.out_channels, 1, groups=layer.groups, bias=layer.bias is not None)
+        plain.weight, plain.bias = layer.weight, layer.bias
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, plain)
 
 
 def adaptation_modules(model: nn.Module) -> list[nn.Module]:
@@ -211,6 +234,11 @@ def load_adaptation(graft, path: Path, *, adapter_name: str = "default") -> None
         if strategy.uses_peft:
             from peft import PeftModel
 
+            config = json.loads((path / PEFT_DIR / "adapter_config.json").read_text())
+            targets = config.get("target_modules")  # peft saves them shortened to name suffixes
+            targets = targets if isinstance(targets, list) else []
+            plain_pointwise_convolutions(model, [n for n in _layers(model) if any(_matches(n, t) for t in targets)],
+                                         strategy.name)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 peft_model = PeftModel.from_pretrained(model, str(path / PEFT_DIR), adapter_name=adapter_name)
@@ -227,7 +255,7 @@ def load_adaptation(graft, path: Path, *, adapter_name: str = "default") -> None
             model.load_state_dict(tensors, strict=False)
             graft.adaptation_ = Adaptation(strategy.name, [], targets=targets)
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, ArtifactError):
+        if isinstance(exc, GraftkitError):
             raise
         raise ArtifactError(f"{path}: the {strategy.name} adapter does not fit backbone {graft.backbone!r} "
                             f"({str(exc).splitlines()[0]}); it belongs to another base model, refit it") from None

@@ -152,7 +152,8 @@ def build_model(backbone, strategy, sample: dict, n_classes: int, seed: int, hea
     logger.info("layer groups on the feature path, input to output: %s; %s trains up to the top %d",
                 ", ".join(plan.names), strategy.name, most)
     torch.manual_seed(seed)
-    model = GraftModel(backbone, n_classes, plan, l2_sp=strategy.l2_sp)
+    model = GraftModel(backbone, n_classes, plan, l2_sp=strategy.l2_sp,
+                       freeze_batchnorm=getattr(strategy, "freeze_batchnorm", False))
     if standardize is not None:
         model.standardize_with(*standardize)
     if head_init is not None:

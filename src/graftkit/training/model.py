@@ -5,7 +5,10 @@ differentiable trains the same way), standardises the pooled features with fixed
 pretrained features (as the linear probe does, so one head learning rate suits backbones whose features
 are L2-normalised or large alike; folded into the exported head), applies the head, and returns the
 cross-entropy loss, plus the L2-SP penalty while training. Frozen layer groups stay in eval mode even when the Trainer calls
-``train()``, so their BatchNorm statistics (and dropout) stay those of the pretrained model.
+``train()``, so their BatchNorm statistics (and dropout) stay those of the pretrained model; with
+``freeze_batchnorm`` (the strategies' default) every BatchNorm layer does, trained or not: on a few hundred images
+in batches of 16, running statistics re-estimated from a new domain drift away from the batch statistics the head
+was trained on (EfficientNet-Lite0 on CIFAR-10 fell from 0.69 to 0.22 test accuracy with them moving).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from graftkit.training.regularizers import L2SP
 
 
 class GraftModel(nn.Module):
-    def __init__(self, backbone, n_classes: int, plan: LayerPlan, *, l2_sp: float = 0.0):
+    def __init__(self, backbone, n_classes: int, plan: LayerPlan, *, l2_sp: float = 0.0,
+                 freeze_batchnorm: bool = False):
         super().__init__()
         self.backbone = backbone.model  # registered: trained, checkpointed and wrapped by DDP with the head
         self.head = nn.Linear(backbone.hidden_size, n_classes)
@@ -30,6 +34,7 @@ class GraftModel(nn.Module):
         self.plan = plan
         self.trainable_groups = len(plan)
         self.l2_sp = L2SP([p for group in plan.params for p in group], l2_sp) if l2_sp > 0 else None
+        self.freeze_batchnorm = freeze_batchnorm  # BatchNorm always on its pretrained running statistics
         self.adaptation = None  # a parameter-efficient strategy's Adaptation (training/efficient.py)
         self._adaptation_modules: list[nn.Module] = []
 
@@ -80,6 +85,10 @@ class GraftModel(nn.Module):
                 module.eval()
             for module in self._adaptation_modules:
                 module.train()
+            if self.freeze_batchnorm:  # Keras' transfer-learning advice: BatchNorm in inference mode while fine-tuning
+                for module in self.backbone.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
         return self
 
     def export_head(self) -> tuple[np.ndarray, np.ndarray]:
