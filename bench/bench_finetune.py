@@ -95,7 +95,11 @@ def run_variant(args) -> None:
 def strategies(args) -> None:
     rows = []
     cache = tempfile.mkdtemp(prefix="bench-finetune-cache-")
-    for strategy, params in VARIANTS[args.variants]:
+    def label(strategy, params):
+        return strategy + ("+l2sp" if params.get("l2_sp") else "")
+
+    chosen = [(s, p) for s, p in VARIANTS[args.variants] if not args.only or label(s, p) in args.only]
+    for strategy, params in chosen:
         command = [sys.executable, __file__, "variant", "--strategy", strategy, "--params", json.dumps(params),
                    "--cache-dir", cache, *_shared_flags(args)]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -217,6 +221,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="throughput: optimiser steps per run")
     parser.add_argument("--variants", choices=sorted(VARIANTS), default="engine",
                         help="strategies: engine (issue 3's table) or peft (issue 4's; default: engine)")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT",
+                        help="strategies: run only these variants (e.g. finetune gradual full+l2sp)")
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
