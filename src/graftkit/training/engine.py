@@ -174,8 +174,11 @@ def _trainer(model, strategy, args, *, collator, train, validation, n_classes, s
              progress) -> Trainer:
     """The Trainer, with AdamW over the strategy's parameter groups and graftkit's callbacks (the unfreezing
     schedule first, so that the others see each epoch's trainable groups; the caller's last)."""
-    optimizer = torch.optim.AdamW(optimizer_groups(model.head, model.plan, strategy, model.adaptation_parameters),
-                                  lr=strategy.learning_rate)
+    # the Trainer's own optimiser class and settings (default: fused AdamW, as a plain Trainer run gets) over
+    # graftkit's discriminative parameter groups
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    optimizer = optimizer_cls(optimizer_groups(model.head, model.plan, strategy, model.adaptation_parameters),
+                              **{**optimizer_kwargs, "lr": strategy.learning_rate})
     ours = [schedule, SealCheckpoints()]
     if validation is not None and strategy.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
