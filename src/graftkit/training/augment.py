@@ -20,6 +20,7 @@ more signal than it adds.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -31,13 +32,13 @@ def example_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(position), 0x67_6B])  # "gk": graftkit
 
 
-class Augmenter:
-    """A named transform of one decoded input: ``augmenter(item, rng) -> item``."""
+class Augmenter(ABC):
+    """A named transform of one decoded input: ``augmenter(item, rng) -> item`` (each subclass defines it)."""
 
     name = ""
 
-    def __call__(self, item, rng: np.random.Generator):
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, item, rng: np.random.Generator): ...
 
     def describe(self) -> dict:
         return {"name": self.name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}}
