@@ -182,7 +182,17 @@ def test_gradual_unfreezes_one_group_per_epoch_and_keeps_frozen_groups_in_eval(t
     assert per_epoch == [head, head + size[2], head + size[2] + size[1], head + sum(size)]
     assert model.training_["schedule"] == [0, 1, 2, 3]
     assert [row["trainable_parameters"] for row in model.training_["history"]] == per_epoch
+    assert model.parameter_counts()["trainable"] == per_epoch[-1]
     assert modes[0] == [False, False] and modes[-1] == [True, True]  # frozen groups stay in eval mode
+
+
+def test_a_gradual_run_cut_short_counts_only_the_groups_it_reached(tiny_bert_dir, sentiment):
+    train, _ = sentiment
+    model = gk.Graft(str(tiny_bert_dir), strategy="gradual", epochs=2, patience=0, **FAST).fit(train)
+    bert = model.backbone_.model
+    top = sum(p.numel() for p in bert.encoder.layer[1].parameters())
+    assert model.training_["schedule"] == [0, 1]
+    assert model.parameter_counts()["trainable"] == 66 + top < model.parameter_counts()["total"] / 2
 
 
 def test_gradual_schedule_is_configurable():

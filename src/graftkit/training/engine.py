@@ -223,7 +223,10 @@ def train_classifier(backbone, strategy, *, train: Examples, validation: Example
     history = epoch_history(trainer.state.log_history, model, schedule.groups_for)
     best_epoch, best_metric = _best(history, strategy)
     total = sum(p.numel() for p in model.parameters())
-    trainable = (sum(p.numel() for p in model.head.parameters()) + model.plan.parameter_count(most)
+    # groups that actually trained: a gradual schedule cut short by its epochs or early stopping never reached
+    # the lower ones, so they do not count as trained
+    reached = max((schedule.groups_for(e) for e in range(len(history))), default=most)
+    trainable = (sum(p.numel() for p in model.head.parameters()) + model.plan.parameter_count(reached)
                  + sum(p.numel() for p in model.adaptation_parameters))
     result = TrainingResult(history=history, best_epoch=best_epoch, best_metric=best_metric,
                             epochs_run=len(history),
