@@ -10,10 +10,15 @@ Throughput: the graftkit engine (strategy ``full``, every layer trains) and a pl
 in rounds on this (shared) machine; the figure is the ratio of median step times (step = collate +
 forward + backward + optimiser step), with the spread over rounds.
 
+Components: the same two models and the same batch outside any Trainer, each part of a step timed
+alternately in one process (collate, forward + backward, optimiser step): where a throughput gap would come
+from, without the run-to-run noise of whole training runs on a shared machine.
+
     python bench/bench_finetune.py strategies --data banking77 --per-class 20 --epochs 3
     python bench/bench_finetune.py strategies --data sst2 --train 2000
     python bench/bench_finetune.py strategies --variants peft --data sst2 --train 2000
     python bench/bench_finetune.py throughput --rounds 5 --steps 30
+    python bench/bench_finetune.py components --reps 12
 """
 
 from __future__ import annotations
@@ -205,9 +210,66 @@ def throughput(args) -> None:
                                               "summary": summary})
 
 
+def components(args) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from graftkit.backbones.registry import load_backbone
+    from graftkit.strategies import get_strategy
+    from graftkit.training.data import BackboneCollator
+    from graftkit.training.engine import build_model
+    from graftkit.training.groups import optimizer_groups
+
+    torch.set_num_threads(args.threads)
+    train, _ = load_split(args.data, 0, 0, 0, args.seed)
+    batch = train.sample(args.batch_size, random_state=args.seed)
+    classes = sorted(train["label"].unique())
+    labels = [classes.index(label) for label in batch["label"]]
+    backbone, strategy = load_backbone(args.backbone), get_strategy("full", epochs=1)
+    ours_collate = BackboneCollator(backbone)
+    rows = [{"item": text, "where": "bench", "label": label} for text, label in zip(batch["text"], labels)]
+    ours = build_model(backbone, strategy, ours_collate(rows[:2])["inputs"], len(classes), args.seed).train()
+    ours_opt = torch.optim.AdamW(optimizer_groups(ours.head, ours.plan, strategy), lr=5e-5, fused=True)
+    path = backbone.source.path
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    plain = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(classes), dtype=torch.float32)
+    plain.train()
+    plain_opt = torch.optim.AdamW(plain.parameters(), lr=5e-5, fused=True)
+    plain_collate = DataCollatorWithPadding(tokenizer)
+    encoded = tokenizer(batch["text"].tolist(), truncation=True, max_length=256)
+    features = [{"input_ids": ids, "attention_mask": mask, "labels": label}
+                for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)]
+
+    def timed_step(times, collate, loss, optimizer):
+        with Clock() as c:
+            inputs = collate()
+        times["collate"].append(c.wall)
+        with Clock() as c:
+            loss(inputs).backward()
+        times["forward_backward"].append(c.wall)
+        with Clock() as c:
+            optimizer.step()
+            optimizer.zero_grad()
+        times["optimizer"].append(c.wall)
+
+    steps = {"graftkit": (lambda: ours_collate(rows), lambda b: ours(b["inputs"], b["labels"]).loss, ours_opt),
+             "plain": (lambda: plain_collate(features), lambda b: plain(**b).loss, plain_opt)}
+    times = {name: {part: [] for part in ("collate", "forward_backward", "optimizer")} for name in ("graftkit", "plain")}
+    for rep in range(args.reps):  # alternate, so both see the same machine; the first two warm up
+        for name in ("graftkit", "plain")[:: 1 if rep % 2 else -1]:
+            timed_step(times[name], *steps[name])
+    medians = {name: {part: round(statistics.median(v[2:]) * 1000, 2) for part, v in parts.items()}
+               for name, parts in times.items()}
+    totals = {name: round(sum(parts.values()), 2) for name, parts in medians.items()}
+    summary = {"median_ms": medians, "step_ms": totals, "ratio": round(totals["plain"] / totals["graftkit"], 4),
+               "optimizer_groups": {"graftkit": len(ours_opt.param_groups), "plain": len(plain_opt.param_groups)}}
+    print(json.dumps(summary))
+    save(f"finetune_components_{args.data}", {"machine": machine(), "settings": vars(args), "summary": summary})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["strategies", "throughput", "variant"])
+    parser.add_argument("mode", choices=["strategies", "throughput", "components", "variant"])
     parser.add_argument("--data", default="sst2", help="sst2 or banking77 (default: sst2)")
     parser.add_argument("--per-class", type=int, default=0, help="training rows per class (0: use --train)")
     parser.add_argument("--train", type=int, default=2000, help="training rows, seeded sample (default: 2000)")
@@ -219,6 +281,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--rounds", type=int, default=5, help="throughput: alternating rounds")
     parser.add_argument("--steps", type=int, default=30, help="throughput: optimiser steps per run")
+    parser.add_argument("--reps", type=int, default=12, help="components: timed steps per model (2 warm up)")
     parser.add_argument("--variants", choices=sorted(VARIANTS), default="engine",
                         help="strategies: engine (issue 3's table) or peft (issue 4's; default: engine)")
     parser.add_argument("--only", nargs="+", metavar="VARIANT",
@@ -227,7 +290,7 @@ def main() -> None:
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    {"strategies": strategies, "throughput": throughput, "variant": run_variant}[args.mode](args)
+    {"strategies": strategies, "throughput": throughput, "components": components, "variant": run_variant}[args.mode](args)
 
 
 if __name__ == "__main__":
