@@ -77,12 +77,22 @@ def test_estimate_grows_with_epochs_and_takes_the_measured_correction():
 def test_choose_reads_validation_never_test():
     rows = [{"step": 1, "kind": "baseline", "status": "ran", "validation": {"accuracy": 0.70, "macro_f1": 0.7},
              "test": {"accuracy": 0.99}},
-            {"step": 2, "kind": "probe", "status": "ran", "validation": {"accuracy": 0.90, "macro_f1": 0.9},
-             "test": {"accuracy": 0.50}},
+            {"step": 2, "kind": "probe", "strategy": "linear-probe", "status": "ran",
+             "validation": {"accuracy": 0.90, "macro_f1": 0.9}, "test": {"accuracy": 0.50}},
             {"step": 3, "kind": "trainable", "status": "skipped", "validation": None, "test": None},
-            {"step": 4, "kind": "trainable", "status": "ran", "validation": {"accuracy": 0.90, "macro_f1": 0.9},
-             "test": {"accuracy": 0.95}}]
+            {"step": 4, "kind": "trainable", "strategy": "full", "status": "ran",
+             "validation": {"accuracy": 0.90, "macro_f1": 0.9}, "test": {"accuracy": 0.95}}]
     assert choose(rows)["step"] == 2  # tie on validation: the simpler rung, whatever the test says
+
+
+def test_a_validation_tie_goes_to_the_simpler_rung_whatever_the_order():
+    tie = {"status": "ran", "validation": {"accuracy": 0.8, "macro_f1": 0.8}}
+    rows = [{"step": 1, "kind": "trainable", "strategy": "full", **tie},
+            {"step": 2, "kind": "trainable", "strategy": "lp-ft", **tie},
+            {"step": 3, "kind": "trainable", "strategy": "finetune", **tie}]
+    assert choose(rows)["step"] == 3
+    assert choose(rows[:2])["step"] == 2
+    assert choose([*rows, {"step": 4, "kind": "baseline", "strategy": "TF-IDF", **tie}])["step"] == 4
 
 
 # -- auto on the tiny models -----------------------------------------------------------------------------------
@@ -100,7 +110,7 @@ def test_leaderboard_has_the_baseline_and_every_step_with_a_reason(tiny_bert_dir
     assert [row["status"] for row in probes].count("ran") == 2
     assert any(row["status"] == "skipped" and "only the top 2" in row["reason"] for row in probes)
     ladder = [row for row in rows if row["kind"] == "trainable"]
-    assert [row["strategy"] for row in ladder] == ["finetune", "lora", "full"]
+    assert [row["strategy"] for row in ladder] == ["finetune", "lora", "lp-ft"]
     assert result.ranking is not None and any(step["action"] == "rank" for step in result.steps)
     for row in rows:
         if row["status"] == "ran":
@@ -141,6 +151,21 @@ def test_escalation_stops_when_the_gain_per_minute_is_below_the_threshold(tiny_b
     assert not result.baseline_wins and ladder["finetune"]["status"] == "ran"
     assert "gain_per_minute" in ladder["finetune"]
     assert ladder["full"]["status"] == "skipped" and "escalation stopped" in ladder["full"]["reason"]
+
+
+def test_the_lp_ft_rung_fine_tunes_every_group_from_the_probe_head(tiny_bert_dir, tmp_path):
+    result = graftkit.auto(_noisy(sentiment_frame(80)), backbones=[str(tiny_bert_dir)], budget="1m", epochs=1,
+                           ladder=["lp-ft"], progress=False, cache_dir=tmp_path)
+    row = _by_strategy(result)["lp-ft"]
+    assert row["status"] == "ran" and row["validation"]["accuracy"] is not None, row["reason"]
+    assert row["parameters"]["share"] > 0.9  # every layer group trains, as in full fine-tuning
+    assert result.rows[-1]["strategy"] == "lp-ft" and row["kind"] == "trainable"
+
+
+def test_an_unknown_rung_names_the_rungs_there_are(tiny_bert_dir):
+    with pytest.raises(ConfigError, match="unknown escalation step 'ulmfit'; the ladder is built from finetune, "
+                                          "lora, lp-ft, full"):
+        graftkit.auto(sentiment_frame(20), backbones=[str(tiny_bert_dir)], ladder=["ulmfit"])
 
 
 def test_the_choice_is_by_validation_and_the_test_set_changes_nothing(tiny_bert_dir):

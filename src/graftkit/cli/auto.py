@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from graftkit.cli.options import add_data_options, add_run_options, data_kwargs, emit_json, positive_int
-from graftkit.playbook import LADDER, auto, format_text, parse_budget
+from graftkit.playbook import LADDER, STEPS, auto, format_text, parse_budget
 from graftkit.playbook.core import DEFAULT_MIN_GAIN_PER_MINUTE
 
 
@@ -35,8 +35,8 @@ def register(commands) -> None:
     parser.add_argument("--val-size", type=float, default=0.2,
                         help="fraction of the data held out, stratified, for validation (default: 0.2)")
     parser.add_argument("--test", metavar="FILE", help="labelled test file, scored after every decision")
-    parser.add_argument("--ladder", nargs="*", choices=LADDER, default=list(LADDER), metavar="STRATEGY",
-                        help=f"escalation steps after the probe, in order (default: {' '.join(LADDER)}); "
+    parser.add_argument("--ladder", nargs="*", choices=STEPS, default=list(LADDER), metavar="STRATEGY",
+                        help=f"escalation steps after the probe, in order, from {', '.join(STEPS)} (default: {' '.join(LADDER)}); "
                              "--ladder with nothing after it stops at the probe")
     parser.add_argument("--epochs", type=positive_int, default=3, help="epochs of each trainable step (default: 3)")
     parser.add_argument("--probe-top", type=positive_int, default=2,

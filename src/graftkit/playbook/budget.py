@@ -15,8 +15,8 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
 
 # cost of one training pass over a row relative to one inference forward pass of the same row (forward with
 # activations kept + backward + optimiser step); "full" back-propagates through every group, LoRA and the top
-# groups of "finetune" through fewer, but the backward still runs down to the lowest trained group
-TRAIN_FACTOR = {"finetune": 3.0, "lora": 3.0, "full": 4.0}
+# groups of "finetune" through fewer (lp-ft trains like "full"; its probe head comes from the feature cache), but the backward still runs down to the lowest trained group
+TRAIN_FACTOR = {"finetune": 3.0, "lora": 3.0, "lp-ft": 4.0, "full": 4.0}
 STEP_OVERHEAD_S = 5.0  # loading the backbone again, the Trainer's set-up, checkpoints
 
 

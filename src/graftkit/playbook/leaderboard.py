@@ -13,7 +13,7 @@ import numpy as np
 MEMORY_NOTE = ("memory: the process's peak resident set size (resource.getrusage ru_maxrss) when the step ended; "
                "it never decreases, so a step's figure includes the steps before it")
 # simpler first: on a validation tie the cheaper rung wins
-COMPLEXITY = {"baseline": 0, "linear-probe": 1, "finetune": 2, "lora": 3, "full": 4}
+COMPLEXITY = {"linear-probe": 1, "finetune": 2, "lora": 3, "lp-ft": 4, "full": 5}  # by strategy; the baseline is 0
 
 
 def bootstrap_std(correct: np.ndarray, n_bootstrap: int = 1000, seed: int = 0) -> float:
@@ -32,8 +32,11 @@ def choose(rows: list[dict]) -> dict | None:
     ran = [row for row in rows if row["status"] == "ran" and row.get("validation")]
     if not ran:
         return None
-    return max(ran, key=lambda r: (r["validation"]["accuracy"], r["validation"]["macro_f1"],
-                                   -COMPLEXITY.get(r["kind"], 9)))
+    return max(ran, key=lambda r: (r["validation"]["accuracy"], r["validation"]["macro_f1"], -_complexity(r)))
+
+
+def _complexity(row: dict) -> int:
+    return 0 if row["kind"] == "baseline" else COMPLEXITY.get(row.get("strategy"), 9)
 
 
 def _cell(value, digits=4) -> str:
