@@ -153,6 +153,26 @@ def test_escalation_stops_when_the_gain_per_minute_is_below_the_threshold(tiny_b
     assert ladder["full"]["status"] == "skipped" and "escalation stopped" in ladder["full"]["reason"]
 
 
+def test_a_fresh_head_falling_short_still_lets_lp_ft_run(tiny_bert_dir, monkeypatch):
+    import numpy as np
+
+    from graftkit.playbook import steps
+
+    monkeypatch.setattr(steps.ClassicalBaseline, "predict_proba",
+                        lambda self, items, where=None: np.tile([1.0, 0.0], (len(items), 1)))
+    result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="2m", epochs=1,
+                           ladder=["finetune", "lora", "lp-ft", "full"], min_gain_per_minute=1e9, progress=False)
+    ladder = _by_strategy(result)
+    assert ladder["finetune"]["status"] == "ran"
+    assert ladder["lora"]["status"] == "skipped" and "escalation stopped, finetune" in ladder["lora"]["reason"]
+    assert ladder["lp-ft"]["status"] == "ran", ladder["lp-ft"]["reason"]
+    assert "tried although escalation had stopped: the rung that fell short trained a fresh head" \
+        in ladder["lp-ft"]["reason"]
+    assert any("lp-ft is tried although escalation stopped" in step["reason"] for step in result.steps)
+    # lp-ft fell short as well (no gain reaches 1e9 points a minute): nothing after it runs
+    assert ladder["full"]["status"] == "skipped" and "escalation stopped, lp-ft" in ladder["full"]["reason"]
+
+
 def test_the_lp_ft_rung_fine_tunes_every_group_from_the_probe_head(tiny_bert_dir, tmp_path):
     result = graftkit.auto(_noisy(sentiment_frame(80)), backbones=[str(tiny_bert_dir)], budget="1m", epochs=1,
                            ladder=["lp-ft"], progress=False, cache_dir=tmp_path)
