@@ -254,7 +254,8 @@ def components(args) -> None:
 
     steps = {"graftkit": (lambda: ours_collate(rows), lambda b: ours(b["inputs"], b["labels"]).loss, ours_opt),
              "plain": (lambda: plain_collate(features), lambda b: plain(**b).loss, plain_opt)}
-    times = {name: {part: [] for part in ("collate", "forward_backward", "optimizer")} for name in ("graftkit", "plain")}
+    parts = ("collate", "forward_backward", "optimizer")
+    times = {name: {part: [] for part in parts} for name in ("graftkit", "plain")}
     for rep in range(args.reps):  # alternate, so both see the same machine; the first two warm up
         for name in ("graftkit", "plain")[:: 1 if rep % 2 else -1]:
             timed_step(times[name], *steps[name])
@@ -290,7 +291,8 @@ def main() -> None:
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    {"strategies": strategies, "throughput": throughput, "components": components, "variant": run_variant}[args.mode](args)
+    modes = {"strategies": strategies, "throughput": throughput, "components": components, "variant": run_variant}
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

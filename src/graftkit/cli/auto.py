@@ -36,7 +36,8 @@ def register(commands) -> None:
                         help="fraction of the data held out, stratified, for validation (default: 0.2)")
     parser.add_argument("--test", metavar="FILE", help="labelled test file, scored after every decision")
     parser.add_argument("--ladder", nargs="*", choices=STEPS, default=list(LADDER), metavar="STRATEGY",
-                        help=f"escalation steps after the probe, in order, from {', '.join(STEPS)} (default: {' '.join(LADDER)}); "
+                        help=f"escalation steps after the probe, in order, from {', '.join(STEPS)} "
+                             f"(default: {' '.join(LADDER)}); "
                              "--ladder with nothing after it stops at the probe")
     parser.add_argument("--epochs", type=positive_int, default=3, help="epochs of each trainable step (default: 3)")
     parser.add_argument("--probe-top", type=positive_int, default=2,

@@ -14,8 +14,9 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
 
 # cost of one training pass over a row relative to one inference forward pass of the same row (forward with
-# activations kept + backward + optimiser step); "full" back-propagates through every group, LoRA and the top
-# groups of "finetune" through fewer (lp-ft trains like "full"; its probe head comes from the feature cache), but the backward still runs down to the lowest trained group
+# activations kept + backward + optimiser step); "full" and "lp-ft" back-propagate through every group (lp-ft's
+# probe head comes from the feature cache), LoRA and the top groups of "finetune" through fewer, but the
+# backward still runs down to the lowest trained group
 TRAIN_FACTOR = {"finetune": 3.0, "lora": 3.0, "lp-ft": 4.0, "full": 4.0}
 STEP_OVERHEAD_S = 5.0  # loading the backbone again, the Trainer's set-up, checkpoints
 

@@ -1,6 +1,6 @@
 """``graftkit.auto``: rank -> linear probe on the top candidates -> escalate (top-block fine-tuning, LoRA,
-LP-FT: full fine-tuning from the probe's head) while the validation gain per minute justifies it and the budget lasts -> choose by
-validation, never by test -> score the test set -> save the artifact and the leaderboard.
+LP-FT: full fine-tuning from the probe's head) while the validation gain per minute justifies it and the budget
+lasts -> choose by validation, never by test -> score the test set -> save the artifact and the leaderboard.
 
 The classical baseline of the modality is always on the leaderboard; when it beats every pretrained candidate
 on validation the result says so in one line, and escalation goes on (whatever the gain per minute) while the
