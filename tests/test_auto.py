@@ -179,7 +179,6 @@ def test_the_lp_ft_rung_fine_tunes_every_group_from_the_probe_head(tiny_bert_dir
     row = _by_strategy(result)["lp-ft"]
     assert row["status"] == "ran" and row["validation"]["accuracy"] is not None, row["reason"]
     assert row["parameters"]["share"] > 0.9  # every layer group trains, as in full fine-tuning
-    assert result.rows[-1]["strategy"] == "lp-ft" and row["kind"] == "trainable"
 
 
 def test_an_unknown_rung_names_the_rungs_there_are(tiny_bert_dir):

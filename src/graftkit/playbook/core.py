@@ -147,10 +147,10 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
             run.row("trainable", spec, strategy, "skipped", f"skipped: strategy {strategy!r} is not available in "
                     f"this installation (strategies: {', '.join(strategy_names())})")
             continue
-        if stopped and not (strategy == "lp-ft" and fresh_head_fell_short):
+        exempt = bool(stopped) and strategy == "lp-ft" and fresh_head_fell_short  # see FROM_PROBE_HEAD
+        if stopped and not exempt:
             run.row("trainable", spec, strategy, "skipped", stopped)
             continue
-        exempt = bool(stopped)  # lp-ft is still worth its try: see FROM_PROBE_HEAD
         if exempt:
             run.log("escalation", f"lp-ft is tried although escalation stopped: {FROM_PROBE_HEAD}")
             stopped = None

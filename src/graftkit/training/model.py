@@ -8,7 +8,8 @@ cross-entropy loss, plus the L2-SP penalty while training. Frozen layer groups s
 ``train()``, so their BatchNorm statistics (and dropout) stay those of the pretrained model; with
 ``freeze_batchnorm`` (the strategies' default) every BatchNorm layer does, trained or not: on a few hundred images
 in batches of 16, running statistics re-estimated from a new domain drift away from the batch statistics the head
-was trained on (EfficientNet-Lite0 on CIFAR-10 fell from 0.69 to 0.22 test accuracy with them moving).
+was trained on (EfficientNet-Lite0 fully fine-tuned on 450 CIFAR-10 images scored 0.22 test accuracy with them
+moving, 0.61 with them frozen; the frozen probe scores 0.69).
 """
 
 from __future__ import annotations
