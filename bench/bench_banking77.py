@@ -30,7 +30,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from graftkit import Graft
 from graftkit.data import load_data
-from graftkit.strategies.heads import LogRegHead
+from graftkit.tasks.heads import LogRegHead
 
 PUBLISHED = {"accuracy": 80.04, "low": 78.9, "high": 81.3}
 
@@ -99,7 +99,7 @@ def main() -> None:
               f"{probe['evaluate_s']:.1f}s", flush=True)
 
         X, X_test = model.features(train), model.features(test)  # from graftkit's feature cache
-        y, y_test = model.task_.encode(train.labels()), model.task_.encode(test.labels())
+        y, y_test = model.task_.encode(train), model.task_.encode(test)
     for name, reseed in (("mteb", False), ("seeds_0_9", True)):
         scores = few_shot(X, y, X_test, y_test, reseed=reseed, experiments=experiments)
         result[f"few_shot_{name}"] = scores

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from graftkit import Graft
 from graftkit.data import load_data
-from graftkit.strategies.heads import Head, LogRegHead
+from graftkit.tasks.heads import Head, LogRegHead
 
 
 def before(X, y):

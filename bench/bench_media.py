@@ -30,7 +30,7 @@ from scipy import signal
 
 from graftkit import Graft
 from graftkit.data import load_data
-from graftkit.strategies.heads import LogRegHead
+from graftkit.tasks.heads import LogRegHead
 
 
 def head_baseline(X_train, y_train, X_test, y_test) -> tuple[float, float]:

@@ -55,7 +55,7 @@ from graftkit.data import load_data
 from graftkit.selection import SCORES, kendall_tau, rank
 from graftkit.selection.candidates import content_keys, group_features, load_candidates, parse_candidates
 from graftkit.selection.inputs import stratified_sample
-from graftkit.strategies.heads import LogRegHead
+from graftkit.tasks.heads import LogRegHead
 
 MINILM = "all-MiniLM-L6-v2"
 WHISPER = "whisper-tiny.en"

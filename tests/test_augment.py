@@ -152,7 +152,7 @@ def test_text_fit_with_augmentation_and_no_augmentation_at_validation(tiny_bert_
     # The Trainer's validation loss of the kept epoch equals the loss of the fitted model's predictions: the
     # validation batches were not augmented (word dropout would change them).
     probabilities = model.predict_proba(val)
-    y = model.task_.encode(val.labels())
+    y = model.task_.encode(val)
     loss = float(-np.log(probabilities[np.arange(len(y)), y]).mean())
     assert training["history"][-1]["val_loss"] == pytest.approx(loss, rel=1e-4)
     np.testing.assert_array_equal(model.predict_proba(val), probabilities)

@@ -75,18 +75,18 @@ def test_estimate_grows_with_epochs_and_takes_the_measured_correction():
 
 
 def test_choose_reads_validation_never_test():
-    rows = [{"step": 1, "kind": "baseline", "status": "ran", "validation": {"accuracy": 0.70, "macro_f1": 0.7},
+    rows = [{"step": 1, "kind": "baseline", "status": "ran", "validation": {"score": 0.70, "accuracy": 0.70, "macro_f1": 0.7},
              "test": {"accuracy": 0.99}},
             {"step": 2, "kind": "probe", "strategy": "linear-probe", "status": "ran",
-             "validation": {"accuracy": 0.90, "macro_f1": 0.9}, "test": {"accuracy": 0.50}},
+             "validation": {"score": 0.90, "accuracy": 0.90, "macro_f1": 0.9}, "test": {"accuracy": 0.50}},
             {"step": 3, "kind": "trainable", "status": "skipped", "validation": None, "test": None},
             {"step": 4, "kind": "trainable", "strategy": "full", "status": "ran",
-             "validation": {"accuracy": 0.90, "macro_f1": 0.9}, "test": {"accuracy": 0.95}}]
+             "validation": {"score": 0.90, "accuracy": 0.90, "macro_f1": 0.9}, "test": {"accuracy": 0.95}}]
     assert choose(rows)["step"] == 2  # tie on validation: the simpler rung, whatever the test says
 
 
 def test_a_validation_tie_goes_to_the_simpler_rung_whatever_the_order():
-    tie = {"status": "ran", "validation": {"accuracy": 0.8, "macro_f1": 0.8}}
+    tie = {"status": "ran", "validation": {"score": 0.8, "accuracy": 0.8, "macro_f1": 0.8}}
     rows = [{"step": 1, "kind": "trainable", "strategy": "full", **tie},
             {"step": 2, "kind": "trainable", "strategy": "lp-ft", **tie},
             {"step": 3, "kind": "trainable", "strategy": "finetune", **tie}]
@@ -115,7 +115,7 @@ def test_leaderboard_has_the_baseline_and_every_step_with_a_reason(tiny_bert_dir
     for row in rows:
         if row["status"] == "ran":
             assert row["validation"]["accuracy"] is not None and row["seconds"] >= 0 and row["peak_rss_mib"] > 0
-            assert row["test"]["accuracy_std"] >= 0 and row["parameters"]["trainable"] > 0
+            assert row["test"]["score_std"] >= 0 and row["parameters"]["trainable"] > 0
     finetune = _by_strategy(result)["finetune"]
     if finetune["status"] == "ran":  # the manifest's training section gives the trainable share
         assert 0 < finetune["parameters"]["share"] < 1

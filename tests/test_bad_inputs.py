@@ -492,7 +492,7 @@ def _failing_card(manifest):
 
 def test_interrupted_write_keeps_previous_model(fitted_model, tmp_path, monkeypatch, tiny_bert_dir):
     import graftkit.model_card
-    from graftkit.artifacts import load_model
+    from graftkit.loading import load_model
     from graftkit.graft import Graft
 
     target = tmp_path / "runs" / "model"
@@ -515,7 +515,7 @@ def test_interrupted_write_keeps_previous_model(fitted_model, tmp_path, monkeypa
 
 def test_interrupted_write_leaves_no_directory(fitted_model, tmp_path, monkeypatch):
     import graftkit.model_card
-    from graftkit.artifacts import load_model
+    from graftkit.loading import load_model
 
     model = load_model(fitted_model, progress=False)
     monkeypatch.setattr(graftkit.model_card, "render_card", _failing_card)

@@ -61,7 +61,7 @@ def sha256(path: Path) -> str:
 
 # -- fit -> predict -> evaluate across processes ---------------------------------------------------------------
 def test_fit_then_predict_and_evaluate_in_new_processes(tmp_path, split_files, tiny_bert_dir, capsys):
-    from graftkit.artifacts import load_model
+    from graftkit.loading import load_model
     from graftkit.data import load_data
 
     train, test = split_files

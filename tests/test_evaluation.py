@@ -14,7 +14,9 @@ from scipy.special import softmax
 
 import graftkit as gk
 from graftkit.errors import ConfigError, DataError
-from graftkit.evaluation import baselines, calibration, learning_curve, leakage, suite, thresholds
+from graftkit.evaluation import baselines, learning_curve, leakage, suite
+from graftkit.scoring import calibration, thresholds
+from graftkit.tasks import Classification
 
 from conftest import sentiment_frame, shared_path
 
@@ -78,7 +80,7 @@ def test_graft_stores_temperature_and_saved_model_gives_identical_calibrated_pro
     calibrated = model.predict_proba(test)
     np.testing.assert_allclose(calibrated[:, 1], 1 / (1 + np.exp(-z[:, 1] / temperature)), rtol=1e-6)
     raw = model.predict_proba(test, calibrated=False)
-    np.testing.assert_array_equal(raw, model.head_.predict_proba(features))
+    np.testing.assert_allclose(raw, model.head_.predict_proba(features), atol=1e-6)  # float64 softmax of the logits
     assert not np.allclose(raw, calibrated) and np.array_equal(raw.argmax(1), calibrated.argmax(1))
 
     model.save(tmp_path / "m")
@@ -92,7 +94,7 @@ def test_graft_stores_temperature_and_saved_model_gives_identical_calibrated_pro
     report = metrics["calibration"]
     assert report["temperature"] == temperature and report["status"] == "fitted"
     assert {"ece_before", "ece_after", "nll_before", "nll_after", "brier_before", "brier_after"} <= set(report)
-    assert report["nll_before"] == pytest.approx(calibration.negative_log_likelihood(raw, model.task_.encode(test.labels())))
+    assert report["nll_before"] == pytest.approx(calibration.negative_log_likelihood(raw, model.task_.encode(test)))
     assert len(report["reliability_before"]) == 15
 
 
@@ -100,7 +102,7 @@ def test_calibrate_false_and_validation_data(tiny_bert_dir, split):
     train, test = split
     plain = gk.Graft(backbone=str(tiny_bert_dir), progress=False, calibrate=False).fit(train)
     assert plain.calibration_ is None and plain.temperature_ == 1.0
-    np.testing.assert_array_equal(plain.predict_proba(test), plain.head_.predict_proba(plain.features(test)))
+    np.testing.assert_allclose(plain.predict_proba(test), plain.head_.predict_proba(plain.features(test)), atol=1e-6)
     assert plain.evaluate(test)["calibration"]["status"] == "off"
 
     part, validation = train.split(test_size=0.3, seed=1)
@@ -165,9 +167,9 @@ def test_evaluate_merges_threshold_metrics_per_class(tiny_bert_dir, split):
 # -- baselines and transfer gain ----------------------------------------------------------------------------------
 def test_text_baseline_learns_and_reports_metrics(split):
     train, test = split
-    result = baselines.run_baseline(train, test, ("neg", "pos"))
+    result = baselines.run_baseline(train, test, Classification(classes=("neg", "pos")))
     assert result["accuracy"] >= 0.9 and result["name"].startswith("TF-IDF")
-    assert len(result["predictions"]) == len(test) and result["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
+    assert len(result["outputs"]) == len(test) and result["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def _image_table(folder, n_per_class=12, seed=0):
@@ -190,7 +192,7 @@ def test_pixel_baseline_on_images(tmp_path):
     features = baselines.pixel_features(train.items()[:2])
     assert features.shape == (2, 32 * 32 * 3) and 0.0 <= features.min() and features.max() <= 1.0
     assert baselines.pixel_features(train.items()[:1], grey=True, size=16).shape == (1, 256)
-    result = baselines.run_baseline(train, test, ("blue", "red"))
+    result = baselines.run_baseline(train, test, Classification(classes=("blue", "red")))
     assert result["accuracy"] == 1.0 and result["modality"] == "image"
 
 
@@ -208,7 +210,7 @@ def test_log_mel_baseline_on_tones(tmp_path):
             rows.append({"audio": str(path), "label": label})
     table = gk.load_data(pd.DataFrame(rows), audio="audio", label="label")
     train, test = table.split(test_size=0.4, seed=0)
-    assert baselines.run_baseline(train, test, ("high", "low"))["accuracy"] == 1.0
+    assert baselines.run_baseline(train, test, Classification(classes=("high", "low")))["accuracy"] == 1.0
 
     bank = baselines.mel_filterbank(40, 512, 16000)
     assert bank.shape == (40, 257) and bank.max() <= 1.0 and np.all(bank.sum(axis=1) > 0)
@@ -219,23 +221,28 @@ def test_log_mel_baseline_on_tones(tmp_path):
 
 
 def test_transfer_gain_warnings():
+    task, onehot = Classification(classes=("a", "b")), np.eye(2)
+
+    def transfer_gain(truth, a, b, **options):  # predicted ids as the task's outputs (one-hot probabilities)
+        return baselines.transfer_gain(task, truth, onehot[a], onehot[b], **options)
+
     y = np.array([0, 1] * 50)
     good = y.copy()
     worse = y.copy()
     worse[:30] = 1 - worse[:30]
-    gain = baselines.transfer_gain(y, good, worse)
+    gain = transfer_gain(y, good, worse)
     assert gain["gain"] == pytest.approx(0.3) and not gain["negative_transfer"] and gain["warning"] is None
     assert gain["ci95"][0] > 0
-    negative = baselines.transfer_gain(y, worse, good, model_name="BERT")
+    negative = transfer_gain(y, worse, good, model_name="BERT")
     assert negative["negative_transfer"] and negative["warning"].startswith("negative transfer: BERT")
-    tie = baselines.transfer_gain(y, good, good)
+    tie = transfer_gain(y, good, good)
     assert tie["negative_transfer"] and tie["warning"].startswith("no transfer gain")
     close = y.copy()
     close[:2] = 1 - close[:2]
-    within = baselines.transfer_gain(y, good, close)
+    within = transfer_gain(y, good, close)
     assert not within["negative_transfer"] and "within noise" in within["warning"]
     with pytest.raises(DataError, match="same non-empty test rows"):
-        baselines.transfer_gain(y, good[:-1], good)
+        transfer_gain(y, good[:-1], good)
 
 
 # -- leakage ------------------------------------------------------------------------------------------------------
@@ -475,7 +482,7 @@ def test_scratch_baseline_leaves_the_fitted_model_alone(tiny_bert_dir, split):
     expected = model.predict_proba(test)
     result = scratch_baseline(model, train, test)
     assert result["name"].endswith("from random initialisation + linear-probe")
-    assert len(result["predictions"]) == len(test) and 0.0 <= result["accuracy"] <= 1.0
+    assert len(result["outputs"]) == len(test) and 0.0 <= result["accuracy"] <= 1.0
     np.testing.assert_array_equal(model.predict_proba(test), expected)
     record = suite.evaluate_model(model, test, train=train, scratch=True, baseline=False)
     gain = record["scratch"]["transfer_gain"]

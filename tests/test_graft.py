@@ -14,7 +14,7 @@ from graftkit.backbones import load_backbone
 from graftkit.errors import BackboneError, ConfigError
 from graftkit.features.extract import extract_features
 from graftkit.strategies import get_strategy, strategy_names
-from graftkit.strategies.heads import LogRegHead, MLPHead
+from graftkit.tasks.heads import LogRegHead, MLPHead
 
 from conftest import sentiment_frame
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
-from graftkit.strategies.heads import LogRegHead
+from graftkit.tasks.heads import LogRegHead
 
 
 @pytest.mark.parametrize("classes", [2, 4])

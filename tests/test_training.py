@@ -28,10 +28,13 @@ from graftkit.cli.options import strategy_flags
 from graftkit.errors import ConfigError
 from graftkit.strategies import get_strategy
 from graftkit.strategies.base import strategy_classes
-from graftkit.strategies.heads import LinearHead, LogRegHead
+from graftkit.tasks.heads import LinearHead, LogRegHead
 from graftkit.training.checkpoints import SEAL
 from graftkit.training.data import BackboneCollator, Examples
-from graftkit.training.engine import train_classifier
+from graftkit.tasks import Classification
+from graftkit.training.engine import train_model
+
+SENTIMENT = Classification(classes=("neg", "pos"))
 from graftkit.training.groups import optimizer_groups, plan_layers
 from graftkit.training.model import GraftModel
 
@@ -118,10 +121,10 @@ def test_trainable_parameters_per_strategy(tiny_bert_dir, sentiment):
     expected = {"finetune": head + size["layer1"] + size["layer0"], "full": head + sum(size.values()),
                 "gradual": head + sum(size.values())}
     for name, count in expected.items():
-        model = GraftModel(backbone, 2, plan)
+        model = GraftModel(backbone, SENTIMENT, plan)
         model.set_trainable_groups(get_strategy(name).groups_to_train(len(plan)))
         assert model.parameter_counts()["trainable"] == count, name
-    model = GraftModel(backbone, 2, plan)
+    model = GraftModel(backbone, SENTIMENT, plan)
     model.set_trainable_groups(get_strategy("finetune", layers=1).groups_to_train(len(plan)))
     assert model.parameter_counts()["trainable"] == head + size["layer1"]
     assert not any(p.requires_grad for p in bert.embeddings.parameters())
@@ -148,7 +151,7 @@ def test_l2_sp_penalty_zero_at_start_positive_after_steps(tiny_bert_dir, sentime
     train, _ = sentiment
     backbone = gk.Graft(str(tiny_bert_dir))._load_backbone()
     plan = _probe_plan(backbone, train)
-    model = GraftModel(backbone, 2, plan, l2_sp=0.5)
+    model = GraftModel(backbone, SENTIMENT, plan, l2_sp=0.5)
     assert model.penalty().item() == 0.0
     groups = optimizer_groups(model.head, plan, get_strategy("full", l2_sp=0.5))
     assert all(g["weight_decay"] == 0.0 for g in groups if g["name"].startswith("backbone"))  # L2-SP replaces it
@@ -237,16 +240,16 @@ def test_engine_is_modality_agnostic_and_frozen_batchnorm_stays_frozen(sentiment
     before = frozen.running_mean.clone(), trained.running_mean.clone()
     y = np.array([0 if label == "neg" else 1 for label in train.labels()])
     settings = {"layers": 1, "epochs": 3, "learning_rate": 0.05, "backbone_lr_ratio": 1.0, "patience": 0}
-    model, result = train_classifier(backbone, get_strategy("finetune", **settings, freeze_batchnorm=False),
-                                     train=Examples(train, y), validation=None, n_classes=2, batch_size=8, seed=0,
+    model, result = train_model(backbone, get_strategy("finetune", **settings, freeze_batchnorm=False), SENTIMENT,
+                                     train=Examples(train, y), validation=None, batch_size=8, seed=0,
                                      device="cpu", run_dir=tmp_path / "run", progress=False)
     assert torch.equal(frozen.running_mean, before[0])
     assert not torch.equal(trained.running_mean, before[1])  # a trained BatchNorm re-estimates its statistics
     toy = ToyBackbone()  # the default (freeze_batchnorm): statistics stay pretrained, the affine weights train
     norm = toy.model[1][1]
     mean, weight = norm.running_mean.clone(), norm.weight.detach().clone()
-    train_classifier(toy, get_strategy("finetune", **settings), train=Examples(train, y), validation=None,
-                     n_classes=2, batch_size=8, seed=0, device="cpu", run_dir=tmp_path / "run2", progress=False)
+    train_model(toy, get_strategy("finetune", **settings), SENTIMENT, train=Examples(train, y), validation=None,
+                batch_size=8, seed=0, device="cpu", run_dir=tmp_path / "run2", progress=False)
     assert torch.equal(norm.running_mean, mean) and not torch.equal(norm.weight.detach(), weight)
     assert result.parameters["trainable"] == 64 * 16 + 16 + 2 * 16 + 16 * 2 + 2  # block 2 (linear, norm) + head
     with torch.no_grad():

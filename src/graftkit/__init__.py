@@ -1,14 +1,15 @@
 """graftkit: adapt pretrained models to your own small labelled data set, the way the literature says works."""
 
 from graftkit.adapters import load_adapters
-from graftkit.artifacts import load_model as load
+from graftkit.loading import load_model as load
 from graftkit.data import Table, load_data
 from graftkit.errors import ArtifactError, BackboneError, ConfigError, DataError, GraftkitError
 from graftkit.graft import Graft
 from graftkit.playbook import auto
 from graftkit.selection import rank
+from graftkit.tasks import infer_task
 
 __version__ = "0.1.0"
 
 __all__ = ["ArtifactError", "BackboneError", "ConfigError", "DataError", "Graft", "GraftkitError", "Table",
-           "__version__", "auto", "load", "load_adapters", "load_data", "rank"]
+           "__version__", "auto", "infer_task", "load", "load_adapters", "load_data", "rank"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from graftkit.artifacts import load_model, read_manifest, restore_fitted_state
+from graftkit.artifacts import read_manifest, restore_fitted_state
+from graftkit.loading import load_model
 from graftkit.errors import ArtifactError, ConfigError
 
 
@@ -127,12 +128,10 @@ def load_adapters(models, *, device: str = "cpu", progress: bool = True) -> Adap
 
 def _member(base, path: Path, manifest: dict):
     """A fitted ``Graft`` for one more adapter, sharing ``base``'s backbone object."""
-    from graftkit.graft import Graft
     from graftkit.strategies.base import strategy_from_dict
 
-    member = Graft(backbone=base.backbone, strategy=manifest["strategy"]["name"], device=base.device,
-                   batch_size=manifest["hyperparameters"]["batch_size"], seed=manifest["seed"],
-                   progress=base.progress, use_cache=base.use_cache, cache_dir=base.cache_dir)
+    member = base.clone(strategy=manifest["strategy"]["name"], batch_size=manifest["hyperparameters"]["batch_size"],
+                        seed=manifest["seed"], task=manifest["task"]["kind"])
     member.backbone_ = base.backbone_
     member.strategy_ = strategy_from_dict(manifest["strategy"])
     restore_fitted_state(member, path, manifest)

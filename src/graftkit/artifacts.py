@@ -152,47 +152,38 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True, progress: bool = True,
-               adapter_name: str = "default"):
-    """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on.
-    ``adapter_name``: the name a peft adapter (lora, ia3) gets on the base model (see ``load_adapters``)."""
-    from graftkit.errors import BackboneError
-    from graftkit.graft import Graft
-    from graftkit.strategies.base import strategy_from_dict
+# the manifest entries load needs, and the JSON type each must have
+REQUIRED = {"task": dict, "input": dict, "backbone": dict, "strategy": dict, "head": dict, "hyperparameters": dict,
+            "seed": int, "data": dict, "metrics": dict}
 
-    path = Path(path).expanduser()
-    manifest = read_manifest(path)
-    backbone = manifest["backbone"]
-    source = backbone["source"]
-    strategy = strategy_from_dict(manifest["strategy"])
-    graft = Graft(backbone=source["spec"], strategy=strategy.name, revision=source.get("revision"),
-                  batch_size=manifest["hyperparameters"]["batch_size"], seed=manifest["seed"], device=device,
-                  cache_dir=cache_dir, use_cache=use_cache, progress=progress,
-                  backbone_options=backbone.get("settings", {}))
-    graft.backbone_ = graft._load_backbone()
-    found = graft.backbone_.source.files
-    if found != source["files"]:
-        differ = sorted(n for n in set(found) | set(source["files"]) if found.get(n) != source["files"].get(n))
-        raise BackboneError(f"backbone {source['spec']!r} on this machine ({graft.backbone_.source.path}) has other "
-                            f"weights or processing files than the model in {path} was fitted with "
-                            f"({', '.join(differ[:3])}); install the same version or refit")
-    graft.strategy_ = strategy
-    restore_fitted_state(graft, path, manifest)
-    if manifest.get("training"):
-        from graftkit.training.artifact import load_finetuned
 
-        load_finetuned(graft, path, adapter_name=adapter_name)
-    return graft
+def require_keys(manifest, path: Path) -> None:
+    """A hand-edited or damaged manifest fails as one ``ArtifactError`` naming the key, not as a traceback."""
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path / MANIFEST} holds a JSON {type(manifest).__name__}, not an object; refit the model")
+    for key, kind in REQUIRED.items():
+        if key not in manifest:
+            raise ArtifactError(f"{path / MANIFEST}: the key {key!r} is missing; the manifest was edited or damaged, "
+                                "refit the model")
+        if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
+            raise ArtifactError(f"{path / MANIFEST}: {key!r} must be a JSON {'object' if kind is dict else 'integer'}; "
+                                f"got {type(manifest[key]).__name__}; refit the model")
+    source = manifest["backbone"].get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("spec"), str):
+        raise ArtifactError(f"{path / MANIFEST}: 'backbone.source.spec' is missing; refit the model")
+    if not isinstance(manifest["hyperparameters"].get("batch_size"), int):
+        raise ArtifactError(f"{path / MANIFEST}: 'hyperparameters.batch_size' must be an integer; refit the model")
 
 
 def restore_fitted_state(graft, path: Path, manifest: dict) -> None:
     """The head, task, calibration and records of the model in ``path`` onto ``graft`` (not the backbone)."""
     from safetensors.numpy import load_file
 
-    from graftkit.strategies.heads import head_from_state
-    from graftkit.tasks import Task
+    from graftkit.tasks import task_from_dict
+    from graftkit.tasks.heads import head_from_state
 
-    graft.task_ = Task.from_dict(manifest["task"])
+    require_keys(manifest, path)
+    graft.task_ = task_from_dict(manifest["task"])
     graft.adaptation_ = None  # a parameter-efficient model's adapter is put on by load_finetuned
     graft.head_ = head_from_state(load_file(str(path / HEAD)), manifest["head"])
     graft.training_ = manifest.get("training")

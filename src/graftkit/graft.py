@@ -14,12 +14,11 @@ import torch
 from graftkit.backbones import load_backbone
 from graftkit.data import Table, load_data
 from graftkit.errors import ConfigError, DataError
-from graftkit.evaluation.metrics import classification_metrics
 from graftkit.features.cache import FeatureCache
 from graftkit.features.content import content_key
 from graftkit.features.extract import extract_features
 from graftkit.strategies import get_strategy
-from graftkit.tasks import infer_task
+from graftkit.tasks import infer_task, task_class
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +54,17 @@ class Graft:
 
     >>> model = Graft(backbone="all-MiniLM-L6-v2", strategy="linear-probe").fit(train)
     >>> model.evaluate(test)["accuracy"]
+
+    ``task`` is the kind of target (``classification``, ``multilabel-classification``, ``regression``; default:
+    inferred from the label column, with the reason logged); ``task_options`` are that task's settings
+    (multi-label: ``label_sep``, ``allow_empty``; regression: ``interval``, ``loss_function``).
     """
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, strategy: str = "linear-probe", *, batch_size: int = 32,
                  seed: int = 0, cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = True,
                  revision: str | None = None, trust_remote_code: bool = False, backbone_options: dict | None = None,
-                 checkpoint_dir=None, resume: bool = False, calibrate: bool = True, **strategy_params):
+                 checkpoint_dir=None, resume: bool = False, calibrate: bool = True, task: str | None = None,
+                 task_options: dict | None = None, **strategy_params):
         self.backbone = backbone
         self.strategy = strategy
         self.batch_size = batch_size
@@ -74,10 +78,37 @@ class Graft:
         self.backbone_options = backbone_options or {}
         self.checkpoint_dir = checkpoint_dir  # trainable strategies: keep checkpoints here (default: a temp dir)
         self.resume = resume                  # continue the run in checkpoint_dir from its last complete checkpoint
-        self.calibrate = calibrate            # fit a temperature on held-out logits and apply it (Guo et al. 2017)
+        self.calibrate = calibrate            # fit the task's calibration on held-out outputs and apply it
+        self.task = task
+        self.task_options = task_options or {}
         self.strategy_params = strategy_params
 
-    # -- backbone and features -------------------------------------------------------------------
+    # -- parameters (scikit-learn's get_params / set_params / clone) -------------------------------------------
+    PARAMS = ("backbone", "strategy", "batch_size", "seed", "cache_dir", "use_cache", "device", "progress",
+              "revision", "trust_remote_code", "backbone_options", "checkpoint_dir", "resume", "calibrate", "task",
+              "task_options")
+
+    def get_params(self) -> dict:
+        """The constructor's settings (strategy parameters included), as ``Graft(**get_params())`` takes them."""
+        return {**{name: getattr(self, name) for name in self.PARAMS}, **self.strategy_params}
+
+    def set_params(self, **params) -> Graft:
+        for name, value in params.items():
+            if name in self.PARAMS:
+                setattr(self, name, value)
+            else:
+                self.strategy_params[name] = value
+        return self
+
+    def clone(self, **overrides) -> Graft:
+        """A new, unfitted ``Graft`` with these settings (``overrides`` replace some; a new strategy drops the old
+        strategy's parameters unless given again)."""
+        params = self.get_params()
+        if "strategy" in overrides and overrides["strategy"] != self.strategy:
+            params = {k: v for k, v in params.items() if k in self.PARAMS}
+        return Graft(**{**params, **overrides})
+
+    # -- backbone and features -------------------------------------------------------------------------------
     def _load_backbone(self):
         if getattr(self, "backbone_", None) is None:
             if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -88,7 +119,7 @@ class Graft:
                                            **self.backbone_options).to(self.device)
         return self.backbone_
 
-    def _check_modality(self, table: Table):
+    def check_modality(self, table: Table):
         """The loaded backbone, after checking that it reads what the table's input column holds."""
         backbone = self._load_backbone()
         if table.modality != backbone.modality:
@@ -99,7 +130,7 @@ class Graft:
 
     def features(self, table: Table) -> np.ndarray:
         """Pooled backbone features for every row (from the cache where the content was seen before)."""
-        backbone = self._check_modality(table)
+        backbone = self.check_modality(table)
         items = table.items()
         started = time.perf_counter()
 
@@ -118,127 +149,192 @@ class Graft:
                                  "seconds": round(time.perf_counter() - started, 3)}
         return features
 
-    def _as_table(self, data, require_label: bool) -> Table:
+    def as_table(self, data, require_label: bool) -> Table:
+        """``data`` as a Table: a Table as it is, a list of inputs, a file path, a DataFrame or a Dataset (a fitted
+        model reads the columns it was fitted on)."""
         if isinstance(data, Table):
             return data
         if isinstance(data, (list, tuple)):
             modality = self._load_backbone().modality
             frame = pd.DataFrame({"input": list(data)}, dtype=object)
             return load_data(frame, require_label=False, **{modality: "input"})
-        return load_data(data, require_label=require_label)
+        known = None
+        if getattr(self, "input_", None):
+            known = {self.input_["modality"]: self.input_["column"], "label": self.input_.get("label_column")}
+        return load_data(data, require_label=require_label, known_columns=known)
 
-    # -- estimator API -----------------------------------------------------------------------------
+    def infer_task(self, table: Table):
+        """The task of ``table`` as this Graft's settings say (``task``, ``task_options``), its reason logged."""
+        if self.task is not None:
+            task_class(self.task)  # an unknown kind fails naming --task before anything else
+        task = infer_task(table, self.task, **self.task_options)
+        logger.info("%s", task.reason or f"task: {task.kind}")
+        return task
+
+    # -- estimator API -----------------------------------------------------------------------------------------
     def fit(self, data, validation=None, callbacks=None) -> Graft:
         """Fit on a Table, a file path, a DataFrame or a ``datasets.Dataset``.
 
-        Trainable strategies (finetune, full, gradual, lp-ft) evaluate each epoch on ``validation`` (default:
-        a stratified ``val_size`` share of ``data``); ``callbacks`` are extra ``transformers.TrainerCallback``s.
-        With ``calibrate`` (the default) a temperature is fitted on held-out logits (``validation`` when given;
-        else the fine-tuning validation split, or cross-fitted folds of ``data`` for a head on frozen features;
-        see ``evaluation.calibration.fit_model_temperature``) and ``predict_proba`` applies it.
+        Trainable strategies (finetune, full, gradual, lp-ft, lora, ...) evaluate each epoch on ``validation``
+        (default: a ``val_size`` share of ``data``, split as the task splits); ``callbacks`` are extra
+        ``transformers.TrainerCallback``s. With ``calibrate`` (the default) the task's calibration (a temperature;
+        per-label temperatures and thresholds; conformal residuals) is fitted on held-out outputs: ``validation``
+        when given, else the fine-tuning validation split, or cross-fitted folds of ``data`` for a head on frozen
+        features. Multi-label thresholds and regression intervals are fitted even with ``calibrate=False``.
         """
-        table = self._as_table(data, require_label=True)
+        table = self.as_table(data, require_label=True)
         strategy = get_strategy(self.strategy, **self.strategy_params)
+        task = self.infer_task(table)
         if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
             self.backbone_, self.finetuned_ = None, False
         self.training_ = self.adaptation_ = None
         seed_everything(self.seed)
+        started = time.perf_counter()
         if getattr(strategy, "trainable", False):
             from graftkit.training.fit import fit_trainable
 
-            fit_trainable(self, table, strategy, validation=validation, callbacks=callbacks or [])
-            self._fit_calibration(strategy, table=table, validation=validation)
-            return self
-        started = time.perf_counter()
-        task = infer_task(table)
-        y = task.encode(table.labels())
-        X = self.features(table)
-        extraction = dict(self.last_extraction_)
-        head_started = time.perf_counter()
-        self.head_ = strategy.fit_head(X, y, seed=self.seed)
+            train, val, how = fit_trainable(self, table, task, strategy, validation=validation,
+                                            callbacks=callbacks or [])
+            X = y = None
+        else:
+            train, how = table, None
+            val = None if validation is None else self.as_table(validation, require_label=True)
+            y = task.encode(table)
+            X = self.features(table)
+            extraction = dict(self.last_extraction_)
+            head_started = time.perf_counter()
+            self.head_ = strategy.fit_head(task, X, y, seed=self.seed)
+            self.timings_ = {"extraction_s": extraction["seconds"], "embedded_rows": extraction["embedded"],
+                             "head_s": round(time.perf_counter() - head_started, 3),
+                             "fit_s": round(time.perf_counter() - started, 3)}
         self.task_, self.strategy_ = task, strategy
-        self._fit_calibration(strategy, X=X, y=y, validation=validation)
         self.input_ = {"modality": table.modality, "column": table.input_column, "label_column": table.label_column}
+        y_table = task.encode(table) if y is None else y
         self.data_ = {"source": table.source, "rows": len(table), "fingerprint": table.fingerprint(),
-                      "class_counts": {label: int((y == i).sum()) for i, label in enumerate(task.labels)}}
-        self.timings_ = {"extraction_s": extraction["seconds"], "embedded_rows": extraction["embedded"],
-                         "head_s": round(time.perf_counter() - head_started, 3),
-                         "fit_s": round(time.perf_counter() - started, 3)}
-        train_pred = self.head_.predict_proba(X).argmax(axis=1)
-        self.metrics_ = {"train": {k: v for k, v in classification_metrics(y, train_pred, task.labels).items()
-                                   if k in ("n", "accuracy", "macro_f1")}}
-        logger.info("fitted %s on %d rows in %.1fs (features %.1fs, head %.1fs)", strategy.name, len(table),
-                    self.timings_["fit_s"], extraction["seconds"], self.timings_["head_s"])
+                      **task.describe_targets(y_table)}
+        held_out = self._fit_calibration(strategy, X=X, y=y, val=val, how=how)
+        y_train = y if y is not None else task.encode(train)
+        train_raw = self.head_.logits(X if X is not None else self.features(train))
+        self.metrics_ = {"train": task.summary(y_train, task.outputs(train_raw, self.calibration_), self.calibration_)}
+        if held_out is not None and val is not None and getattr(strategy, "trainable", False):
+            raw_val, y_val = held_out
+            self.metrics_["validation"] = task.summary(y_val, task.outputs(raw_val, self.calibration_),
+                                                       self.calibration_)
+        logger.info("fitted %s (%s) on %d rows in %.1fs", strategy.name, task.kind, len(table),
+                    time.perf_counter() - started)
         return self
 
     def parameter_counts(self) -> dict:
         """Trained and total parameters of the fitted model (backbone + head), and the trained share."""
-        self._check_fitted()
+        self.check_fitted()
         if getattr(self, "training_", None):
             return dict(self.training_["parameters"])
-        head = int(sum(np.asarray(v).size for k, v in self.head_.arrays.items() if k not in ("mean", "scale")))
+        head = int(sum(np.asarray(v).size for k, v in self.head_.arrays.items()
+                       if k not in ("mean", "scale", "target_mean", "target_scale")))
         total = head + sum(p.numel() for p in self._load_backbone().model.parameters())
         return {"trainable": head, "total": total, "share": round(head / total, 6)}
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
         if getattr(self, "head_", None) is None:
             raise ConfigError("this Graft is not fitted yet; call fit(data) first or graftkit.load(DIR)")
 
-    def _fit_calibration(self, strategy, **held_out) -> None:
+    # -- calibration -----------------------------------------------------------------------------------------
+    def _fit_calibration(self, strategy, *, X, y, val, how):
+        """Fit ``calibration_`` on held-out outputs and say which (``fitted_on``); returns ``(raw, y)`` of the
+        held-out rows when they were a validation table (reused for the validation summary)."""
+        task = self.task_
+        scale = bool(self.calibrate)
         self.calibration_ = None
-        if self.calibrate:
-            from graftkit.evaluation.calibration import fit_model_temperature
-
-            self.calibration_ = fit_model_temperature(self, strategy, **held_out)
-            logger.info("calibration: T=%.4g (%s; %s)", self.calibration_["temperature"],
-                        self.calibration_["status"], self.calibration_["fitted_on"])
+        if not scale and not task.calibrated_without_scaling:
+            return None
+        if val is not None:
+            y_val = task.encode(val)
+            raw = self.head_.logits(self.features(val))
+            if how is None or how == "given":
+                fitted_on = f"the given validation data ({len(val)} rows)"
+            else:
+                fitted_on = (f"the fine-tuning validation split ({len(val)} rows, {strategy.val_size:g} share, "
+                             f"seed {self.seed})")
+            self.calibration_ = {**task.fit_calibration(raw, y_val, scale=scale), "fitted_on": fitted_on}
+            held_out = (raw, y_val)
+        elif getattr(strategy, "trainable", False):
+            self.calibration_ = task.skipped_calibration("no validation data (val_size is 0 and none was given)")
+            held_out = None
+        else:
+            folds, reason = task.calibration_folds(y, max_folds=5)
+            if not folds:
+                self.calibration_ = task.skipped_calibration(reason)
+                return None
+            raw = np.zeros((len(y), task.output_size), dtype=np.float64)
+            fixed = self.head_.fixed_params()
+            for train_rows, held in task.fold_indices(y, folds, self.seed):
+                head = strategy.fit_head(task, X[train_rows], y[train_rows], seed=self.seed, fixed=fixed)
+                raw[held] = head.logits(X[held])
+            self.calibration_ = {**task.fit_calibration(raw, y, scale=scale),
+                                 "fitted_on": f"{folds}-fold cross-fitted out-of-fold logits of the {len(y)} training rows"}
+            held_out = None
+        logger.info("calibration: %s (%s)", self.calibration_.get("status"), self.calibration_.get("fitted_on"))
+        return held_out
 
     @property
     def temperature_(self) -> float:
-        """The fitted temperature that ``predict_proba`` divides the logits by (1.0 when not calibrated)."""
+        """The fitted temperature of a classifier's probabilities (1.0 when not calibrated)."""
         calibration = getattr(self, "calibration_", None)
-        return float(calibration["temperature"]) if self.calibrate and calibration else 1.0
+        return float(calibration.get("temperature", 1.0)) if self.calibrate and calibration else 1.0
 
-    def _probabilities(self, features: np.ndarray, calibrated: bool = True) -> np.ndarray:
-        temperature = self.temperature_ if calibrated else 1.0
-        if temperature == 1.0:
-            return self.head_.predict_proba(features)
-        from graftkit.evaluation.calibration import scaled_probabilities
+    # -- prediction ------------------------------------------------------------------------------------------
+    def _calibration(self, calibrated: bool = True) -> dict | None:
+        calibration = getattr(self, "calibration_", None)
+        if not calibrated or not calibration:
+            return None
+        if self.calibrate:
+            return calibration
+        return {k: v for k, v in calibration.items() if k not in ("temperature", "temperatures")}
 
-        return scaled_probabilities(self.head_.logits(features), temperature)
+    def outputs(self, data, calibrated: bool = True) -> np.ndarray:
+        """The task's outputs for ``data``: class probabilities, per-label probabilities, or predicted values."""
+        self.check_fitted()
+        raw = self.head_.logits(self.features(self.as_table(data, require_label=False)))
+        return self.task_.outputs(raw, self._calibration(calibrated))
 
     def predict_proba(self, data, calibrated: bool = True) -> np.ndarray:
-        """Class probabilities, temperature-scaled when the model was calibrated (``calibrate=True``);
-        ``calibrated=False`` gives the head's own probabilities (the arg-max is the same either way)."""
-        self._check_fitted()
-        return self._probabilities(self.features(self._as_table(data, require_label=False)), calibrated)
+        """Class (or per-label) probabilities, calibrated when the model was (``calibrate=True``); ``calibrated=
+        False`` gives the head's own (the arg-max is the same either way). Regression models have none."""
+        self.check_fitted()
+        if not self.task_.has_probabilities:
+            raise ConfigError(f"a {self.task_.kind} model has no probabilities; use predict() (and "
+                              "predict_records() for intervals)")
+        return self.outputs(data, calibrated)
 
-    def predict(self, data) -> list[str]:
-        return self.task_.decode(self.predict_proba(data).argmax(axis=1))
+    def predict(self, data) -> list:
+        """Labels (classification), label lists (multi-label) or numbers (regression)."""
+        return self.task_.decode(self.outputs(data), self._calibration())
+
+    def predict_records(self, data, **options) -> list[dict]:
+        """One dict per row as a prediction file has it (the label and ``p_<label>`` columns; the label set; the
+        value with its interval ``lower`` / ``upper`` (``level=`` another level than fitted))."""
+        return self.task_.records(self.outputs(data), self._calibration(), **options)
 
     def evaluate(self, data, *, target_recall: float = 0.9, target_precision: float = 0.9,
-                 curves: bool = True) -> dict:
-        """Accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix; calibration (ECE,
-        NLL, Brier before and after temperature scaling, reliability diagrams); threshold metrics (precision at
-        ``target_recall``, recall at ``target_precision``, PR / ROC curves and areas, one-vs-rest per class).
-        The true label ids and the probabilities stay in ``last_predictions_`` (for baselines, reports)."""
-        from graftkit.evaluation.metrics import probability_metrics
-
-        self._check_fitted()
-        table = self._as_table(data, require_label=True)
-        y = self.task_.encode(table.labels(), where=lambda i: table.where(i, table.label_column))
-        features = self.features(table)
-        raw = self.head_.predict_proba(features)
-        probabilities = self._probabilities(features)
-        self.last_predictions_ = {"y_true": y, "probabilities": probabilities}
-        calibration = getattr(self, "calibration_", None) if self.calibrate else None
-        return probability_metrics(y, raw, probabilities, self.task_.labels, temperature=self.temperature_,
-                                   calibration_status=(calibration or {}).get("status", "off"),
-                                   target_recall=target_recall, target_precision=target_precision, curves=curves)
+                 curves: bool = True, interval: float | None = None) -> dict:
+        """The task's held-out metrics. Classification: accuracy, macro-F1, per-class precision / recall / F1 and
+        the confusion matrix, calibration (ECE, NLL, Brier before and after temperature scaling, reliability
+        diagrams), threshold metrics (precision at ``target_recall``, recall at ``target_precision``, PR / ROC).
+        Multi-label: micro / macro / sample F1, subset accuracy, Hamming loss, per-label table at the tuned
+        thresholds and at 0.5, per-label calibration. Regression: RMSE, MAE, R², Spearman, coverage of the
+        ``interval`` (default: the fitted level). Targets and outputs stay in ``last_predictions_``."""
+        self.check_fitted()
+        table = self.as_table(data, require_label=True)
+        y = self.task_.encode(table)
+        raw = self.head_.logits(self.features(table))
+        calibration = self._calibration()
+        self.last_predictions_ = {"y_true": y, "raw": raw, "outputs": self.task_.outputs(raw, calibration)}
+        return self.task_.metrics(y, raw, calibration, target_recall=target_recall, target_precision=target_precision,
+                                  curves=curves, interval=interval)
 
     def save(self, path, overwrite: bool = False):
         """Write the fitted model as an artifact directory (atomically). Returns the path."""
         from graftkit.artifacts import save_model
 
-        self._check_fitted()
+        self.check_fitted()
         return save_model(self, path, overwrite=overwrite)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 
-def _metric_lines(metrics: dict) -> list[str]:
-    lines = []
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _metric_lines(metrics: dict, names) -> list[str]:
+    lines = [f"| split | n | {' | '.join(names)} |", "|---|---|" + "---|" * len(names)]
     for split, values in metrics.items():
-        if isinstance(values, dict) and "accuracy" in values:
-            lines.append(f"| {split} | {values.get('n', '')} | {values['accuracy']:.4f} | {values['macro_f1']:.4f} |")
+        if isinstance(values, dict) and names[0] in values:
+            lines.append(f"| {split} | {values.get('n', '')} | " + " | ".join(_number(values.get(k)) for k in names)
+                         + " |")
     return lines
 
 
@@ -43,29 +48,17 @@ def _training_lines(manifest: dict) -> list[str]:
     return lines
 
 
-def _calibration_lines(manifest: dict) -> list[str]:
-    """What ``predict_proba`` does to the head's logits: the fitted temperature and where it came from."""
-    calibration = manifest.get("calibration")
-    if not calibration:
-        return ["Probabilities are the head's own (no temperature was fitted; `calibrate=False`).", ""]
-    if calibration["temperature"] == 1.0:
-        return [f"Probabilities are the head's own: temperature scaling was {calibration['status']}.", ""]
-    return [f"Probabilities are calibrated: `predict_proba` divides the logits by T = {calibration['temperature']:.4f} "
-            f"(temperature scaling, Guo et al. 2017), fitted on {calibration['fitted_on']}; held-out ECE there "
-            f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}. `manifest.json` → `calibration`.", ""]
-
-
 def render_card(manifest: dict) -> str:
+    from graftkit.tasks import task_from_dict
+
+    task = task_from_dict(manifest["task"])
     source = manifest["backbone"]["source"]
-    labels = manifest["task"]["labels"]
-    shown = ", ".join(f"`{label}`" for label in labels[:20]) + (" ..." if len(labels) > 20 else "")
     pinned = f"revision `{source['revision']}`" if source.get("revision") else "weights " + ", ".join(
         f"`{name}` sha256 `{digest[:12]}…`" for name, digest in source.get("files", {}).items())
     lines = [
         "# graftkit model",
         "",
-        f"Task: {manifest['task']['kind']} over {len(labels)} classes ({shown}), "
-        f"input: {manifest['input']['modality']} column `{manifest['input']['column']}`.",
+        f"Task: {task.describe()}, input: {manifest['input']['modality']} column `{manifest['input']['column']}`.",
         "",
         f"- Backbone: `{source['spec']}` ({source['kind']}; {pinned}; licence: {source.get('licence') or 'see the backbone'})",
         f"- Strategy: `{manifest['strategy']['name']}` with head `{manifest['head']['kind']}` "
@@ -76,13 +69,12 @@ def render_card(manifest: dict) -> str:
         "",
         "## Metrics",
         "",
-        "| split | n | accuracy | macro-F1 |",
-        "|---|---|---|---|",
-        *_metric_lines(manifest["metrics"]),
+        *_metric_lines(manifest["metrics"], task.headline),
         "",
         "Training-split figures are optimistic; trust the held-out ones.",
         "",
-        *_calibration_lines(manifest),
+        task.describe_calibration(manifest.get("calibration")),
+        "",
         *_training_lines(manifest),
         "## Use",
         "",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from graftkit.cli.options import add_data_options, add_run_options, data_kwargs, emit_json, positive_int
+from graftkit.cli.options import (add_data_options, add_run_options, add_task_options, data_kwargs, emit_json,
+                                  positive_int, task_kwargs)
 from graftkit.playbook import LADDER, STEPS, auto, format_text, parse_budget
 from graftkit.playbook.core import DEFAULT_MIN_GAIN_PER_MINUTE
 
@@ -43,9 +44,10 @@ def register(commands) -> None:
     parser.add_argument("--probe-top", type=positive_int, default=2,
                         help="how many of the ranked backbones get a linear probe (default: 2)")
     parser.add_argument("--min-gain-per-minute", type=float, default=DEFAULT_MIN_GAIN_PER_MINUTE,
-                        help="stop escalating once a step gained fewer validation accuracy points per minute "
+                        help="stop escalating once a step gained fewer validation points (of the task's primary metric) per minute "
                              f"(default: {DEFAULT_MIN_GAIN_PER_MINUTE:g})")
     add_data_options(parser)
+    add_task_options(parser)
     add_run_options(parser)
     parser.set_defaults(run=run_auto)
 
@@ -57,7 +59,7 @@ def run_auto(args) -> int:
                   val_size=args.val_size, ladder=args.ladder, epochs=args.epochs, probe_top=args.probe_top,
                   min_gain_per_minute=args.min_gain_per_minute, batch_size=args.batch_size,
                   cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device,
-                  calibrate=not args.no_calibration, **data_kwargs(args))
+                  calibrate=not args.no_calibration, **task_kwargs(args), **data_kwargs(args))
     if args.json:
         emit_json(result.to_dict())
         return 0

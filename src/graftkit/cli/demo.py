@@ -38,7 +38,7 @@ def register(commands) -> None:
 
 
 def run_demo(args) -> int:
-    from graftkit.artifacts import load_model
+    from graftkit.loading import load_model
 
     folder = demo_data_dir()
     train = load_data(folder / "banking77_train.csv", text="text", label="category")

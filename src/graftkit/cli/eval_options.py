@@ -74,7 +74,7 @@ def format_evaluation(record: dict) -> list[str]:
     """Plain-text lines for the parts of the record beyond the per-class table."""
     lines = []
     cal = record["metrics"].get("calibration")
-    if cal:
+    if cal and "ece_before" in cal:
         lines.append(f"calibration: ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} "
                      f"-> {cal['nll_after']:.4f} (temperature {cal['temperature']:.3f}; {cal['status']})")
     thresholds = record["metrics"].get("thresholds")
@@ -86,14 +86,14 @@ def format_evaluation(record: dict) -> list[str]:
     baseline = record.get("baseline") or {}
     if "transfer_gain" in baseline:
         gain = baseline["transfer_gain"]
-        lines.append(f"baseline ({baseline['name']}): accuracy {gain['baseline']:.4f}; transfer gain "
+        lines.append(f"baseline ({baseline['name']}): {gain['metric']} {gain['baseline']:.4f}; transfer gain "
                      f"{gain['gain']:+.4f} (95% CI {gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f})")
         if gain["warning"]:
             lines.append(f"WARNING: {gain['warning']}")
     scratch = record.get("scratch") or {}
     if "transfer_gain" in scratch:
         gain = scratch["transfer_gain"]
-        lines.append(f"from scratch ({scratch['name']}): accuracy {gain['baseline']:.4f}; transfer gain "
+        lines.append(f"from scratch ({scratch['name']}): {gain['metric']} {gain['baseline']:.4f}; transfer gain "
                      f"{gain['gain']:+.4f} (95% CI {gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f})")
         if gain["warning"]:
             lines.append(f"WARNING: {gain['warning']}")
@@ -112,11 +112,12 @@ def format_evaluation(record: dict) -> list[str]:
                      f"({leak['exact']} exact, {leak['text']} edited text, {leak['embedding']} by features)"
                      + ("; dropped before scoring" if leak.get("dropped") else ""))
     curve = record.get("learning_curve") or {}
+    x, metric = curve.get("x", "per_class"), curve.get("metric", "accuracy")
+    unit = "per class" if x == "per_class" else "rows"
     for point in curve.get("points", []):
-        size = "all" if point.get("all") else point["per_class"]
-        lines.append(f"learning curve: {size} per class -> accuracy {point['accuracy']['mean']:.4f} ± "
-                     f"{point['accuracy']['std']:.4f}")
+        size = "all" if point.get("all") else point[x]
+        lines.append(f"learning curve: {size} {unit} -> {metric} {point[metric]['mean']:.4f} ± "
+                     f"{point[metric]['std']:.4f}")
     for target in (curve.get("extrapolation") or {}).get("targets", []):
-        lines.append(f"labels for {target['accuracy']:.0%} accuracy: {target['per_class'] or '-'} per class "
-                     f"({target['status']})")
+        lines.append(f"labels for {target[metric]:.0%} {metric}: {target[x] or '-'} {unit} ({target['status']})")
     return lines

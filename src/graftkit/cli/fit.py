@@ -8,18 +8,16 @@ from pathlib import Path
 
 from graftkit.artifacts import check_destination
 from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
-from graftkit.cli.options import (add_backbone_options, add_data_options, add_run_options, data_kwargs, emit_json,
-                                  graft_kwargs, strategy_kwargs)
+from graftkit.cli.options import (add_backbone_options, add_data_options, add_run_options, add_task_options,
+                                  data_kwargs, emit_json, graft_kwargs, strategy_kwargs, task_kwargs)
 from graftkit.cli.train_options import add_training_options, remove_checkpoints, training_kwargs
 from graftkit.training.distributed import is_main_process
 from graftkit.data import load_data
 from graftkit.errors import ConfigError
 from graftkit.evaluation.cv import cross_validate
-from graftkit.evaluation.metrics import format_table
 from graftkit.evaluation.suite import evaluate_model, save_evaluation
 from graftkit.graft import Graft, check_device
 from graftkit.strategies import get_strategy
-from graftkit.tasks import infer_task
 
 logger = logging.getLogger("graftkit.cli")
 
@@ -37,6 +35,7 @@ def register(commands) -> None:
     fit.add_argument("--test-size", type=float, default=0.2,
                      help="fraction held out, stratified, for the test metrics when --test is not given; 0 = none")
     add_data_options(fit)
+    add_task_options(fit)
     add_backbone_options(fit)
     add_run_options(fit)
     add_training_options(fit)
@@ -44,12 +43,13 @@ def register(commands) -> None:
     fit.set_defaults(run=run_fit)
 
     cv = commands.add_parser(
-        "cv", help="k-fold cross-validation: mean ± std of accuracy and macro-F1",
+        "cv", help="k-fold cross-validation: mean ± std of the task's headline metrics",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  graftkit cv train.csv --text review --label stars --folds 5")
     cv.add_argument("data", help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders")
-    cv.add_argument("--folds", type=int, default=5, help="number of stratified folds (default: 5)")
+    cv.add_argument("--folds", type=int, default=5, help="number of folds, split as the task splits (default: 5)")
     add_data_options(cv)
+    add_task_options(cv)
     add_backbone_options(cv)
     add_run_options(cv)
     cv.set_defaults(run=run_cv)
@@ -63,6 +63,7 @@ def _explain(table) -> None:
 def _check_settings(args) -> None:
     """Flags that are wrong whatever the data: fail before reading or embedding anything."""
     get_strategy(args.strategy, **strategy_kwargs(args))
+    task_kwargs(args)
     check_device(args.device)
 
 
@@ -77,29 +78,30 @@ def run_fit(args) -> int:
         raise ConfigError(f"--cv {args.cv}: cross-validation needs K >= 2 and a test split to save it beside "
                           "(--test FILE or --test-size); or run `graftkit cv`")
     table = load_data(args.data, **data_kwargs(args))
-    task = infer_task(table)  # a single class fails here, naming the whole file
+    settings = Graft(**graft_kwargs(args))
+    task = settings.infer_task(table)  # a single class, a text target of a regression, ... fail here
     if args.test:
         train = table
         roles = {table.modality: table.input_column, "label": table.label_column}
         test = load_data(args.test, **{**data_kwargs(args), **roles})
-        task.encode(test.labels(), where=lambda i: test.where(i, test.label_column))  # before the work
+        task.encode(test)  # before the work
     elif args.test_size:
-        train, test = table.split(test_size=args.test_size, seed=args.seed)
+        train, test = task.split(table, test_size=args.test_size, seed=args.seed)
     else:
         train, test = table, None
     validation = None
     if training and args.validation:
         roles = {table.modality: table.input_column, "label": table.label_column}
         validation = load_data(args.validation, **{**data_kwargs(args), **roles})
-    model = Graft(**graft_kwargs(args), **training).fit(train, validation=validation)
+    model = settings.clone(task=task.kind, **training).fit(train, validation=validation)
     result = {"train": model.metrics_["train"], "timings": model.timings_, "parameters": model.parameter_counts()}
     record = None
     if test is not None:  # the evaluation record (evaluation.json) that `graftkit report` renders
-        cv = (cross_validate(lambda: Graft(**{**graft_kwargs(args), "calibrate": False}), train, k=args.cv,
-                             seed=args.seed) if args.cv else None)
+        cv = (cross_validate(settings.clone(task=task.kind, calibrate=False), train, k=args.cv, seed=args.seed)
+              if args.cv else None)
         record = evaluate_model(model, test, train=train, cv=cv, **evaluation_kwargs(args))
         metrics = record["metrics"]
-        model.metrics_["test"] = {k: metrics[k] for k in ("n", "accuracy", "macro_f1")}
+        model.metrics_["test"] = {k: metrics.get(k) for k in ("n", *task.headline)}
         result["test"] = metrics
         result["evaluation"] = {k: record[k] for k in ("leakage", "baseline", "scratch", "forgetting",
                                                        "learning_curve", "cv")}
@@ -114,7 +116,7 @@ def run_fit(args) -> int:
         emit_json(result)
     else:
         if test is not None:
-            print(format_table(result["test"]))
+            print(model.task_.format_metrics(result["test"]))
             print("\n".join(format_evaluation(record)))
         counts = result["parameters"]
         print(f"trained {counts['trainable']:,} of {counts['total']:,} parameters ({100 * counts['share']:.3g}%)")
@@ -126,13 +128,13 @@ def run_fit(args) -> int:
 def run_cv(args) -> int:
     _check_settings(args)
     table = load_data(args.data, **data_kwargs(args))
-    result = cross_validate(lambda: Graft(**{**graft_kwargs(args), "calibrate": False}), table, k=args.folds,
-                            seed=args.seed)  # fold scores do not depend on the temperature: skip fitting it
+    # fold scores do not depend on a temperature: skip fitting it (thresholds and intervals are still fitted)
+    result = cross_validate(Graft(**{**graft_kwargs(args), "calibrate": False}), table, k=args.folds, seed=args.seed)
     if args.json:
         emit_json(result)
     else:
-        for name in ("accuracy", "macro_f1"):
-            s = result["summary"][name]
+        print(f"task: {result['task']}")
+        for name, s in result["summary"].items():
             print(f"{name:9s} {s['mean']:.4f} ± {s['std']:.4f}  over {args.folds} folds  "
                   f"({', '.join(f'{v:.4f}' for v in s['values'])})")
     return 0

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graftkit.artifacts import check_destination, load_model
+from graftkit.artifacts import check_destination
+from graftkit.loading import load_model
 from graftkit.errors import ConfigError
 
 

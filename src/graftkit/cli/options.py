@@ -8,7 +8,10 @@ import json
 import sys
 import typing
 
+from graftkit.errors import ConfigError
+from graftkit.scoring.regression import check_level
 from graftkit.strategies.base import strategy_classes, strategy_names
+from graftkit.tasks import TASK_KINDS, task_kinds
 
 
 def positive_int(text: str) -> int:
@@ -27,14 +30,44 @@ def add_data_options(parser: argparse.ArgumentParser, label_required: bool = Tru
     group.add_argument("--text", metavar="COLUMN", help="column holding the text")
     group.add_argument("--image", metavar="COLUMN", help="column holding image file paths")
     group.add_argument("--audio", metavar="COLUMN", help="column holding audio file paths")
-    group.add_argument("--label", metavar="COLUMN", help="column holding the class label")
+    group.add_argument("--label", metavar="COLUMN",
+                       help="column holding the target: a class, a delimited label list, or a number")
+    group.add_argument("--labels", metavar="COLUMN", nargs="+",
+                       help="several 0/1 columns, one per label: a multi-label target")
     group.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet"], help="file format (default: by suffix)")
     group.add_argument("--encoding", default="utf-8", help="text encoding of CSV / TSV / JSONL files (default: utf-8)")
 
 
 def data_kwargs(args) -> dict:
-    return {"text": args.text, "image": args.image, "audio": args.audio, "label": args.label,
+    if args.label and args.labels:
+        raise ConfigError("give --label COLUMN (one target column) or --labels A B C (one 0/1 column per label), "
+                          "not both")
+    return {"text": args.text, "image": args.image, "audio": args.audio, "label": args.labels or args.label,
             "format": args.format, "encoding": args.encoding}
+
+
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("task (inferred from the target when not given)")
+    group.add_argument("--task", choices=TASK_KINDS, help="what the target is: " + ", ".join(task_kinds()) +
+                       " (default: inferred, with the reason printed)")
+    group.add_argument("--label-sep", metavar="SEP",
+                       help="multi-label: the separator of the label list in the --label column (default: | when seen)")
+    group.add_argument("--no-empty-labels", action="store_true",
+                       help="multi-label: refuse rows with no label (default: an empty label set is legal)")
+    group.add_argument("--interval", type=float, default=None, metavar="LEVEL",
+                       help="regression: level of the split-conformal prediction intervals, in (0, 1) (default: 0.9)")
+    group.add_argument("--regression-loss", choices=["mse", "huber"], default=None,
+                       help="regression: the fine-tuning loss (default: mse)")
+
+
+def task_kwargs(args) -> dict:
+    """``task`` and ``task_options`` for ``Graft`` from the task flags (only those given)."""
+    options = {"label_sep": args.label_sep, "allow_empty": False if args.no_empty_labels else None,
+               "interval": args.interval, "loss_function": args.regression_loss}
+    options = {k: v for k, v in options.items() if v is not None}
+    if "interval" in options:
+        check_level(options["interval"])
+    return {"task": args.task, "task_options": options}
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -116,10 +149,11 @@ def strategy_kwargs(args) -> dict:
 
 def graft_kwargs(args) -> dict:
     options = {"pooling": args.pooling} if args.pooling else {}
+    task = task_kwargs(args) if hasattr(args, "task") else {}
     return {"backbone": args.backbone, "strategy": args.strategy, "batch_size": args.batch_size, "seed": args.seed,
             "cache_dir": args.cache_dir, "use_cache": not args.no_cache, "device": args.device,
             "revision": args.revision, "trust_remote_code": args.trust_remote_code, "backbone_options": options,
-            "calibrate": not args.no_calibration, **strategy_kwargs(args)}
+            "calibrate": not args.no_calibration, **task, **strategy_kwargs(args)}
 
 
 def emit_json(payload) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from graftkit.cli.options import add_data_options, add_run_options, data_kwargs, emit_json, positive_int
+from graftkit.cli.options import (add_data_options, add_run_options, add_task_options, data_kwargs, emit_json,
+                                  positive_int, task_kwargs)
 from graftkit.selection.rank import SCORE_HELP, SCORES, rank
 
 COLUMNS = {"logme": 8, "leep": 8, "nce": 8, "hscore": 9, "hscore_reg": 10, "knn": 6, "linear": 6}
@@ -38,6 +39,7 @@ def register(commands) -> None:
     parser.add_argument("--rank-by", choices=SCORES, default="logme",
                         help="score that orders the table (default: logme)")
     add_data_options(parser)
+    add_task_options(parser)
     add_run_options(parser)
     parser.set_defaults(run=run_rank)
 
@@ -83,7 +85,7 @@ def format_ranking(ranking) -> str:
 def run_rank(args) -> int:
     ranking = rank(args.data, args.backbones, layers=args.layers, sample=args.sample, seed=args.seed,
                    scores=args.scores, rank_by=args.rank_by, batch_size=args.batch_size, cache_dir=args.cache_dir,
-                   use_cache=not args.no_cache, device=args.device, **data_kwargs(args))
+                   use_cache=not args.no_cache, device=args.device, **task_kwargs(args), **data_kwargs(args))
     if args.json:
         emit_json(ranking.to_dict())
     else:

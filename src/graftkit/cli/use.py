@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from graftkit.artifacts import load_model
+from graftkit.loading import load_model
 from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
 from graftkit.cli.options import add_data_options, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
 from graftkit.errors import ArtifactError
-from graftkit.evaluation.metrics import format_table
+from graftkit.atomic import write_atomic
+from graftkit.scoring.regression import check_level
 
 
 def register(commands) -> None:
@@ -50,9 +49,13 @@ def _add_common(parser) -> None:
     parser.add_argument("--cache-dir", help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--interval", type=float, metavar="LEVEL",
+                        help="regression: level of the prediction intervals (default: the level fitted, 0.9)")
 
 
 def _load(args, require_label: bool):
+    if args.interval is not None:
+        check_level(args.interval)
     model = load_model(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
     if args.batch_size is not None:
         model.batch_size = args.batch_size
@@ -66,11 +69,9 @@ def run_predict(args) -> int:
     if args.output and Path(args.output).exists() and not args.overwrite:
         raise ArtifactError(f"output file {args.output!r} exists; pass --overwrite or choose another -o")
     model, table = _load(args, require_label=False)
-    probabilities = model.predict_proba(table)
-    labels = model.task_.decode(probabilities.argmax(axis=1))
-    frame = pd.DataFrame({"row": table.frame.index, "prediction": labels})
-    for i, label in enumerate(model.task_.labels):
-        frame[f"p_{label}"] = probabilities[:, i].round(6)
+    options = {"level": args.interval} if args.interval is not None else {}
+    records = model.predict_records(table, **options)
+    frame = pd.DataFrame([{"row": row, **record} for row, record in zip(table.frame.index, records)])
     if args.json:
         emit_json(frame.to_dict(orient="records"))
     elif args.output:
@@ -82,14 +83,7 @@ def run_predict(args) -> int:
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            frame.to_csv(handle, index=False)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: frame.to_csv(handle, index=False))
 
 
 def run_evaluate(args) -> int:
@@ -100,7 +94,7 @@ def run_evaluate(args) -> int:
     if args.train:
         roles = {table.modality: table.input_column, "label": table.label_column}
         train = load_data(args.train, **{**data_kwargs(args), **roles})
-    record = evaluate_model(model, table, train=train, **evaluation_kwargs(args))
+    record = evaluate_model(model, table, train=train, interval=args.interval, **evaluation_kwargs(args))
     metrics = record["metrics"]
     if args.save:
         save_evaluation(args.model, record)
@@ -109,7 +103,7 @@ def run_evaluate(args) -> int:
                  if "skipped" not in record[k]}
         emit_json({**metrics, **extra})
     else:
-        print(format_table(metrics))
+        print(model.task_.format_metrics(metrics))
         print("\n".join(format_evaluation(record)))
         if args.save:
             print(f"evaluation saved to {Path(args.model) / 'evaluation.json'}; `graftkit report {args.model}` renders it")

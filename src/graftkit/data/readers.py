@@ -30,13 +30,15 @@ TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl"
 
 
 def load_data(source, *, text: str | None = None, image: str | None = None, audio: str | None = None,
-              label: str | None = None, format: str | None = None, encoding: str = "utf-8",
+              label: str | list[str] | None = None, format: str | None = None, encoding: str = "utf-8",
               require_label: bool = True, known_columns: dict | None = None) -> Table:
     """Load a data set into a Table.
 
     ``source`` is a file path (CSV, TSV, JSONL, Parquet), a folder of class sub-folders holding
     images or audio clips, a ``pandas.DataFrame`` or a ``datasets.Dataset``. ``known_columns``
     (role -> column, e.g. from a fitted model) is used for roles not given, where the column exists.
+    ``label`` may name several columns (one 0/1 column per label: a multi-label target). Targets are read
+    (and refused with the row and column) by the task, not here: blank labels are legal for some tasks.
     """
     roles = {"text": text, "image": image, "audio": audio}
     known = known_columns or {}
@@ -142,19 +144,22 @@ def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: d
     frame.columns = [str(c) for c in frame.columns]
     if not any(roles.values()):
         roles = {r: (known.get(r) if known.get(r) in frame.columns else None) for r in roles}
-    if label is None and known.get("label") in frame.columns:
+    if label is None and _present(known.get("label"), frame):
         label = known["label"]
+    if isinstance(label, (list, tuple)):
+        label = tuple(str(c) for c in label) if len(label) > 1 else str(label[0]) if label else None
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     if frame.empty:
         raise DataError(f"{where} has no rows; give at least one row")
     explanation: list[str] = []
     label = _infer_label(frame, where, label, require_label, explanation)
     modality, column = _infer_input(frame, where, roles, label, explanation)
-    if label is not None and not require_label and frame[label].map(_is_blank).any():
+    columns = (label,) if isinstance(label, str) else label or ()
+    if columns and not require_label and any(frame[c].map(_is_blank).any() for c in columns):
         explanation.append(f"label column {label!r} ignored: it is blank in some rows, and labels are not needed here")
-        label = None
-    if label is not None:
-        frame[label] = _clean_labels(frame[label], where, label)
+        label, columns = None, ()
+    for name in columns:
+        frame[name] = _clean_labels(frame[name])
     _check_inputs(frame, where, modality, column, base_dir)
     for line in explanation:
         logger.info(line)
@@ -162,7 +167,18 @@ def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: d
                  base_dir=base_dir, explanation=explanation)
 
 
+def _present(label, frame) -> bool:
+    columns = label if isinstance(label, (list, tuple)) else [label]
+    return label is not None and len(columns) > 0 and all(c in frame.columns for c in columns)
+
+
 def _infer_label(frame, where, label, require_label, explanation):
+    if isinstance(label, tuple):
+        for column in label:
+            _require_column(column, frame, where, "labels")
+        if len(set(label)) < len(label):
+            raise DataError(f"{where}: --labels names a column twice ({', '.join(label)}); name each label column once")
+        return label
     if label is not None:
         _require_column(label, frame, where, "label")
         return label
@@ -188,10 +204,11 @@ def _infer_input(frame, where, roles, label, explanation):
     for modality, column in roles.items():
         if column is not None:
             _require_column(column, frame, where, modality)
-            if column == label:
+            if column == label or (isinstance(label, tuple) and column in label):
                 raise DataError(f"{where}: column {column!r} is given as both the input and the label; pick two columns")
             return modality, column
-    candidates = [c for c in frame.columns if c != label]
+    taken = label if isinstance(label, tuple) else (label,)
+    candidates = [c for c in frame.columns if c not in taken]
     if not candidates:
         raise DataError(f"{where}: there is no input column besides the label {label!r}; add a text, image or audio column")
     for column in candidates:
@@ -217,14 +234,9 @@ def _infer_input(frame, where, roles, label, explanation):
     return "text", column
 
 
-def _clean_labels(series: pd.Series, where: str, column: str) -> pd.Series:
-    series = series.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v).strip())
-    blank = series.index[series == ""].tolist()
-    if blank:
-        rows = ", ".join(str(r) for r in blank[:5]) + (" ..." if len(blank) > 5 else "")
-        raise DataError(f"{where}: column {column!r} is blank in {len(blank)} row(s) (row {rows}); "
-                        "fill in the labels or drop those rows")
-    return series
+def _clean_labels(series: pd.Series) -> pd.Series:
+    """Labels as stripped strings ("" where missing); lists (JSONL) stay lists for the task to read or refuse."""
+    return series.map(lambda v: v if isinstance(v, list) else "" if _is_missing(v) else str(v).strip())
 
 
 def _rows(index) -> str:

@@ -29,7 +29,7 @@ class Table:
     frame: pd.DataFrame
     modality: str
     input_column: str
-    label_column: str | None
+    label_column: str | tuple[str, ...] | None  # several columns: one 0/1 column per label (multi-label)
     source: str
     base_dir: Path | None = None
     explanation: list[str] = field(default_factory=list)
@@ -42,13 +42,22 @@ class Table:
         return len(self.frame)
 
     @property
-    def has_labels(self) -> bool:
-        return self.label_column is not None and self.label_column in self.frame.columns
+    def label_columns(self) -> tuple[str, ...]:
+        if self.label_column is None:
+            return ()
+        return tuple(self.label_column) if isinstance(self.label_column, (tuple, list)) else (self.label_column,)
 
-    def where(self, position: int, column: str | None = None) -> str:
-        """Human location of a row (and column) for error messages."""
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.label_columns) and all(c in self.frame.columns for c in self.label_columns)
+
+    def where(self, position: int, column=None) -> str:
+        """Human location of a row (and column, or columns) for error messages."""
         row = self.frame.index[position]
-        col = f", column {column!r}" if column else ""
+        if isinstance(column, (tuple, list)):
+            col = f", columns {', '.join(repr(c) for c in column)}"
+        else:
+            col = f", column {column!r}" if column else ""
         return f"{self.source}: row {row}{col}"
 
     def items(self) -> list:
@@ -63,9 +72,12 @@ class Table:
             return str(self.base_dir / value)
         return value
 
-    def labels(self) -> list[str]:
+    def labels(self) -> list:
+        """The label column's values; with several label columns, one tuple of their values per row."""
         if not self.has_labels:
             raise DataError(f"{self.source} has no label column; pass label=... (CLI: --label COLUMN)")
+        if isinstance(self.label_column, (tuple, list)):
+            return list(self.frame[list(self.label_column)].itertuples(index=False, name=None))
         return self.frame[self.label_column].tolist()
 
     def subset(self, positions) -> Table:
@@ -74,16 +86,21 @@ class Table:
     def head(self, n: int) -> Table:
         return self.subset(range(min(n, len(self))))
 
-    def split(self, test_size: float = 0.2, val_size: float = 0.0, seed: int = 0):
-        """Stratified, seeded split: ``(train, test)``, or ``(train, val, test)`` when ``val_size > 0``."""
+    def split(self, test_size: float = 0.2, val_size: float = 0.0, seed: int = 0, task=None):
+        """Seeded split: ``(train, test)``, or ``(train, val, test)`` when ``val_size > 0``; stratified as
+        ``task`` says (``graftkit.infer_task(table)``), by default by the label column."""
         from graftkit.data.splits import stratified_split
 
+        if task is not None:
+            return task.split(self, test_size=test_size, val_size=val_size, seed=seed)
         return stratified_split(self, test_size=test_size, val_size=val_size, seed=seed)
 
-    def folds(self, k: int = 5, seed: int = 0):
-        """Stratified k-fold: a list of ``(train, test)`` tables."""
+    def folds(self, k: int = 5, seed: int = 0, task=None):
+        """k-fold: a list of ``(train, test)`` tables, stratified as ``task`` says (default: by label)."""
         from graftkit.data.splits import stratified_folds
 
+        if task is not None:
+            return task.folds(self, k=k, seed=seed)
         return stratified_folds(self, k=k, seed=seed)
 
     def fingerprint(self) -> str:

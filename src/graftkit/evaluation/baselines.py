@@ -13,20 +13,17 @@ and Avoiding Negative Transfer", name the case where it hurts). The baselines:
   of acoustic scene and sound classification (e.g. the DCASE baselines; Davis & Mermelstein 1980 for the
   mel filterbank).
 
-Logistic regression's ``C`` is chosen by stratified cross-validation (log-loss) on at most ``max_cv_rows``
-training rows, then the model is refitted on all of them, so the baseline is tuned as fairly as the probe.
+The estimator on those features is the task's (``tasks/classical.py``): logistic regression for classes, one-vs-rest
+logistic regression for multi-label, ridge for regression; its penalty is chosen by cross-validation on the
+training rows (at most ``max_cv_rows`` for the logistic searches), so the baseline is tuned as fairly as the probe.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from graftkit.errors import ConfigError, DataError
@@ -121,25 +118,29 @@ def text_vectorizer():
 
 
 class ClassicalBaseline:
-    """The modality's classical pipeline: ``fit(items, y)`` then ``predict_proba(items)``.
+    """The modality's classical pipeline: ``fit(items, y)`` then ``raw(items)`` (the task's raw outputs).
 
-    ``items`` are what ``Table.items()`` returns (texts, or media paths / bytes). ``C`` is chosen by
-    ``cv_folds``-fold stratified CV over ``Cs`` on at most ``max_cv_rows`` rows when not given.
+    ``items`` are what ``Table.items()`` returns (texts, or media paths / bytes). The estimator is the task's
+    (``Task.fit_classical``: logistic regression, one-vs-rest logistic regression or ridge), its penalty chosen
+    by CV on the training rows; ``task`` defaults to single-label classification over the ids in ``y``.
     """
 
-    def __init__(self, modality: str, *, C: float | None = None, Cs=(0.01, 0.1, 1.0, 10.0, 100.0),
-                 cv_folds: int = 3, max_cv_rows: int = 3000, max_iter: int = 2000, seed: int = 0,
-                 progress: bool = False):
+    def __init__(self, modality: str, *, task=None, C: float | None = None, cv_folds: int = 3, max_cv_rows: int = 3000,
+                 max_iter: int = 2000, seed: int = 0, progress: bool = False):
         if modality not in DESCRIPTIONS:
             raise ConfigError(f"no classical baseline for modality {modality!r}; known: {', '.join(DESCRIPTIONS)}")
         if C is not None and not C > 0:
             raise ConfigError(f"baseline C must be > 0; got {C!r}")
-        self.modality, self.C, self.Cs, self.cv_folds = modality, C, tuple(Cs), cv_folds
+        self.modality, self.task, self.C, self.cv_folds = modality, task, C, cv_folds
         self.max_cv_rows, self.max_iter, self.seed, self.progress = max_cv_rows, max_iter, seed, progress
 
     @property
     def description(self) -> str:
-        return DESCRIPTIONS[self.modality]
+        return DESCRIPTIONS[self.modality].replace("logistic regression", self.estimator_name)
+
+    @property
+    def estimator_name(self) -> str:
+        return ESTIMATORS.get(getattr(self.task, "kind", "classification"), "logistic regression")
 
     def _features(self, items, where, fitting: bool):
         if self.modality == "text":
@@ -149,97 +150,103 @@ class ClassicalBaseline:
                else audio_features(items, where=where, progress=self.progress))
         return self.scaler_.fit_transform(raw) if fitting else self.scaler_.transform(raw)
 
-    def _choose_C(self, X, y) -> float:
-        rows = np.arange(len(y))
-        if len(y) > self.max_cv_rows:
-            try:
-                rows, _ = train_test_split(rows, train_size=self.max_cv_rows, stratify=y, random_state=self.seed)
-            except ValueError:  # a class too rare to stratify: a plain random subsample
-                rows = np.random.default_rng(self.seed).choice(len(y), self.max_cv_rows, replace=False)
-        folds = min(self.cv_folds, int(np.unique(y[rows], return_counts=True)[1].min()))
-        if folds < 2:
-            logger.info("baseline: too few rows per class to choose C by CV; C=1")
-            return 1.0
-        # the search only ranks the Cs: a few hundred solver iterations do that (weak regularisation on thousands of
-        # pixel features would otherwise spend most of the baseline's time converging C=100 to the last digit)
-        search = LogisticRegressionCV(Cs=list(self.Cs), cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
-                                      scoring="neg_log_loss", max_iter=min(self.max_iter, 300), random_state=self.seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence at the extreme Cs, attribute-rename FutureWarnings
-            search.fit(X[rows], y[rows])
-        return float(np.ravel(search.C_)[0])
-
     def fit(self, items, y, where=lambda i: f"item {i + 1}") -> ClassicalBaseline:
-        y = np.asarray(y, dtype=np.int64)
-        if len(np.unique(y)) < 2:
-            raise DataError("baseline: the training data hold a single class; a classifier needs at least two")
+        if self.task is None:
+            from graftkit.tasks import Classification
+
+            self.task = Classification(classes=tuple(str(i) for i in range(int(np.max(y)) + 1)))
         started = time.perf_counter()
         self.vectorizer_ = text_vectorizer() if self.modality == "text" else None
         self.scaler_ = None if self.modality == "text" else StandardScaler()
         X = self._features(items, where, fitting=True)
-        self.C_ = self.C if self.C is not None else self._choose_C(X, y)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model_ = LogisticRegression(C=self.C_, max_iter=self.max_iter, random_state=self.seed).fit(X, y)
+        options = {"cv_folds": self.cv_folds, "max_cv_rows": self.max_cv_rows, "max_iter": self.max_iter}
+        self.model_ = self.task.fit_classical(X, y, seed=self.seed, **({"C": self.C} if self.C else {}), **options)
+        self.info_ = self.model_.info
+        self.C_ = self.info_.get("C", self.info_.get("alpha"))
         self.seconds_ = round(time.perf_counter() - started, 3)
-        logger.info("baseline %s: C=%g, fitted on %d rows in %.1fs", self.description, self.C_, len(y), self.seconds_)
+        logger.info("baseline %s: %s, fitted on %d rows in %.1fs", self.description, _penalty(self.info_), len(y),
+                    self.seconds_)
         return self
+
+    def raw(self, items, where=lambda i: f"item {i + 1}") -> np.ndarray:
+        return self.model_.raw(self._features(items, where, fitting=False))
+
+    def outputs(self, items, where=lambda i: f"item {i + 1}") -> np.ndarray:
+        """The task's outputs (probabilities, or values) of ``items``."""
+        return self.task.outputs(self.raw(items, where), None)
 
     def predict_proba(self, items, where=lambda i: f"item {i + 1}") -> np.ndarray:
         """Probabilities over the label ids seen in ``fit`` (classes absent from training get 0)."""
-        scores = self.model_.predict_proba(self._features(items, where, fitting=False))
-        full = np.zeros((scores.shape[0], int(self.model_.classes_.max()) + 1))
-        full[:, self.model_.classes_] = scores
-        return full
+        return self.task.probabilities(self.outputs(items, where))
 
 
-def run_baseline(train, test, labels, *, seed: int = 0, progress: bool = False, **options) -> dict:
-    """Fit the classical baseline of ``train``'s modality and score it on ``test`` (both ``Table``s; label
-    order ``labels``). Returns the metrics and the per-row predicted ids (``"predictions"``)."""
-    from graftkit.tasks import Task
+ESTIMATORS = {"multilabel-classification": "one-vs-rest logistic regression", "regression": "ridge"}
 
+
+def _penalty(info: dict) -> str:
+    if "alpha" in info:
+        return f"alpha={info['alpha']:g}"
+    C = info.get("C")
+    if isinstance(C, list):
+        return "C per label=" + ", ".join("-" if c is None else f"{c:g}" for c in C)
+    return f"C={C:g}"
+
+
+def run_baseline(train, test, task, *, seed: int = 0, progress: bool = False, **options) -> dict:
+    """Fit the classical baseline of ``train``'s modality for ``task`` and score it on ``test`` (both ``Table``s).
+    Returns the task's summary metrics and the baseline's outputs on the test rows (``"outputs"``)."""
     if train.modality != test.modality:
         raise DataError(f"baseline: train holds {train.modality} but test holds {test.modality}; give both splits "
                         "of the same data")
-    task = Task("classification", tuple(labels))
-    y_train = task.encode(train.labels(), where=lambda i: train.where(i, train.label_column))
-    y_test = task.encode(test.labels(), where=lambda i: test.where(i, test.label_column))
-    baseline = ClassicalBaseline(train.modality, seed=seed, progress=progress, **options)
+    y_train, y_test = task.encode(train), task.encode(test)
+    baseline = ClassicalBaseline(train.modality, task=task, seed=seed, progress=progress, **options)
     baseline.fit(train.items(), y_train, where=lambda i: train.where(i, train.input_column))
-    predicted = baseline.predict_proba(test.items(), where=lambda i: test.where(i, test.input_column)).argmax(axis=1)
-    ids = list(range(len(labels)))
-    return {"name": baseline.description, "modality": train.modality, "C": baseline.C_,
-            "n_train": len(train), "n_test": len(test), "seconds": baseline.seconds_,
-            "accuracy": float(accuracy_score(y_test, predicted)),
-            "macro_f1": float(f1_score(y_test, predicted, labels=ids, average="macro", zero_division=0)),
-            "predictions": predicted.tolist()}
+    outputs = baseline.outputs(test.items(), where=lambda i: test.where(i, test.input_column))
+    summary = task.summary(y_test, outputs)
+    return {"name": baseline.description, "modality": train.modality, "penalty": _penalty(baseline.info_),
+            "C": baseline.C_ if not isinstance(baseline.C_, list) else None, "n_train": len(train),
+            "n_test": len(test), "seconds": baseline.seconds_, **{k: v for k, v in summary.items() if k != "n"},
+            "outputs": outputs}
 
 
-def transfer_gain(y_true, model_predictions, baseline_predictions, *, model_name: str = "pretrained model",
-                  baseline_name: str = "classical baseline", n_bootstrap: int = 2000, seed: int = 0) -> dict:
-    """Accuracy gain of the model over the baseline on the same rows, with a paired bootstrap 95% interval
-    (Efron & Tibshirani 1993), and a negative-transfer warning when the pretrained start is not better
-    (Wang et al. 2019) or a caution when the interval includes zero."""
-    y_true, a, b = (np.asarray(v) for v in (y_true, model_predictions, baseline_predictions))
+def transfer_gain(task, y_true, model_outputs, baseline_outputs, *, model_calibration: dict | None = None,
+                  model_name: str = "pretrained model", baseline_name: str = "classical baseline",
+                  n_bootstrap: int = 2000, seed: int = 0) -> dict:
+    """Gain in the task's primary metric of the model over the baseline on the same rows, with a paired bootstrap
+    95% interval (Efron & Tibshirani 1993), and a negative-transfer warning when the pretrained start is not
+    better (Wang et al. 2019) or a caution when the interval includes zero. Where the metric is a mean of
+    per-row scores (accuracy) the bootstrap averages them; otherwise (F1, R²) it recomputes the metric per draw."""
+    y_true = np.asarray(y_true)
+    a, b = np.asarray(model_outputs), np.asarray(baseline_outputs)
     if not len(y_true) == len(a) == len(b) or len(y_true) == 0:
-        raise DataError(f"transfer gain: {len(y_true)} labels, {len(a)} model and {len(b)} baseline predictions; "
+        raise DataError(f"transfer gain: {len(y_true)} targets, {len(a)} model and {len(b)} baseline predictions; "
                         "score both on the same non-empty test rows")
-    difference = (a == y_true).astype(float) - (b == y_true).astype(float)
+    metric = task.primary_metric
     rng = np.random.default_rng(seed)
-    draws = difference[rng.integers(0, len(difference), size=(n_bootstrap, len(difference)))].mean(axis=1)
+    draws_index = rng.integers(0, len(y_true), size=(n_bootstrap, len(y_true)))
+    rows_a, rows_b = task.row_scores(y_true, a, model_calibration), task.row_scores(y_true, b)
+    if rows_a is not None:
+        difference = rows_a - rows_b
+        draws = difference[draws_index].mean(axis=1)
+        model_score, baseline_score = float(rows_a.mean()), float(rows_b.mean())
+    else:
+        draws = np.array([task.primary(y_true[i], a[i], model_calibration) - task.primary(y_true[i], b[i])
+                          for i in draws_index])
+        model_score, baseline_score = task.primary(y_true, a, model_calibration), task.primary(y_true, b)
     low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
-    model_acc, baseline_acc = float((a == y_true).mean()), float((b == y_true).mean())
-    gain = model_acc - baseline_acc
-    result = {"metric": "accuracy", "model": model_acc, "baseline": baseline_acc, "gain": gain,
+    gain = model_score - baseline_score
+    if not task.greater_is_better:
+        gain, low, high = -gain, -high, -low
+    result = {"metric": metric, "model": model_score, "baseline": baseline_score, "gain": gain,
               "ci95": [low, high], "n": int(len(y_true)), "model_name": model_name, "baseline_name": baseline_name,
               "negative_transfer": bool(gain <= 0), "warning": None}
     if gain < 0:
-        result["warning"] = (f"negative transfer: {model_name} (accuracy {model_acc:.4f}) is worse than "
-                             f"{baseline_name} ({baseline_acc:.4f}) on the same {len(y_true)} test rows; use the "
+        result["warning"] = (f"negative transfer: {model_name} ({metric} {model_score:.4f}) is worse than "
+                             f"{baseline_name} ({baseline_score:.4f}) on the same {len(y_true)} test rows; use the "
                              "baseline, or try another backbone or strategy")
     elif gain == 0:
         result["warning"] = (f"no transfer gain: {model_name} is not better than {baseline_name} (both "
-                             f"{model_acc:.4f} accuracy on the same {len(y_true)} test rows); the cheaper baseline "
+                             f"{model_score:.4f} {metric} on the same {len(y_true)} test rows); the cheaper baseline "
                              "does as well here")
     elif low <= 0:
         result["warning"] = (f"the gain of {model_name} over {baseline_name} (+{gain:.4f}) is within noise "

@@ -72,11 +72,10 @@ def weight_drift(pretrained, adapted) -> list[dict]:
     return rows
 
 
-def _probe_accuracy(X_train, y_train, X_test, y_test, seed: int) -> float:
-    from graftkit.strategies.heads import LogRegHead
-
-    head = LogRegHead.fit(X_train, y_train, seed=seed)
-    return float((head.predict_proba(X_test).argmax(axis=1) == y_test).mean())
+def _probe_score(task, X_train, y_train, X_test, y_test, seed: int) -> float:
+    """The reference task's primary metric of a linear probe (the task's linear head) on these features."""
+    head = task.fit_head(X_train, y_train, seed=seed)
+    return task.primary(y_test, task.outputs(head.logits(X_test), None))
 
 
 def measure_forgetting(model, probe, *, reference=None, reference_test=None, max_drop: float = DEFAULT_MAX_DROP,
@@ -85,17 +84,14 @@ def measure_forgetting(model, probe, *, reference=None, reference_test=None, max
     pooled features, relative weight distance per layer group) and, with a labelled ``reference`` task (split
     stratified into train / test unless ``reference_test`` is given), the reference-task linear-probe
     accuracy before vs after adaptation. A frozen backbone has nothing to forget and says so."""
-    from graftkit.graft import Graft
     from graftkit.tasks import infer_task
 
-    model._check_fitted()
+    model.check_fitted()
     if not getattr(model, "finetuned_", False):
         return {"skipped": f"the backbone was frozen ({model.strategy_.name}): adaptation changed no backbone "
                            "weight, so there is nothing to forget"}
-    frozen = Graft(backbone=model.backbone, revision=model.revision, batch_size=model.batch_size,
-                   cache_dir=model.cache_dir, use_cache=model.use_cache, device=model.device, progress=model.progress,
-                   trust_remote_code=model.trust_remote_code, backbone_options=model.backbone_options)
-    probe = model._as_table(probe, require_label=False)
+    frozen = model.clone(strategy="linear-probe", checkpoint_dir=None, resume=False, task=None, task_options={})
+    probe = model.as_table(probe, require_label=False)
     cka = linear_cka(frozen.features(probe), model.features(probe))
     result = {"probe_rows": len(probe), "cka": cka,
               "weight_drift": weight_drift(frozen._load_backbone(), model.backbone_),
@@ -105,21 +101,21 @@ def measure_forgetting(model, probe, *, reference=None, reference_test=None, max
         notes.append(f"the adapted features have moved far from the pretrained ones (linear CKA {cka:.3f} on "
                      f"{len(probe)} probe rows)")
     if reference is not None:
-        reference = frozen._as_table(reference, require_label=True)
-        if reference_test is None:
-            reference, reference_test = reference.split(test_size=test_size, seed=model.seed)
-        else:
-            reference_test = frozen._as_table(reference_test, require_label=True)
+        reference = frozen.as_table(reference, require_label=True)
         task = infer_task(reference)
-        y_train = task.encode(reference.labels(), where=lambda i: reference.where(i, reference.label_column))
-        y_test = task.encode(reference_test.labels(),
-                             where=lambda i: reference_test.where(i, reference_test.label_column))
-        before = _probe_accuracy(frozen.features(reference), y_train, frozen.features(reference_test), y_test,
-                                 model.seed)
-        after = _probe_accuracy(model.features(reference), y_train, model.features(reference_test), y_test,
-                                model.seed)
+        if reference_test is None:
+            reference, reference_test = task.split(reference, test_size=test_size, seed=model.seed)
+        else:
+            reference_test = frozen.as_table(reference_test, require_label=True)
+        y_train, y_test = task.encode(reference), task.encode(reference_test)
+        before = _probe_score(task, frozen.features(reference), y_train, frozen.features(reference_test), y_test,
+                              model.seed)
+        after = _probe_score(task, model.features(reference), y_train, model.features(reference_test), y_test,
+                             model.seed)
+        # the keys keep their names for every task: the values are the reference task's primary metric
         result["reference"] = {"source": reference.source, "n_train": len(reference), "n_test": len(reference_test),
-                               "accuracy_before": before, "accuracy_after": after, "drop": before - after}
+                               "metric": task.primary_metric, "accuracy_before": before, "accuracy_after": after,
+                               "drop": before - after}
         if before - after > max_drop:
             notes.insert(0, f"forgetting: a linear probe on the reference task {reference.source} scores "
                             f"{after:.4f} on the adapted features against {before:.4f} on the pretrained ones (drop "

@@ -204,8 +204,8 @@ def _label(value):
 def find_leakage(model, train, test, *, threshold: float = DEFAULT_THRESHOLD,
                  text_threshold: float | None = DEFAULT_TEXT_THRESHOLD, max_examples: int = MAX_EXAMPLES) -> dict:
     """``near_duplicates`` with the features of ``model`` (a ``Graft``; cached features are reused)."""
-    train = model._as_table(train, require_label=False)
-    test = model._as_table(test, require_label=False)
+    train = model.as_table(train, require_label=False)
+    test = model.as_table(test, require_label=False)
     return near_duplicates(train, test, model.features(train), model.features(test), threshold=threshold,
                            text_threshold=text_threshold, max_examples=max_examples)
 

@@ -14,7 +14,6 @@ extrapolate beyond ``MAX_EXTRAPOLATION`` times the largest measured size or abov
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 
@@ -61,13 +60,15 @@ def power_law(n, a, b, c):
     return a - b * np.power(n, -c)
 
 
-def extrapolate(points: list[dict], targets=DEFAULT_TARGETS) -> dict:
-    """Fit ``acc = a - b n^(-c)`` (a in [0, 1], b >= 0, c in [0.01, 3]) to the curve's mean accuracies,
-    weighted by their spread, and invert it for each target accuracy; says why when it cannot."""
-    n = np.array([p["per_class"] for p in points], dtype=float)
-    acc = np.array([p["accuracy"]["mean"] for p in points], dtype=float)
-    spread = np.array([p["accuracy"]["std"] for p in points], dtype=float) + 0.005
-    result = {"model": "acc(n) = a - b * n^(-c), n = labelled examples per class", "targets": []}
+def extrapolate(points: list[dict], targets=DEFAULT_TARGETS, x: str = "per_class", metric: str = "accuracy") -> dict:
+    """Fit ``acc = a - b n^(-c)`` (a in [0, 1], b >= 0, c in [0.01, 3]) to the curve's mean ``metric`` (accuracy
+    by default) against ``x`` (examples per class, or training rows), weighted by the spread, and invert it for
+    each target; says why when it cannot."""
+    n = np.array([p[x] for p in points], dtype=float)
+    acc = np.array([p[metric]["mean"] for p in points], dtype=float)
+    spread = np.array([p[metric]["std"] for p in points], dtype=float) + 0.005
+    unit = "labelled examples per class" if x == "per_class" else "training rows"
+    result = {"model": f"{metric}(n) = a - b * n^(-c), n = {unit}", "x": x, "metric": metric, "targets": []}
     if len(np.unique(n)) < 3:
         result["status"] = f"cannot extrapolate: {len(np.unique(n))} distinct sizes measured, the fit needs 3"
         return result
@@ -88,23 +89,24 @@ def extrapolate(points: list[dict], targets=DEFAULT_TARGETS) -> dict:
                    "rmse": float(np.sqrt(np.mean(residual ** 2))), "largest_measured": largest,
                    "max_extrapolation": MAX_EXTRAPOLATION})
     for target in targets:
-        entry = {"accuracy": float(target), "per_class": None}
+        entry = {metric: float(target), x: None}
         if b <= 0 or target >= a - 1e-9:
             entry["status"] = (f"unreachable: the fitted curve levels off at {a:.3f}; more labels of this kind are "
                                "not predicted to get there (try another backbone or strategy)")
         else:
             needed = float((b / (a - target)) ** (1.0 / c))
+            per = "per class" if x == "per_class" else "rows"
             if needed < n.min():
-                entry.update(per_class=max(1, int(np.ceil(needed))),
-                             status=f"below the smallest measured size ({int(n.min())} per class), extrapolated")
+                entry.update({x: max(1, int(np.ceil(needed))),
+                              "status": f"below the smallest measured size ({int(n.min())} {per}), extrapolated"})
             elif needed <= largest:
-                entry.update(per_class=max(1, int(np.ceil(needed))), status="within the measured range")
+                entry.update({x: max(1, int(np.ceil(needed))), "status": "within the measured range"})
             elif needed <= MAX_EXTRAPOLATION * largest:
-                entry.update(per_class=int(np.ceil(needed)), status="extrapolated")
+                entry.update({x: int(np.ceil(needed)), "status": "extrapolated"})
             else:
-                entry.update(per_class=None, at_least=int(MAX_EXTRAPOLATION * largest),
-                             status=f"beyond range: more than {MAX_EXTRAPOLATION:g}x the largest measured size "
-                                    f"({int(largest)} per class); the curve cannot be trusted that far")
+                entry.update({x: None, "at_least": int(MAX_EXTRAPOLATION * largest),
+                              "status": f"beyond range: more than {MAX_EXTRAPOLATION:g}x the largest measured size "
+                                        f"({int(largest)} {per}); the curve cannot be trusted that far"})
         result["targets"].append(entry)
     return result
 
@@ -146,42 +148,81 @@ def learning_curve_from_features(X_train: np.ndarray, y_train: np.ndarray, X_tes
             "extrapolation": extrapolate(points, targets)}
 
 
+DEFAULT_ROWS = (25, 50, 100, 200, 400, 800, 1600, 3200)
+
+
+def learning_curve_by_rows(task, X_train, y_train, X_test, y_test, fit_head, *, sizes=DEFAULT_ROWS, seeds: int = 3,
+                           targets=DEFAULT_TARGETS, head_description: str = "head") -> dict:
+    """The curve of a task without classes to sample per class (multi-label, regression): the task's primary
+    metric against random training subsets of ``sizes`` rows (then all), mean ± std over seeds."""
+    _, seeds, targets = _check_options([1], seeds, targets)
+    if len(y_test) == 0:
+        raise DataError("learning curve: the test data are empty; it needs labelled held-out rows")
+    metric = task.primary_metric
+
+    def score(positions, seed):
+        head = fit_head(X_train[positions], y_train[positions], seed)
+        return task.primary(y_test, task.outputs(head.logits(X_test), None))
+
+    points = []
+    for n in sorted(int(v) for v in sizes):
+        if n >= len(y_train):
+            break
+        runs = []
+        for seed in range(seeds):
+            positions = np.sort(np.random.default_rng(seed).choice(len(y_train), size=n, replace=False))
+            try:
+                runs.append(score(positions, seed))
+            except (DataError, ValueError) as exc:  # e.g. a subset without a positive row for some label
+                logger.info("learning curve: %d rows, seed %d skipped (%s)", n, seed, exc)
+        if runs:
+            points.append({"rows": n, "n_train": n, metric: _summary(runs)})
+    points.append({"rows": int(len(y_train)), "n_train": int(len(y_train)), "all": True,
+                   metric: _summary([score(np.arange(len(y_train)), 0)])})
+    return {"points": points, "seeds": seeds, "n_test": int(len(y_test)), "head": head_description, "x": "rows",
+            "metric": metric, "extrapolation": extrapolate(points, targets, x="rows", metric=metric)}
+
+
 def measure_learning_curve(model, train, test, *, shots=DEFAULT_SHOTS, seeds: int = 3, targets=DEFAULT_TARGETS) -> dict:
-    """The learning curve of a fitted ``Graft`` on cached frozen-backbone features.
+    """The learning curve of a fitted ``Graft`` on cached frozen-backbone features (per class for classification,
+    by training rows for tasks without classes: ``Task.has_classes``).
 
     A linear-probe model refits its own head kind with its fitted hyper-parameters (logistic regression keeps
     the ``C`` chosen on all the data, so each point costs one fit). A fine-tuned model is represented by a
     linear probe on its pretrained backbone (refitting the fine-tuning at every size would cost a training
     run each): the result says so in ``"head"``.
     """
-    from graftkit.graft import Graft
     from graftkit.strategies import get_strategy
 
-    model._check_fitted()
-    train = model._as_table(train, require_label=True)
-    test = model._as_table(test, require_label=True)
+    model.check_fitted()
+    train = model.as_table(train, require_label=True)
+    test = model.as_table(test, require_label=True)
     task = model.task_
-    y_train = task.encode(train.labels(), where=lambda i: train.where(i, train.label_column))
-    y_test = task.encode(test.labels(), where=lambda i: test.where(i, test.label_column))
+    y_train, y_test = task.encode(train), task.encode(test)
     if getattr(model, "finetuned_", False) or not hasattr(model.strategy_, "fit_head"):
-        frozen = Graft(backbone=model.backbone, revision=model.revision, batch_size=model.batch_size,
-                       cache_dir=model.cache_dir, use_cache=model.use_cache, device=model.device,
-                       progress=model.progress, trust_remote_code=model.trust_remote_code,
-                       backbone_options=model.backbone_options)
+        frozen = model.clone(strategy="linear-probe", checkpoint_dir=None, resume=False)
         X_train, X_test = frozen.features(train), frozen.features(test)
         strategy = get_strategy("linear-probe")
-        chosen = strategy.fit_head(X_train, y_train, seed=model.seed).info["C"]
-        strategy = dataclasses.replace(strategy, C=chosen)
-        description = (f"linear probe (logistic regression, C={chosen:g}) on the pretrained backbone; the "
+        head = strategy.fit_head(task, X_train, y_train, seed=model.seed)
+        fixed = head.fixed_params()
+        description = (f"linear probe ({head.kind}, {_settings(fixed)}) on the pretrained backbone; the "
                        f"{model.strategy_.name} model itself is not refitted per size")
     else:
         X_train, X_test = model.features(train), model.features(test)
         strategy = model.strategy_
-        if "C" in strategy.field_names() and model.head_.info.get("C") is not None:
-            strategy = dataclasses.replace(strategy, C=float(model.head_.info["C"]))
+        fixed = model.head_.fixed_params()
         settings = ", ".join(f"{k}={v}" for k, v in model.head_.info.items() if k not in ("kind", "cv_folds", "epochs"))
         description = f"{model.head_.kind} head ({settings}) on the frozen backbone, as fitted"
-    return learning_curve_from_features(X_train, y_train, X_test, y_test,
-                                        lambda X, y, seed: strategy.fit_head(X, y, seed=seed),
-                                        n_classes=len(task.labels), shots=shots, seeds=seeds, targets=targets,
-                                        head_description=description)
+
+    def fit(X, y, seed):
+        return strategy.fit_head(task, X, y, seed=seed, fixed=fixed)
+
+    if not task.has_classes:
+        return learning_curve_by_rows(task, X_train, y_train, X_test, y_test, fit, seeds=seeds, targets=targets,
+                                      head_description=description)
+    return learning_curve_from_features(X_train, y_train, X_test, y_test, fit, n_classes=len(task.labels),
+                                        shots=shots, seeds=seeds, targets=targets, head_description=description)
+
+
+def _settings(fixed: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fixed.items())

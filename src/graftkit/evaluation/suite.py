@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from graftkit.atomic import write_text_atomic
 from graftkit.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
@@ -25,12 +24,6 @@ logger = logging.getLogger(__name__)
 EVALUATION = "evaluation.json"
 FORMAT = "graftkit-evaluation"
 FORMAT_VERSION = 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _describe(table) -> dict:
@@ -45,7 +38,8 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
                    drop_leaked: bool = False, leakage_threshold: float | None = None,
                    text_threshold: float | None = None, learning_curve: bool = False, shots=None, seeds: int = 3,
                    targets=None, target_recall: float = 0.9, target_precision: float = 0.9, cv: dict | None = None,
-                   scratch: bool = False, forgetting: bool = True, reference=None, progress: bool = False) -> dict:
+                   scratch: bool = False, forgetting: bool = True, reference=None, progress: bool = False,
+                   interval: float | None = None) -> dict:
     """Everything ``graftkit report`` shows, as plain data. ``train`` (the rows the model was fitted on)
     enables leakage, the baselines and the learning curve; without it those sections say why they are absent.
     ``drop_leaked`` scores the model without the test rows that duplicate training rows. ``scratch`` trains
@@ -55,13 +49,16 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
     from graftkit.evaluation import leakage as leakage_module
     from graftkit.evaluation.baselines import run_baseline, transfer_gain
     from graftkit.evaluation.forgetting import measure_forgetting
+    from graftkit.evaluation.learning_curve import (
+        DEFAULT_SHOTS,
+        DEFAULT_TARGETS,
+        measure_learning_curve,
+    )
     from graftkit.evaluation.transfer import scratch_baseline
-    from graftkit.evaluation.learning_curve import DEFAULT_SHOTS, DEFAULT_TARGETS
-    from graftkit.evaluation.learning_curve import measure_learning_curve
 
-    model._check_fitted()
-    test = model._as_table(test, require_label=True)
-    train = None if train is None else model._as_table(train, require_label=True)
+    model.check_fitted()
+    test = model.as_table(test, require_label=True)
+    train = None if train is None else model.as_table(train, require_label=True)
     record = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "model": {"backbone": model.backbone, "strategy": model.strategy_.name},
@@ -81,18 +78,24 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
         elif found["warning"]:
             logger.warning("leakage: %s", found["warning"])
         record["leakage"] = found
-    record["metrics"] = model.evaluate(test, target_recall=target_recall, target_precision=target_precision)
-    record["calibration_fit"] = getattr(model, "calibration_", None)
-    y_true, probabilities = model.last_predictions_["y_true"], model.last_predictions_["probabilities"]
+    record["metrics"] = model.evaluate(test, target_recall=target_recall, target_precision=target_precision,
+                                       interval=interval)
+    record["task"] = model.task_.to_dict()
+    record["calibration_fit"] = _without_residuals(getattr(model, "calibration_", None))
+    task = model.task_
+    y_true, outputs = model.last_predictions_["y_true"], model.last_predictions_["outputs"]
+    calibration = model.calibration_ if getattr(model, "calibration_", None) else None
+    name = f"{model.backbone} + {model.strategy_.name}"
     if train is None or not baseline:
         record["baseline"] = _skipped(no_train if train is None else "turned off (--no-baseline)")
     else:
-        result = run_baseline(train, test, model.task_.labels, seed=model.seed, progress=progress)
-        predictions = result.pop("predictions")
-        name = f"{model.backbone} + {model.strategy_.name}"
-        result["transfer_gain"] = transfer_gain(y_true, probabilities.argmax(axis=1), predictions,
-                                                model_name=name, baseline_name=result["name"], seed=model.seed)
-        result["transfer_gain"]["macro_f1_gain"] = record["metrics"]["macro_f1"] - result["macro_f1"]
+        result = run_baseline(train, test, task, seed=model.seed, progress=progress)
+        result["transfer_gain"] = transfer_gain(task, y_true, outputs, result.pop("outputs"),
+                                                model_calibration=calibration, model_name=name,
+                                                baseline_name=result["name"], seed=model.seed)
+        for key in task.headline:
+            if key != task.primary_metric and record["metrics"].get(key) is not None and result.get(key) is not None:
+                result["transfer_gain"][f"{key}_gain"] = record["metrics"][key] - result[key]
         if result["transfer_gain"]["warning"]:
             logger.warning("transfer gain: %s", result["transfer_gain"]["warning"])
         record["baseline"] = result
@@ -103,9 +106,8 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
         record["scratch"] = _skipped(no_train)
     else:
         result = scratch_baseline(model, train, test)
-        predictions = result.pop("predictions")
-        result["transfer_gain"] = transfer_gain(y_true, probabilities.argmax(axis=1), predictions,
-                                                model_name=f"{model.backbone} + {model.strategy_.name}",
+        result["transfer_gain"] = transfer_gain(task, y_true, outputs, result.pop("outputs"),
+                                                model_calibration=calibration, model_name=name,
                                                 baseline_name=result["name"], seed=model.seed)
         if result["transfer_gain"]["warning"]:
             logger.warning("transfer gain against scratch: %s", result["transfer_gain"]["warning"])
@@ -121,6 +123,13 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
                                                           seeds=seeds, targets=targets or DEFAULT_TARGETS)
     record["cv"] = cv if cv is not None else _skipped("not requested (CLI: fit --cv K)")
     return _plain(record)
+
+
+def _without_residuals(calibration: dict | None) -> dict | None:
+    """The calibration record without its list of held-out residuals (the manifest keeps them)."""
+    if not calibration:
+        return calibration
+    return {k: v for k, v in calibration.items() if k != "residuals"}
 
 
 def _plain(value):
@@ -151,17 +160,7 @@ def save_evaluation(model_dir, record: dict) -> Path:
     model_dir = Path(model_dir).expanduser()
     record = _plain({**record, "model": {**record.get("model", {}), **model_identity(model_dir)}})
     target = model_dir / EVALUATION
-    handle = tempfile.NamedTemporaryFile("w", dir=model_dir, prefix=f".{EVALUATION}.", suffix=".tmp", delete=False,
-                                         encoding="utf-8")
-    try:
-        with handle:
-            json.dump(record, handle, indent=1, ensure_ascii=False, allow_nan=False)
-        os.chmod(handle.name, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
-        os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(target, json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False))
 
 
 def read_evaluation(model_dir) -> dict | None:

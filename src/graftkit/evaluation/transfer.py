@@ -43,22 +43,19 @@ def scratch_baseline(model, train, test, *, strategy=None, seed: int | None = No
     strategy (or ``strategy``) and settings, and score it on ``test``. A linear-probe model's scratch run is
     a probe on random features; a fine-tuned model's trains the same groups for the same epochs.
     Returns metrics and the per-row predicted ids (``"predictions"``)."""
-    from graftkit.graft import Graft
-
-    model._check_fitted()
+    model.check_fitted()
     strategy = strategy if strategy is not None else model.strategy_
     seed = model.seed if seed is None else seed
-    scratch = Graft(backbone=model.backbone, strategy=strategy, revision=model.revision, batch_size=model.batch_size,
-                    seed=seed, use_cache=False, device=model.device, progress=model.progress,
-                    trust_remote_code=model.trust_remote_code, backbone_options=model.backbone_options,
-                    calibrate=False)
+    scratch = model.clone(strategy=strategy, seed=seed, use_cache=False, calibrate=False, checkpoint_dir=None,
+                          resume=False, task=model.task_.kind)
     started = time.perf_counter()
     reinitialise(scratch._load_backbone().model, seed)
     scratch.fit(train)
     metrics = scratch.evaluate(test, curves=False)
     name = getattr(scratch.strategy_, "name", str(strategy))
-    logger.info("from scratch (%s, random init): accuracy %.4f", name, metrics["accuracy"])
+    task = scratch.task_
+    logger.info("from scratch (%s, random init): %s %.4f", name, task.primary_metric, metrics[task.primary_metric])
     return {"name": f"{model.backbone} from random initialisation + {name}", "strategy": scratch.strategy_.to_dict(),
-            "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "n_train": scratch.data_["rows"],
+            **{k: metrics.get(k) for k in task.headline}, "n_train": scratch.data_["rows"],
             "n_test": metrics["n"], "seconds": round(time.perf_counter() - started, 1),
-            "predictions": scratch.last_predictions_["probabilities"].argmax(axis=1).tolist()}
+            "outputs": scratch.last_predictions_["outputs"]}

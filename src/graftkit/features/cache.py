@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+from graftkit.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,4 @@ class FeatureCache:
         shard = uuid.uuid4().hex
         for suffix, write in ((".npy", lambda f: np.save(f, np.asarray(features, dtype=np.float32))),
                               (".keys", lambda f: f.write("\n".join(keys).encode()))):
-            handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", delete=False)
-            try:
-                with handle:
-                    write(handle)
-                os.replace(handle.name, folder / f"{shard}{suffix}")
-            except BaseException:
-                Path(handle.name).unlink(missing_ok=True)
-                raise
+            write_atomic(folder / f"{shard}{suffix}", write, binary=True)

@@ -130,6 +130,10 @@ def _order_by_rank(run: Run, backbones: list[str], seed: int, graft_options: dic
     return ordered, ranking
 
 
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _best_pretrained(run: Run) -> dict | None:
     return choose([row for row in run.rows if row["kind"] != "baseline"])
 
@@ -142,7 +146,7 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
     stopped, fresh_head_fell_short = None, False
     for strategy in ladder:
         best = _best_pretrained(run)
-        baseline_ahead = best is None or baseline_row["validation"]["accuracy"] > best["validation"]["accuracy"]
+        baseline_ahead = best is None or baseline_row["validation"]["score"] > best["validation"]["score"]
         if strategy not in strategy_names():
             run.row("trainable", spec, strategy, "skipped", f"skipped: strategy {strategy!r} is not available in "
                     f"this installation (strategies: {', '.join(strategy_names())})")
@@ -154,8 +158,8 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
         if exempt:
             run.log("escalation", f"lp-ft is tried although escalation stopped: {FROM_PROBE_HEAD}")
             stopped = None
-        if best is not None and best["validation"]["accuracy"] >= 1.0:
-            stopped = (f"skipped: {best['backbone']} / {best['strategy']} already reaches validation accuracy 1.000; "
+        if best is not None and best["validation"]["score"] >= 1.0:
+            stopped = (f"skipped: {best['backbone']} / {best['strategy']} already reaches validation {run.metric} 1.000; "
                        "nothing left to gain")
             run.row("trainable", spec, strategy, "skipped", stopped)
             continue
@@ -177,20 +181,20 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
         row = run.trainable(spec, strategy, reason, estimate, basis, graft_options, epochs, layers)
         if row["status"] != "ran":
             continue
-        before = best["validation"]["accuracy"] if best else 0.0
-        gain = 100.0 * (row["validation"]["accuracy"] - before) / max(row["seconds"] / 60.0, 1e-9)
+        before = best["validation"]["score"] if best else 0.0
+        gain = 100.0 * (row["validation"]["score"] - before) / max(row["seconds"] / 60.0, 1e-9)
         row["gain_per_minute"] = round(gain, 4)
         now_best = _best_pretrained(run)
         if gain < min_gain:
-            if baseline_row["validation"]["accuracy"] > now_best["validation"]["accuracy"]:
-                run.log("escalation", f"{strategy} gained {gain:+.2f} accuracy points per minute on validation, below "
+            if baseline_row["validation"]["score"] > now_best["validation"]["score"]:
+                run.log("escalation", f"{strategy} gained {gain:+.2f} {run.metric} points per minute on validation, below "
                         f"{min_gain:g}, but the classical baseline still leads on validation: escalation goes on")
             else:
-                stopped = (f"skipped: escalation stopped, {strategy} gained {gain:+.2f} validation accuracy points "
+                stopped = (f"skipped: escalation stopped, {strategy} gained {gain:+.2f} validation {run.metric} points "
                            f"per minute, below the threshold {min_gain:g}")
                 fresh_head_fell_short = strategy != "lp-ft"
         else:
-            run.log("escalation", f"{strategy} gained {gain:+.2f} validation accuracy points per minute "
+            run.log("escalation", f"{strategy} gained {gain:+.2f} validation {run.metric} points per minute "
                     f"(threshold {min_gain:g})")
 
 
@@ -198,12 +202,14 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
          overwrite: bool = False, val_size: float = 0.2, ladder=LADDER, epochs: int = 3, finetune_layers: int = 2,
          probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
          cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
-         calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, **data_options) -> AutoResult:
+         calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, task: str | None = None,
+         task_options: dict | None = None, **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
 
     One seeded, stratified ``val_size`` split of ``data`` is the validation set (or ``validation`` when given);
     every candidate is fitted on the same training rows and scored on the same validation rows, and the choice is
-    by validation accuracy. ``test`` (optional) is scored for the leaderboard only after every decision.
+    by the task's primary validation metric (accuracy; micro-F1 for multi-label; R² for regression; ``task`` /
+    ``task_options`` as ``Graft`` takes them, inferred by default). ``test`` (optional) is scored for the leaderboard only after every decision.
     ``backbones``: packaged names, local directories or Hub ids; with more than one, LogME ranks them on the
     training split and the top ``probe_top`` get a linear probe. The best probed backbone then climbs ``ladder``
     (finetune of the top ``finetune_layers`` groups -> lora, when installed -> lp-ft, ``epochs`` each; ``full`` on
@@ -222,6 +228,10 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
     from graftkit.graft import check_device
     from graftkit.tasks import infer_task
 
+    if task is not None:
+        from graftkit.tasks import task_class
+
+        task_class(task)
     budget_s = parse_budget(budget)
     clock = Clock(budget_s)
     backbones, ladder = _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, val_size)
@@ -230,11 +240,12 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
         check_destination(output, overwrite)  # fail before the work, not after
     check_device(device)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
-    task = infer_task(table)
+    task = infer_task(table, task, **(task_options or {}))
+    logger.info("auto: %s", task.reason or task.kind)
     roles = {table.modality: table.input_column, "label": table.label_column}
     if validation is None:
-        train, val = table.split(test_size=val_size, seed=seed)
-        validation_source = f"a stratified {val_size:g} share of the data, seed {seed}"
+        train, val = task.split(table, test_size=val_size, seed=seed)
+        validation_source = f"a {val_size:g} share of the data split as the {task.kind} task splits, seed {seed}"
     else:
         train, val = table, _load_like(validation, roles, data_options)
         validation_source = f"the given validation data ({len(val)} rows)"
@@ -242,12 +253,14 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
     settings = {"backbones": backbones, "ladder": ladder, "epochs": epochs, "finetune_layers": finetune_layers,
                 "probe_top": probe_top, "min_gain_per_minute": min_gain_per_minute, "seed": seed,
                 "val_size": None if validation is not None else val_size, "train_rows": len(train),
-                "validation_rows": len(val), "test_rows": None if test_table is None else len(test_table)}
-    run = Run(clock, train, val, test_table, task.labels, settings)  # encodes every split's labels before the work
+                "validation_rows": len(val), "test_rows": None if test_table is None else len(test_table),
+                "task": task.to_dict(), "metric": task.primary_metric, "second_metric": task.headline[1]}
+    run = Run(clock, train, val, test_table, task, settings)  # encodes every split's labels before the work
     run.log("split", f"{len(train)} training rows, {len(val)} validation rows ({validation_source})"
             + (f", {len(test_table)} test rows scored after every decision" if test_table is not None else ""))
     graft_options = {"seed": seed, "batch_size": batch_size, "cache_dir": cache_dir, "use_cache": use_cache,
-                     "device": device, "progress": progress, "calibrate": calibrate}
+                     "device": device, "progress": progress, "calibrate": calibrate, "task": task.kind,
+                     "task_options": task_options or {}}
 
     baseline = run.baseline(table.modality, seed)
     baseline_row = run.rows[-1]
@@ -279,7 +292,7 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
             run.row("trainable", "-", strategy, "skipped", "skipped: no linear probe succeeded, nothing to escalate")
     else:
         run.log("escalation", f"on {best_probe['backbone']}, the best linear probe on validation "
-                f"(accuracy {best_probe['validation']['accuracy']:.4f})")
+                f"({run.metric} {best_probe['validation']['score']:.4f})")
         _escalate(run, best_probe["backbone"], ladder, epochs=epochs, layers=finetune_layers,
                   min_gain=min_gain_per_minute, graft_options=graft_options, baseline_row=baseline_row)
 
@@ -290,19 +303,20 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
     if chosen is not None:
         chosen["chosen"] = True
         others = [r for r in run.rows if r is not chosen and r["status"] == "ran"]
-        runner = max(others, key=lambda r: r["validation"]["accuracy"], default=None)
-        chosen["chosen_reason"] = (f"best validation accuracy {chosen['validation']['accuracy']:.4f} (macro-F1 "
-                                   f"{chosen['validation']['macro_f1']:.4f})" + (
+        runner = max(others, key=lambda r: r["validation"]["score"], default=None)
+        second = run.task.headline[1]
+        chosen["chosen_reason"] = (f"best validation {run.metric} {chosen['validation']['score']:.4f} ({second} "
+                                   f"{_number(chosen['validation'].get(second))})" + (
                                        f"; next best {runner['backbone']} / {runner['strategy']} "
-                                       f"{runner['validation']['accuracy']:.4f}" if runner else ""))
+                                       f"{runner['validation']['score']:.4f}" if runner else ""))
     if baseline_wins:
         if shipped is not None:
-            gap = 100 * (baseline_row["validation"]["accuracy"] - shipped["validation"]["accuracy"])
+            gap = 100 * (baseline_row["validation"]["score"] - shipped["validation"]["score"])
             verdict = "beats" if gap > 0 else "is as good as (a tie, and cheaper than)"
             message = (f"the classical baseline {verdict} every pretrained candidate on validation: "
-                       f"{baseline_row['strategy']} accuracy {baseline_row['validation']['accuracy']:.4f} vs the best "
+                       f"{baseline_row['strategy']} {run.metric} {baseline_row['validation']['score']:.4f} vs the best "
                        f"pretrained, {shipped['backbone']} / {shipped['strategy']}, "
-                       f"{shipped['validation']['accuracy']:.4f} ({gap:.1f} points behind); the saved model is that "
+                       f"{shipped['validation']['score']:.4f} ({gap:.1f} points behind); the saved model is that "
                        f"pretrained candidate and is {'worse than' if gap > 0 else 'no better than'} the baseline: "
                        "prefer the baseline, or give fine-tuning more budget")
         else:

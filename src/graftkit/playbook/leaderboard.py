@@ -1,14 +1,14 @@
-"""The ``auto`` leaderboard: choosing by validation, test accuracy ± bootstrap std, and the table as text /
+"""The ``auto`` leaderboard: choosing by validation, the test metric ± bootstrap std, and the table as text /
 Markdown / JSON (written atomically into the artifact directory)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from graftkit.atomic import write_text_atomic
 
 MEMORY_NOTE = ("memory: the process's peak resident set size (resource.getrusage ru_maxrss) when the step ended; "
                "it never decreases, so a step's figure includes the steps before it")
@@ -16,23 +16,28 @@ MEMORY_NOTE = ("memory: the process's peak resident set size (resource.getrusage
 COMPLEXITY = {"linear-probe": 1, "finetune": 2, "lora": 3, "lp-ft": 4, "full": 5}  # by strategy; the baseline is 0
 
 
-def bootstrap_std(correct: np.ndarray, n_bootstrap: int = 1000, seed: int = 0) -> float:
-    """Standard deviation of the accuracy over ``n_bootstrap`` resamples of the test rows (seeded)."""
-    correct = np.asarray(correct, dtype=float)
-    if len(correct) < 2:
+def bootstrap_std(task, y, outputs, calibration=None, n_bootstrap: int = 1000, seed: int = 0) -> float:
+    """Standard deviation of the task's primary metric over ``n_bootstrap`` resamples of the test rows (seeded):
+    a mean of per-row scores where the metric is one (accuracy), else recomputed per resample."""
+    y, outputs = np.asarray(y), np.asarray(outputs)
+    if len(y) < 2:
         return 0.0
-    rng = np.random.default_rng(seed)
-    draws = correct[rng.integers(0, len(correct), size=(n_bootstrap, len(correct)))].mean(axis=1)
+    index = np.random.default_rng(seed).integers(0, len(y), size=(n_bootstrap, len(y)))
+    rows = task.row_scores(y, outputs, calibration)
+    if rows is not None:
+        draws = rows[index].mean(axis=1)
+    else:
+        draws = np.array([task.primary(y[i], outputs[i], calibration) for i in index])
     return float(draws.std(ddof=1))
 
 
 def choose(rows: list[dict]) -> dict | None:
-    """The row with the best validation accuracy (then macro-F1, then the simpler rung). Test figures are
-    never read here."""
+    """The row with the best validation score (the task's primary metric; then macro-F1 where the task has it,
+    then the simpler rung). Test figures are never read here."""
     ran = [row for row in rows if row["status"] == "ran" and row.get("validation")]
     if not ran:
         return None
-    return max(ran, key=lambda r: (r["validation"]["accuracy"], r["validation"]["macro_f1"], -_complexity(r)))
+    return max(ran, key=lambda r: (r["validation"]["score"], r["validation"].get("macro_f1") or 0.0, -_complexity(r)))
 
 
 def _complexity(row: dict) -> int:
@@ -51,25 +56,37 @@ def _params(parameters) -> str:
     return f"{text} ({100 * parameters['share']:.2f}%)"
 
 
-COLUMNS = ("step", "backbone", "strategy", "status", "val acc", "val F1", "test acc ± std", "seconds", "peak MiB",
-           "trainable params")
+SHORT = {"accuracy": "acc", "macro_f1": "F1", "micro_f1": "micro-F1", "r2": "R²", "rmse": "RMSE"}
 
 
-def table_cells(row: dict) -> list[str]:
+def columns(metric: str = "accuracy", second: str = "macro_f1") -> tuple[str, ...]:
+    short, other = SHORT.get(metric, metric), SHORT.get(second, second)
+    return ("step", "backbone", "strategy", "status", f"val {short}", f"val {other}", f"test {short} ± std", "seconds",
+            "peak MiB", "trainable params")
+
+
+def table_cells(row: dict, metric: str = "accuracy", second: str = "macro_f1") -> list[str]:
     val, test = row.get("validation") or {}, row.get("test")
-    test_text = "-" if not test else f"{test['accuracy']:.4f} ± {test['accuracy_std']:.4f}"
+    test_text = "-" if not test else f"{test[metric]:.4f} ± {test['score_std']:.4f}"
     seconds = "-" if row.get("seconds") is None else f"{row['seconds']:.1f}"
     if row["status"] == "skipped" and row.get("estimated_s") is not None:
         seconds = f"(est {row['estimated_s']:.0f})"
     return [str(row["step"]) + ("*" if row.get("chosen") else ""), row["backbone"], row["strategy"], row["status"],
-            _cell(val.get("accuracy")), _cell(val.get("macro_f1")), test_text, seconds,
+            _cell(val.get(metric)), _cell(val.get(second)), test_text, seconds,
             _cell(row.get("peak_rss_mib"), 0), _params(row.get("parameters"))]
 
 
+def _names(result) -> tuple[str, str]:
+    settings = getattr(result, "settings", None) or {}
+    return settings.get("metric", "accuracy"), settings.get("second_metric", "macro_f1")
+
+
 def format_text(result) -> str:
-    cells = [list(COLUMNS)] + [table_cells(row) for row in result.rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(COLUMNS))).rstrip() for c in cells]
+    names = _names(result)
+    header = columns(*names)
+    cells = [list(header)] + [table_cells(row, *names) for row in result.rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip() for c in cells]
     lines.append("")
     lines.extend(_explanations(result))
     return "\n".join(lines)
@@ -78,10 +95,10 @@ def format_text(result) -> str:
 def format_markdown(result) -> str:
     lines = ["# graftkit auto leaderboard", "",
              f"Budget {result.budget} ({result.budget_s:.0f}s); used {result.seconds:.1f}s. Chosen by validation "
-             f"accuracy ({result.validation_source}); test metrics were computed after every decision.", "",
-             "| " + " | ".join(COLUMNS) + " | reason |", "|" + "---|" * (len(COLUMNS) + 1)]
+             f"{_names(result)[0]} ({result.validation_source}); test metrics were computed after every decision.", "",
+             "| " + " | ".join(columns(*_names(result))) + " | reason |", "|" + "---|" * (len(columns()) + 1)]
     for row in result.rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table_cells(row))
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table_cells(row, *_names(result)))
                      + f" | {row['reason'].replace('|', '/')} |")
     lines.append("")
     lines.extend(f"- {line}" for line in _explanations(result))
@@ -110,14 +127,7 @@ def _explanations(result) -> list[str]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def write_leaderboard(folder: Path, result) -> tuple[Path, Path]:

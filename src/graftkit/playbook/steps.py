@@ -6,29 +6,24 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 
 from graftkit.errors import GraftkitError
-from graftkit.evaluation.baselines import DESCRIPTIONS, ClassicalBaseline
-from graftkit.evaluation.metrics import classification_metrics
+from graftkit.evaluation.baselines import ClassicalBaseline, _penalty
 from graftkit.playbook.budget import estimate_trainable, format_seconds, peak_rss_mib
 from graftkit.playbook.leaderboard import bootstrap_std
 
 logger = logging.getLogger(__name__)
 
-BASELINE_NAMES = {"text": "tfidf + logreg", "image": "pixels + logreg", "audio": "log-mel + logreg"}
-
-
-def _metrics(y, predicted, labels) -> dict:
-    m = classification_metrics(np.asarray(y), np.asarray(predicted), tuple(labels))
-    return {"n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+BASELINE_FEATURES = {"text": "tfidf", "image": "pixels", "audio": "log-mel"}
+ESTIMATOR_NAMES = {"logistic regression": "logreg", "one-vs-rest logistic regression": "ovr-logreg", "ridge": "ridge"}
 
 
 class Run:
     """The state of one ``auto`` call: the splits, the clock, the rows and the step log."""
 
-    def __init__(self, clock, train, val, test, labels, settings):
-        self.clock, self.train, self.val, self.test, self.labels = clock, train, val, test, labels
+    def __init__(self, clock, train, val, test, task, settings):
+        self.clock, self.train, self.val, self.test, self.task = clock, train, val, test, task
+        self.metric = task.primary_metric
         self.settings = settings
         encode = self._encode
         self.y_train, self.y_val = encode(train), encode(val)
@@ -38,10 +33,16 @@ class Run:
         self.correction = 1.0   # measured / estimated time of the last trainable step
 
     def _encode(self, table):
-        from graftkit.tasks import Task
+        return self.task.encode(table)
 
-        task = Task("classification", tuple(self.labels))
-        return task.encode(table.labels(), where=lambda i: table.where(i, table.label_column))
+    def metrics(self, y, outputs, calibration=None) -> dict:
+        """The task's headline metrics, and ``score``: the primary one, oriented so that larger is better."""
+        summary = self.task.summary(y, outputs, calibration)
+        sign = 1.0 if self.task.greater_is_better else -1.0
+        return {**summary, "score": sign * summary[self.metric]}
+
+    def model_metrics(self, model, table, y) -> dict:
+        return self.metrics(y, model.outputs(table), model._calibration())
 
     def log(self, action: str, reason: str) -> None:
         self.steps.append({"action": action, "reason": reason, "elapsed_s": round(self.clock.elapsed, 2)})
@@ -70,13 +71,13 @@ class Run:
     # -- the steps ----------------------------------------------------------------------------------------------
     def baseline(self, modality: str, seed: int):
         started = time.perf_counter()
-        baseline = ClassicalBaseline(modality, seed=seed)
+        baseline = ClassicalBaseline(modality, task=self.task, seed=seed)
         baseline.fit(self.train.items(), self.y_train, where=lambda i: self.train.where(i, self.train.input_column))
-        predicted = baseline.predict_proba(self.val.items()).argmax(axis=1)
-        count = int(baseline.model_.coef_.size + baseline.model_.intercept_.size)
-        self.row("baseline", "classical baseline", BASELINE_NAMES[modality], "ran",
-                 f"always run: the cheap classical reference ({DESCRIPTIONS[modality]}, C={baseline.C_:g} by CV)",
-                 validation=_metrics(self.y_val, predicted, self.labels),
+        count = int(baseline.info_["parameters"])
+        name = f"{BASELINE_FEATURES[modality]} + {ESTIMATOR_NAMES[baseline.estimator_name]}"
+        self.row("baseline", "classical baseline", name, "ran",
+                 f"always run: the cheap classical reference ({baseline.description}, {_penalty(baseline.info_)} by CV)",
+                 validation=self.metrics(self.y_val, baseline.outputs(self.val.items())),
                  seconds=round(time.perf_counter() - started, 3), peak_rss_mib=peak_rss_mib(),
                  parameters={"trainable": count, "total": count, "share": 1.0})
         return baseline
@@ -88,21 +89,16 @@ class Run:
         try:
             model = Graft(backbone=spec, strategy="linear-probe", **graft_options).fit(self.train, validation=self.val)
             embedded = [(model.timings_["extraction_s"], model.timings_["embedded_rows"])]
-            features = model.features(self.val)
+            validation = self.model_metrics(model, self.val, self.y_val)
             embedded.append((model.last_extraction_["seconds"], model.last_extraction_["embedded"]))
-            predicted = model.head_.predict_proba(features).argmax(axis=1)
         except GraftkitError as exc:
             self.row("probe", spec, "linear-probe", "failed", f"{reason}; failed: {exc}",
                      seconds=round(time.perf_counter() - started, 3))
             return
         seconds = round(time.perf_counter() - started, 3)
         self._measure_forward(spec, model, embedded)
-        head = int(sum(v.size for k, v in model.head_.arrays.items() if k not in ("mean", "scale")))
-        total = int(sum(p.numel() for p in model.backbone_.model.parameters())) + head
-        row = self.row("probe", spec, "linear-probe", "ran", reason,
-                       validation=_metrics(self.y_val, predicted, self.labels), seconds=seconds,
-                       peak_rss_mib=peak_rss_mib(),
-                       parameters={"trainable": head, "total": total, "share": round(head / total, 6)})
+        row = self.row("probe", spec, "linear-probe", "ran", reason, validation=validation, seconds=seconds,
+                       peak_rss_mib=peak_rss_mib(), parameters=model.parameter_counts())
         self.models[row["step"]] = model
 
     def _measure_forward(self, spec, model, embedded) -> None:
@@ -132,8 +128,10 @@ class Run:
                                                                                            validation=self.val)
             validation = model.metrics_.get("validation")
             if validation is None:
-                predicted = model.head_.predict_proba(model.features(self.val)).argmax(axis=1)
-                validation = _metrics(self.y_val, predicted, self.labels)
+                validation = self.model_metrics(model, self.val, self.y_val)
+            else:
+                sign = 1.0 if self.task.greater_is_better else -1.0
+                validation = {**validation, "score": sign * validation[self.metric]}
         except GraftkitError as exc:
             return self.row("trainable", spec, strategy, "failed", f"{reason}; failed: {exc}",
                             seconds=round(time.perf_counter() - started, 3), estimated_s=round(estimate, 1))
@@ -143,7 +141,7 @@ class Run:
         self.correction = seconds / raw
         parameters = dict((model.training_ or {}).get("parameters") or {})
         row = self.row("trainable", spec, strategy, "ran", f"{reason} ({basis}: estimated {estimate:.0f}s)",
-                       validation={k: validation[k] for k in ("n", "accuracy", "macro_f1")}, seconds=seconds,
+                       validation=validation, seconds=seconds,
                        estimated_s=round(estimate, 1), peak_rss_mib=peak_rss_mib(), parameters=parameters or None,
                        params=params)
         self.models[row["step"]] = model
@@ -179,10 +177,10 @@ class Run:
             if row["status"] != "ran":
                 continue
             if row["kind"] == "baseline":
-                predicted = baseline.predict_proba(self.test.items()).argmax(axis=1)
+                outputs, calibration = baseline.outputs(self.test.items()), None
             else:
                 model = self.models[row["step"]]
-                predicted = model.head_.predict_proba(model.features(self.test)).argmax(axis=1)
-            metrics = _metrics(self.y_test, predicted, self.labels)
-            metrics["accuracy_std"] = bootstrap_std(predicted == self.y_test, n_bootstrap, seed)
+                outputs, calibration = model.outputs(self.test), model._calibration()
+            metrics = self.metrics(self.y_test, outputs, calibration)
+            metrics["score_std"] = bootstrap_std(self.task, self.y_test, outputs, calibration, n_bootstrap, seed)
             row["test"] = metrics

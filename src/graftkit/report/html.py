@@ -6,12 +6,18 @@ comes from the user's data or files (labels, texts, paths, sources) is HTML-esca
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from graftkit.atomic import write_text_atomic
 from graftkit.errors import ArtifactError
-from graftkit.report.svg import bars_svg, curve_svg, esc, heatmap_svg, learning_curve_svg, reliability_svg
+from graftkit.report.svg import (
+    bars_svg,
+    curve_svg,
+    esc,
+    heatmap_svg,
+    learning_curve_svg,
+    reliability_svg,
+)
 
 REPORT = "report.html"
 
@@ -37,11 +43,6 @@ pre{background:#fff;border:1px solid #dde1e7;padding:10px;font-size:12px;overflo
 details summary{cursor:pointer;color:#1f5fa8}
 """
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _num(value, digits: int = 4) -> str:
@@ -402,14 +403,4 @@ def write_report(model_dir, output=None) -> Path:
         raise ArtifactError(f"report output {str(output)!r} is a directory; give an .html file path (-o FILE)")
     output.parent.mkdir(parents=True, exist_ok=True)
     text = render_report(manifest, record, name=model_dir.resolve().name)
-    handle = tempfile.NamedTemporaryFile("w", dir=output.parent, prefix=f".{output.name}.", suffix=".tmp",
-                                         delete=False, encoding="utf-8")
-    try:
-        with handle:
-            handle.write(text)
-        os.chmod(handle.name, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
-        os.replace(handle.name, output)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return output
+    return write_text_atomic(output, text)

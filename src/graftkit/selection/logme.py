@@ -91,6 +91,21 @@ def logme_per_class(features, labels) -> list[Evidence]:
     return results
 
 
+def logme_targets(features, targets) -> float:
+    """LogME on arbitrary real targets (You et al. 2021 define it for regression as well): the mean over the columns
+    of ``targets`` (n x k: 0/1 label columns of a multi-label task, a standardised regression target) of the
+    maximised log evidence per example."""
+    f = as_features(features)
+    targets = np.asarray(targets, dtype=np.float64).reshape(len(f), -1)
+    n, d = f.shape
+    sigma, vectors, wide = spectrum(f)
+    values = []
+    for target in targets.T:
+        z2 = sigma * (vectors.T @ target) ** 2 if wide else (vectors.T @ (f.T @ target)) ** 2
+        values.append(maximize_evidence(sigma, z2, float(target @ target), n, d).evidence)
+    return float(np.mean(values))
+
+
 def logme(features, labels) -> float:
     """LogME (You et al., ICML 2021): the mean over classes of the maximised log evidence per example of a
     Bayesian linear regression from the features to the one-hot label. Higher = more transferable.

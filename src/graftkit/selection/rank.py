@@ -22,7 +22,8 @@ from graftkit.selection.inputs import as_labels, check_per_class, stratified_sam
 from graftkit.selection.knn import knn_accuracy
 from graftkit.selection.leep import leep, softmax
 from graftkit.selection.linear import linear_probe_accuracy
-from graftkit.selection.logme import logme
+from graftkit.selection.logme import logme, logme_targets
+from graftkit.tasks import infer_task
 from graftkit.selection.nce import nce
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,15 @@ def _check_scores(scores, rank_by: str) -> tuple[str, ...]:
     return scores
 
 
-def _score(name: str, item, codes: np.ndarray, seed: int, folds: int) -> tuple[float | None, str | None]:
+def _score(name: str, item, codes: np.ndarray | None, seed: int, folds: int, targets=None,
+           task_kind: str = "classification") -> tuple[float | None, str | None]:
     """One score of one candidate, or None and the reason it does not apply."""
     X = item.features
+    if codes is None:  # a target without classes: LogME regresses on it; the other scores need classes
+        if name == "logme":
+            return logme_targets(X, targets), None
+        return None, (f"{name} is defined for single-label classes; a {task_kind} target is ranked by LogME only "
+                      "(--scores logme)")
     if name in NEEDS_SOURCE_HEAD:
         if item.source_head is None:
             if item.candidate.layer is not None and item.info["family"] == "efficientnet-lite":
@@ -106,7 +113,8 @@ def _order_key(rank_by: str):
 
 def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, scores=SCORES, rank_by: str = "logme",
          folds: int = 5, batch_size: int = 32, cache_dir=None, use_cache: bool = True, device: str = "cpu",
-         progress: bool = True, **data_options) -> Ranking:
+         progress: bool = True, task: str | None = None, task_options: dict | None = None,
+         **data_options) -> Ranking:
     """Rank ``backbones`` for the labelled ``data`` by transferability scores; best first by ``rank_by``.
 
     ``data``: a Table, or anything ``load_data`` reads (``data_options`` such as ``text=`` / ``label=`` pass on).
@@ -114,6 +122,9 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
     ``random:SPEC`` for a randomly initialised copy (a sanity-check control). ``layers``: layers scored for
     every backbone without its own (``None`` / ``"out"`` = the model's output, the default).
     ``sample``: the stratified subsample scored (features are extracted for these rows only).
+    ``task``: as ``Graft`` takes it (inferred by default). Every score applies to single-label classification;
+    multi-label and regression targets get LogME (on the label columns / the standardised target), and the other
+    scores say why they are absent.
 
     >>> ranking = graftkit.rank("train.csv", backbones=["all-MiniLM-L6-v2", "random:all-MiniLM-L6-v2"])
     >>> ranking.best["candidate"]
@@ -125,10 +136,19 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
     candidates = parse_candidates(backbones, layers)
     check_device(device)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
-    classes, codes = as_labels(table.labels(), len(table))
-    check_per_class(codes, classes, 2, "ranking (its estimates cross-validate within each class)")
-    keep = stratified_sample(codes, sample, seed)
-    table, codes = table.subset(keep), codes[keep]
+    target = infer_task(table, task, **(task_options or {}))
+    targets = None
+    if target.has_classes:
+        target.encode(table)  # the task's own checks (blank, missing-looking labels) name the row
+        classes, codes = as_labels(table.labels(), len(table))
+        check_per_class(codes, classes, 2, "ranking (its estimates cross-validate within each class)")
+        keep = stratified_sample(codes, sample, seed)
+        table, codes = table.subset(keep), codes[keep]
+    else:
+        y = target.encode(table)
+        keep = np.sort(np.random.default_rng(seed).permutation(len(table))[:sample])
+        table, codes, classes = table.subset(keep), None, target.labels
+        targets = target.evidence_targets(y[keep])
     groups = load_candidates(candidates, table.modality, table.source, seed=seed, device=device)
     keys = content_keys(table) if use_cache else None
     rows, extraction_s, scoring_s = [], 0.0, 0.0
@@ -143,7 +163,7 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
                    "extraction": item.extraction, "scores": {}, "skipped": {}, "score_s": {}}
             for name in scores:
                 clock = time.perf_counter()
-                value, reason = _score(name, item, codes, seed, folds)
+                value, reason = _score(name, item, codes, seed, folds, targets, target.kind)
                 row["score_s"][name] = round(time.perf_counter() - clock, 4)
                 row["scores"][name] = value
                 if reason:
@@ -157,6 +177,7 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
     data_info = {"source": table.source, "modality": table.modality, "rows": len(table), "classes": len(classes),
+                 "task": target.kind,
                  "sample": sample, "seed": seed}
     timings = {"extraction_s": round(extraction_s, 3), "scores_s": round(scoring_s, 3),
                "total_s": round(time.perf_counter() - started, 3)}

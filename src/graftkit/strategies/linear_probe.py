@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from graftkit.errors import ConfigError
 from graftkit.strategies.base import StrategyConfig, register_strategy
-from graftkit.strategies.heads import HEADS
+
+HEADS = ("linear", "logreg", "mlp")  # "logreg": the name "linear" had before tasks other than classification
 
 
 @register_strategy
@@ -18,8 +19,11 @@ from graftkit.strategies.heads import HEADS
 class LinearProbe(StrategyConfig):
     name = "linear-probe"
 
-    head: str = field(default="logreg", metadata={"help": "head on the frozen features: logreg or mlp"})
-    C: float | None = field(default=None, metadata={"help": "inverse L2 strength of logreg; default: chosen by CV"})
+    head: str = field(default="linear", metadata={
+        "help": "head on the frozen features: linear (the task's linear model: logistic regression, one-vs-rest "
+                "logistic regression for multi-label, ridge for regression) or mlp (classification)"})
+    C: float | None = field(default=None, metadata={
+        "help": "inverse L2 strength of the linear head (ridge: alpha = 1/C); default: chosen by CV"})
     cv_folds: int = field(default=5, metadata={"help": "folds used to choose C on the training split"})
     hidden_size: int = field(default=256, metadata={"help": "hidden units of the mlp head"})
     max_iter: int = field(default=1000, metadata={"help": "solver iterations of the head"})
@@ -36,10 +40,8 @@ class LinearProbe(StrategyConfig):
                 raise ConfigError(f"linear-probe {name} must be an integer >= {2 if name == 'cv_folds' else 1}; "
                                   f"got {value!r} (--{name.replace('_', '-')})")
 
-    def fit_head(self, X, y, seed: int):
-        cls = HEADS[self.head]
-        if self.head == "logreg":
-            return cls.fit(X, y, C=self.C, cv_folds=self.cv_folds, max_iter=self.max_iter,
-                           standardize=self.standardize, seed=seed)
-        return cls.fit(X, y, hidden_size=self.hidden_size, max_iter=self.max_iter, standardize=self.standardize,
-                       seed=seed)
+    def fit_head(self, task, X, y, seed: int, fixed: dict | None = None):
+        """The task's head on frozen features; ``fixed``: hyper-parameters a search already chose (cross-fitting)."""
+        params = {"C": self.C, "cv_folds": self.cv_folds, "hidden_size": self.hidden_size, "max_iter": self.max_iter,
+                  "standardize": self.standardize, **(fixed or {})}
+        return task.fit_head(X, y, head="mlp" if self.head == "mlp" else "linear", seed=seed, **params)

@@ -43,9 +43,7 @@ class LPFT(TrainableConfig):
         self._check_layers_fit(self.layers, available)
         return available if self.layers is None else self.layers
 
-    def fit_probe(self, X, y, seed: int):
-        """Stage one: the linear-probe logistic regression on frozen features."""
-        from graftkit.strategies.heads import LogRegHead
-
-        return LogRegHead.fit(X, y, C=self.C, cv_folds=self.cv_folds, max_iter=self.max_iter, standardize=True,
-                              seed=seed)
+    def fit_probe(self, task, X, y, seed: int):
+        """Stage one: the task's linear probe on frozen features (standardised, as the engine's head input is)."""
+        return task.fit_head(X, y, head="linear", C=self.C, cv_folds=self.cv_folds, max_iter=self.max_iter,
+                             standardize=True, seed=seed)

@@ -20,10 +20,16 @@ from typing import ClassVar
 
 from graftkit.errors import ConfigError
 from graftkit.strategies.base import StrategyConfig
+from graftkit.tasks import task_class, task_kinds
 
 LR_SCHEDULES = ("linear", "cosine", "constant")
-METRICS = ("accuracy", "macro_f1", "loss")
 LAYERS_HELP = "layer groups trained, counted from the top (gradual, lp-ft: the most ever unfrozen; default all)"
+
+
+def engine_metric_names() -> list[str]:
+    """Every metric some task's engine reports per epoch, and ``loss``."""
+    names = [m for kind in task_kinds() for m in task_class(kind).engine_metrics]
+    return list(dict.fromkeys([*names, "loss"]))
 
 
 def _flag(name: str) -> str:
@@ -54,8 +60,9 @@ class TrainableConfig(StrategyConfig):
         "help": "fraction of the training data held out (stratified) for validation each epoch; 0 = none"})
     patience: int = field(default=2, metadata={
         "help": "early stopping: epochs without improvement of the validation metric; 0 = off"})
-    metric: str = field(default="accuracy", metadata={
-        "help": "validation metric for early stopping and the best checkpoint: accuracy, macro_f1 or loss"})
+    metric: str | None = field(default=None, metadata={
+        "help": "validation metric for early stopping and the best checkpoint (default: the task's primary one: "
+                "accuracy, micro_f1 for multi-label, r2 for regression); any metric of the task, or loss"})
     l2_sp: float = field(default=0.0, metadata={
         "help": "L2-SP strength: penalise the distance to the pretrained weights (Li et al. 2018); 0 = off"})
     deterministic: bool = field(default=False, metadata={
@@ -81,7 +88,10 @@ class TrainableConfig(StrategyConfig):
         self._check_int("patience", 0)
         self._check_number("l2_sp", low=0.0)
         self._check_choice("lr_schedule", LR_SCHEDULES)
-        self._check_choice("metric", METRICS)
+        known = engine_metric_names()
+        if self.metric is not None and self.metric not in known:
+            raise ConfigError(f"{self.name} metric must be one of {', '.join(known)} (the task's own; default: its "
+                              f"primary metric); got {self.metric!r} (--metric)")
         for name in ("deterministic", "augment", "freeze_batchnorm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{self.name} {name} must be true or false; got {getattr(self, name)!r} "
@@ -134,7 +144,3 @@ class TrainableConfig(StrategyConfig):
     def group_learning_rate(self, depth: int) -> float:
         """Learning rate of the backbone group ``depth`` levels below the top trainable one (0 = top)."""
         return self.learning_rate * self.backbone_lr_ratio * self.layer_decay ** depth
-
-    @property
-    def maximize_metric(self) -> bool:
-        return self.metric != "loss"

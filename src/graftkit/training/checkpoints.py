@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
+from graftkit.atomic import write_text_atomic
 from graftkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -28,16 +27,7 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def _write_atomic(path: Path, payload: dict) -> None:
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            json.dump(payload, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def _file_hashes(folder: Path) -> dict[str, str]:

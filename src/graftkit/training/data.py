@@ -15,12 +15,13 @@ from torch.utils.data import Dataset
 
 
 class Examples(Dataset):
-    """A table's inputs and encoded labels; each item carries its row location for error messages."""
+    """A table's inputs and encoded targets (the task's: class ids, 0/1 label rows, values); each item carries
+    its row location for error messages."""
 
     def __init__(self, table, labels: np.ndarray, augment: bool = False):
         self.table = table
         self.items = table.items()
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = np.asarray(labels)
         self.augment = augment  # rows marked for the collator's augmenter (training rows only)
 
     def augmented(self) -> Examples:
@@ -31,7 +32,7 @@ class Examples(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        row = {"item": self.items[index], "label": int(self.labels[index]),
+        row = {"item": self.items[index], "label": self.labels[index],
                "where": self.table.where(index, self.table.input_column)}
         if self.augment:
             row["position"] = index
@@ -39,7 +40,8 @@ class Examples(Dataset):
 
 
 class BackboneCollator:
-    """``[{item, label, ...}] -> {"inputs": preprocess(decoded), "labels": LongTensor}``; rows carrying a
+    """``[{item, label, ...}] -> {"inputs": preprocess(decoded), "labels": tensor}`` (int64 class ids, float
+    label rows or values, as the task encoded them); rows carrying a
     ``position`` (a training ``Examples.augmented()``) go through ``augmenter`` at the current ``epoch``
     (set by the ``AugmentEpoch`` callback at the start of every epoch)."""
 
@@ -54,7 +56,7 @@ class BackboneCollator:
             decoded = [self.augmenter(item, self.epoch, row["position"]) if "position" in row else item
                        for item, row in zip(decoded, rows)]
         return {"inputs": dict(self.backbone.preprocess(decoded)),
-                "labels": torch.tensor([row["label"] for row in rows], dtype=torch.long)}
+                "labels": torch.as_tensor(np.stack([row["label"] for row in rows]))}
 
     def sample(self, examples: Examples, n: int = 2) -> dict:
         """The model inputs for the first ``n`` examples (for the layer probe; never augmented)."""

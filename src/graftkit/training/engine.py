@@ -1,6 +1,7 @@
 """The one training engine of every trainable strategy, on the Hugging Face ``Trainer``.
 
-graftkit supplies what the Trainer cannot express by itself: the model (backbone contract + linear head),
+graftkit supplies what the Trainer cannot express by itself: the model (backbone contract + the task's output
+layer and loss),
 the collator (decode + the model's own preprocessing per batch), AdamW with the strategy's discriminative
 parameter groups (passed in through ``optimizers=``, no subclassing), the unfreezing schedule and the
 checkpoint seals (callbacks). The Trainer does the rest: warm-up and linear / cosine decay, gradient
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from transformers import (EarlyStoppingCallback, PrinterCallback, ProgressCallback, Trainer, TrainerCallback,
                           TrainingArguments)
 
@@ -54,19 +54,16 @@ class TrainingResult:
         return dict(self.__dict__)
 
 
-def _compute_metrics(n_classes: int):
+def _compute_metrics(task):
     def compute(prediction) -> dict:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        predicted = np.asarray(logits).argmax(axis=-1)
-        labels = np.asarray(prediction.label_ids)
-        return {"accuracy": float((predicted == labels).mean()),
-                "macro_f1": float(f1_score(labels, predicted, labels=list(range(n_classes)), average="macro",
-                                           zero_division=0))}
+        outputs = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return task.score_engine(np.asarray(outputs), np.asarray(prediction.label_ids))
     return compute
 
 
 def _training_arguments(strategy, *, run_dir: Path, batch_size: int, seed: int, device: str, progress: bool,
-                        validate: bool, find_unused: bool, epochs: int) -> TrainingArguments:
+                        validate: bool, find_unused: bool, epochs: int, metric: str,
+                        greater_is_better: bool) -> TrainingArguments:
     processes = world_size()
     if batch_size % processes:
         raise ConfigError(f"batch_size {batch_size} does not split evenly over {processes} processes; use a multiple "
@@ -89,8 +86,8 @@ def _training_arguments(strategy, *, run_dir: Path, batch_size: int, seed: int, 
         logging_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=validate,
-        metric_for_best_model=strategy.metric if validate else None,
-        greater_is_better=strategy.maximize_metric if validate else None,
+        metric_for_best_model=metric if validate else None,
+        greater_is_better=greater_is_better if validate else None,
         restore_callback_states_from_checkpoint=True,
         full_determinism=strategy.deterministic,
         seed=seed,
@@ -107,7 +104,7 @@ def _training_arguments(strategy, *, run_dir: Path, batch_size: int, seed: int, 
     )
 
 
-def epoch_history(log_history: list[dict], model: GraftModel, schedule) -> list[dict]:
+def epoch_history(log_history: list[dict], model: GraftModel, schedule, metrics=("accuracy", "macro_f1")) -> list[dict]:
     """One row per epoch from the Trainer's log: train loss, learning rate, validation figures, and how
     many layer groups and parameters trained in that epoch."""
     rows: dict[int, dict] = {}
@@ -119,7 +116,7 @@ def epoch_history(log_history: list[dict], model: GraftModel, schedule) -> list[
         if "loss" in entry:
             row["train_loss"] = entry["loss"]
             row["lr"] = entry.get("learning_rate")
-        for key in ("loss", "accuracy", "macro_f1"):
+        for key in ("loss", *metrics):
             if f"eval_{key}" in entry:
                 row[f"val_{key}"] = entry[f"eval_{key}"]
     head = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.adaptation_parameters)
@@ -130,32 +127,35 @@ def epoch_history(log_history: list[dict], model: GraftModel, schedule) -> list[
     return [rows[e] for e in sorted(rows)]
 
 
-def _best(history: list[dict], strategy) -> tuple[int | None, float | None]:
-    key = f"val_{strategy.metric}"
+def _best(history: list[dict], metric: str, greater_is_better: bool) -> tuple[int | None, float | None]:
+    key = f"val_{metric}"
     best_epoch, best = None, None
     for row in history:
         value = row.get(key)
         if value is None:
             continue
-        if best is None or (value > best if strategy.maximize_metric else value < best):
+        if best is None or (value > best if greater_is_better else value < best):
             best_epoch, best = row["epoch"], value
     return best_epoch, best
 
 
-def build_model(backbone, strategy, sample: dict, n_classes: int, seed: int, head_init=None,
-                standardize=None) -> GraftModel:
-    """The backbone's layer plan (from a probe on ``sample``) and a seeded new head (or ``head_init``) on
-    features standardised by ``standardize`` = (mean, scale); the groups that ever train are marked trainable
-    (they must require grad when DDP wraps the model; the schedule narrows them per epoch)."""
+def build_model(backbone, strategy, sample: dict, task, seed: int, head_init=None, standardize=None,
+                target_scaling=None) -> GraftModel:
+    """The backbone's layer plan (from a probe on ``sample``) and a seeded new output layer for ``task`` (or
+    ``head_init``) on features standardised by ``standardize`` = (mean, scale), its outputs scaled by
+    ``target_scaling`` = (mean, scale); the groups that ever train are marked trainable (they must require grad
+    when DDP wraps the model; the schedule narrows them per epoch)."""
     plan = plan_layers(backbone, sample)
     most = strategy.groups_to_train(len(plan))  # raises a ConfigError naming how many groups there are
     logger.info("layer groups on the feature path, input to output: %s; %s trains up to the top %d",
                 ", ".join(plan.names), strategy.name, most)
     torch.manual_seed(seed)
-    model = GraftModel(backbone, n_classes, plan, l2_sp=strategy.l2_sp,
+    model = GraftModel(backbone, task, plan, l2_sp=strategy.l2_sp,
                        freeze_batchnorm=getattr(strategy, "freeze_batchnorm", False))
     if standardize is not None:
         model.standardize_with(*standardize)
+    if target_scaling is not None:
+        model.scale_targets_with(*target_scaling)
     if head_init is not None:
         model.init_head(*head_init)
     model.set_trainable_groups(most)
@@ -170,7 +170,7 @@ def build_model(backbone, strategy, sample: dict, n_classes: int, seed: int, hea
     return model
 
 
-def _trainer(model, strategy, args, *, collator, train, validation, n_classes, schedule, callbacks,
+def _trainer(model, strategy, args, *, collator, train, validation, task, schedule, callbacks,
              progress) -> Trainer:
     """The Trainer, with AdamW over the strategy's parameter groups and graftkit's callbacks (the unfreezing
     schedule first, so that the others see each epoch's trainable groups; the caller's last)."""
@@ -183,7 +183,7 @@ def _trainer(model, strategy, args, *, collator, train, validation, n_classes, s
     if validation is not None and strategy.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train,
-                      eval_dataset=validation, compute_metrics=_compute_metrics(n_classes),
+                      eval_dataset=validation, compute_metrics=_compute_metrics(task),
                       callbacks=[*ours, *callbacks], optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)  # it prints to stdout; figures go to the log instead
     trainer.remove_callback(ProgressCallback)
@@ -191,37 +191,40 @@ def _trainer(model, strategy, args, *, collator, train, validation, n_classes, s
     return trainer
 
 
-def train_classifier(backbone, strategy, *, train: Examples, validation: Examples | None, n_classes: int,
-                     batch_size: int, seed: int, device: str, run_dir: Path, resume_from: Path | None = None,
-                     progress: bool = True, head_init: tuple | None = None, standardize: tuple | None = None,
-                     callbacks: list[TrainerCallback] = ()) -> tuple[GraftModel, TrainingResult]:
-    """Fine-tune ``backbone`` + a new linear head on ``train`` as ``strategy`` says; returns the trained
-    model (best validation epoch restored) and the run's history. The backbone's weights change in place."""
+def train_model(backbone, strategy, task, *, train: Examples, validation: Examples | None, batch_size: int,
+                seed: int, device: str, run_dir: Path, resume_from: Path | None = None, progress: bool = True,
+                head_init: tuple | None = None, standardize: tuple | None = None,
+                callbacks: list[TrainerCallback] = ()) -> tuple[GraftModel, TrainingResult]:
+    """Fine-tune ``backbone`` + a new output layer for ``task`` on ``train`` as ``strategy`` says; returns the
+    trained model (best validation epoch restored) and the run's history. The backbone's weights change in place."""
     started = time.perf_counter()
+    metric = task.check_engine_metric(strategy.metric)
+    greater = task.metric_improves(metric)
     augmenter = augmenter_for(backbone, seed) if getattr(strategy, "augment", False) else None
     if getattr(strategy, "augment", False) and augmenter is None:
         logger.warning("augment: no augmentation is defined for %r inputs; training without it", backbone.modality)
     collator = BackboneCollator(backbone, augmenter)
-    model = build_model(backbone, strategy, collator.sample(train), n_classes, seed, head_init, standardize)
+    model = build_model(backbone, strategy, collator.sample(train), task, seed, head_init, standardize,
+                        task.target_scaling(train.labels))
     most = model.trainable_groups
     schedule = UnfreezeSchedule(model, strategy)
     gradual = any(schedule.groups_for(e) != most for e in range(strategy.epochs))
     stopped = stopped_at(resume_from) if resume_from else None  # early stopping had already ended the run
     args = _training_arguments(strategy, run_dir=run_dir, batch_size=batch_size, seed=seed, device=device,
                                progress=progress, validate=validation is not None, find_unused=gradual,
-                               epochs=stopped or strategy.epochs)
+                               epochs=stopped or strategy.epochs, metric=metric, greater_is_better=greater)
     if augmenter is not None:  # training rows only; the collator learns each epoch from AugmentEpoch
         train, callbacks = train.augmented(), [AugmentEpoch(collator), *callbacks]
     trainer = _trainer(model, strategy, args, collator=collator, train=train, validation=validation,
-                       n_classes=n_classes, schedule=schedule, callbacks=list(callbacks), progress=progress)
+                       task=task, schedule=schedule, callbacks=list(callbacks), progress=progress)
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:  # full_determinism switches deterministic algorithms on process-wide; leave them as they were
         torch.use_deterministic_algorithms(deterministic)
     model.freeze()
-    history = epoch_history(trainer.state.log_history, model, schedule.groups_for)
-    best_epoch, best_metric = _best(history, strategy)
+    history = epoch_history(trainer.state.log_history, model, schedule.groups_for, task.engine_metrics)
+    best_epoch, best_metric = _best(history, metric, greater)
     total = sum(p.numel() for p in model.parameters())
     # groups that actually trained: a gradual schedule cut short by its epochs or early stopping never reached
     # the lower ones, so they do not count as trained

@@ -10,33 +10,30 @@ import time
 from pathlib import Path
 
 from graftkit.errors import ConfigError, DataError, GraftkitError
-from graftkit.evaluation.metrics import classification_metrics
-from graftkit.strategies.heads import Head, LinearHead
-from graftkit.tasks import infer_task
+from graftkit.tasks.heads import Head, LinearHead
 from graftkit.training.checkpoints import RUN_FILE, checkpoints, prepare_run
 from graftkit.training.data import Examples
 from graftkit.training.distributed import is_main_process, world_size
-from graftkit.training.engine import train_classifier
+from graftkit.training.engine import train_model
 
 logger = logging.getLogger(__name__)
 
 
-def _split(graft, table, validation, strategy):
-    """``(train, validation or None, how)``: a given validation table, or a stratified share of ``table``."""
+def validation_split(graft, table, task, validation, val_size: float):
+    """``(train, validation or None, how)``: a given validation table, or a ``val_size`` share of ``table`` split
+    as the task splits (stratified by class for classification)."""
     if validation is not None:
-        val = graft._as_table(validation, require_label=True)
-        graft._check_modality(val)
+        val = graft.as_table(validation, require_label=True)
+        graft.check_modality(val)
         return table, val, "given"
-    if strategy.val_size > 0:
+    if val_size > 0:
         try:
-            train, val = table.split(test_size=strategy.val_size, seed=graft.seed)
-        except DataError:
-            classes = len(set(table.labels()))
-            raise DataError(f"{table.source}: cannot hold out a stratified validation split of --val-size "
-                            f"{strategy.val_size:g} from {len(table)} rows with {classes} classes (each class needs 2 "
-                            "rows or more, and one in the split); raise --val-size, pass a validation file "
-                            "(--validation), or train without one (--val-size 0 --patience 0)") from None
-        return train, val, f"stratified {strategy.val_size:g} of the training data (seed {graft.seed})"
+            train, val = task.split(table, test_size=val_size, seed=graft.seed)
+        except DataError as exc:
+            raise DataError(f"{table.source}: cannot hold out a validation split of --val-size {val_size:g} from "
+                            f"{len(table)} rows ({str(exc).split(': ', 1)[-1]}); raise --val-size, pass a validation "
+                            "file (--validation), or train without one (--val-size 0 --patience 0)") from None
+        return train, val, f"{val_size:g} of the training data, split as the {task.kind} task splits (seed {graft.seed})"
     return table, None, "none"
 
 
@@ -64,57 +61,39 @@ def _after_failure(run_dir: Path, created: bool, crashed: bool) -> None:
                        "(resume=True)", run_dir, run_dir)
 
 
-def _metrics(graft, table, y) -> dict:
-    predicted = graft.head_.predict_proba(graft.features(table)).argmax(axis=1)
-    return {k: v for k, v in classification_metrics(y, predicted, graft.task_.labels).items()
-            if k in ("n", "accuracy", "macro_f1")}
-
-
-def _set_fitted_state(graft, table, task, strategy, model) -> None:
-    """The head (as numpy arrays), task, strategy, input columns and data description of a fitted Graft."""
-    weight, bias = model.export_head()
-    graft.head_ = LinearHead({"weight": weight, "bias": bias},
-                             {"kind": "linear", "in_features": int(weight.shape[1]), "classes": int(weight.shape[0])})
-    graft.task_, graft.strategy_ = task, strategy
-    graft.input_ = {"modality": table.modality, "column": table.input_column, "label_column": table.label_column}
-    y = task.encode(table.labels())
-    graft.data_ = {"source": table.source, "rows": len(table), "fingerprint": table.fingerprint(),
-                   "class_counts": {label: int((y == i).sum()) for i, label in enumerate(task.labels)}}
-
-
-def fit_trainable(graft, table, strategy, *, validation=None, callbacks=()) -> None:
-    """Fine-tune ``graft``'s backbone and a new head on ``table`` as ``strategy`` says (sets the fitted state)."""
+def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()) -> tuple:
+    """Fine-tune ``graft``'s backbone and a new output layer for ``task`` on ``table`` as ``strategy`` says (sets
+    the fitted head and records); returns ``(train, validation or None, how the validation rows were chosen)``."""
     started = time.perf_counter()
-    backbone = graft._check_modality(table)
-    task = infer_task(table)
-    train, val, how = _split(graft, table, validation, strategy)
+    backbone = graft.check_modality(table)
+    task.check_engine_metric(strategy.metric)  # a wrong --metric fails before any work
+    train, val, how = validation_split(graft, table, task, validation, strategy.val_size)
     if strategy.patience and val is None:
         raise ConfigError(f"early stopping (--patience {strategy.patience}) needs a validation split; set --val-size "
                           "above 0, pass validation data, or --patience 0")
-    y_train = task.encode(train.labels(), where=lambda i: train.where(i, train.label_column))
-    y_val = None if val is None else task.encode(val.labels(), where=lambda i: val.where(i, val.label_column))
+    y_train = task.encode(train)
+    y_val = None if val is None else task.encode(val)
     head_init, probe, features_started = None, None, time.perf_counter()
     X = graft.features(train)  # pretrained features, from the cache where seen before
     scaling = Head.scaling(X, True)
     standardize = scaling["mean"], scaling["scale"]
     if hasattr(strategy, "fit_probe"):  # LP-FT stage one, on the same frozen features
-        fitted = strategy.fit_probe(X, y_train, seed=graft.seed)
+        fitted = strategy.fit_probe(task, X, y_train, seed=graft.seed)
         head_init = fitted.linear_weights(fold_scaling=False)
         standardize = fitted.arrays["mean"], fitted.arrays["scale"]
         probe = fitted.info
     features_s = round(time.perf_counter() - features_started, 3)
     identity = {"format": 1, "backbone": backbone.fingerprint(), "strategy": strategy.to_dict(), "seed": graft.seed,
-                "batch_size": graft.batch_size, "labels": list(task.labels), "train_data": train.fingerprint(),
+                "batch_size": graft.batch_size, "task": task.to_dict(), "train_data": train.fingerprint(),
                 "validation_data": None if val is None else val.fingerprint(), "processes": world_size()}
     run_dir, temporary = _run_directory(graft)
     prepared = False
     try:
         resume_from = prepare_run(run_dir, identity, resume=graft.resume, main_process=is_main_process())
         prepared = True
-        model, result = train_classifier(
-            backbone, strategy, train=Examples(train, y_train),
-            validation=None if val is None else Examples(val, y_val), n_classes=len(task.labels),
-            batch_size=graft.batch_size, seed=graft.seed, device=graft.device, run_dir=run_dir,
+        model, result = train_model(
+            backbone, strategy, task, train=Examples(train, y_train),
+            validation=None if val is None else Examples(val, y_val), batch_size=graft.batch_size, seed=graft.seed, device=graft.device, run_dir=run_dir,
             resume_from=resume_from, progress=graft.progress, head_init=head_init, standardize=standardize,
             callbacks=list(callbacks))
     except BaseException as exc:
@@ -127,18 +106,18 @@ def fit_trainable(graft, table, strategy, *, validation=None, callbacks=()) -> N
             shutil.rmtree(run_dir, ignore_errors=True)
     graft.adaptation_ = model.adaptation  # parameter-efficient strategies: what the artifact saves
     graft.finetuned_ = True  # from here on, features come from the fine-tuned backbone, never from the cache
-    _set_fitted_state(graft, table, task, strategy, model)
+    weight, bias = model.export_head()
+    graft.head_ = LinearHead({"weight": weight, "bias": bias},
+                             {"kind": "linear", "in_features": int(weight.shape[1]), "outputs": int(weight.shape[0])})
     graft.training_ = {**result.to_dict(), "validation": {"rows": 0 if val is None else len(val), "source": how},
                        "train_rows": len(train), "linear_probe": probe,
                        "head_input": "pooled features standardised by the pretrained features' mean and std on the "
                                      "training split (folded into head.safetensors)",
                        "checkpoint_dir": None if temporary else str(run_dir.absolute()),
                        **({"adaptation": model.adaptation.describe()} if model.adaptation is not None else {})}
-    graft.metrics_ = {"train": _metrics(graft, train, y_train)}
-    if val is not None:
-        graft.metrics_["validation"] = _metrics(graft, val, y_val)
     graft.timings_ = {"features_s": features_s, "train_s": result.seconds,
                       "fit_s": round(time.perf_counter() - started, 3)}
     logger.info("fitted %s on %d rows in %.1fs: %d epochs, best epoch %s, %d of %d parameters trained",
                 strategy.name, len(train), graft.timings_["fit_s"], result.epochs_run, result.best_epoch,
                 result.parameters["trainable"], result.parameters["total"])
+    return train, val, how

@@ -1,10 +1,12 @@
-"""The module the Trainer trains: a backbone (through its contract) plus a linear classification head.
+"""The module the Trainer trains: a backbone (through its contract) plus a linear output layer sized by the task.
 
 ``forward`` pools with ``backbone.embed`` (so any backbone whose ``preprocess`` / ``embed`` are
 differentiable trains the same way), standardises the pooled features with fixed statistics of the
 pretrained features (as the linear probe does, so one head learning rate suits backbones whose features
-are L2-normalised or large alike; folded into the exported head), applies the head, and returns the
-cross-entropy loss, plus the L2-SP penalty while training. Frozen layer groups stay in eval mode even when the Trainer calls
+are L2-normalised or large alike; folded into the exported head), applies the head, and returns the task's
+loss (cross-entropy, binary cross-entropy, MSE on the standardised target, ...), plus the L2-SP penalty while
+training. The outputs are ``z * target_scale + target_mean`` (the identity except for regression, whose layer
+learns the standardised target; folded into the exported head as well). Frozen layer groups stay in eval mode even when the Trainer calls
 ``train()``, so their BatchNorm statistics (and dropout) stay those of the pretrained model; with
 ``freeze_batchnorm`` (the strategies' default) every BatchNorm layer does, trained or not: on a few hundred images
 in batches of 16, running statistics re-estimated from a new domain drift away from the batch statistics the head
@@ -24,13 +26,15 @@ from graftkit.training.regularizers import L2SP
 
 
 class GraftModel(nn.Module):
-    def __init__(self, backbone, n_classes: int, plan: LayerPlan, *, l2_sp: float = 0.0,
-                 freeze_batchnorm: bool = False):
+    def __init__(self, backbone, task, plan: LayerPlan, *, l2_sp: float = 0.0, freeze_batchnorm: bool = False):
         super().__init__()
         self.backbone = backbone.model  # registered: trained, checkpointed and wrapped by DDP with the head
-        self.head = nn.Linear(backbone.hidden_size, n_classes)
+        self.task = task
+        self.head = nn.Linear(backbone.hidden_size, task.output_size)
         self.register_buffer("feature_mean", torch.zeros(backbone.hidden_size))
         self.register_buffer("feature_scale", torch.ones(backbone.hidden_size))
+        self.register_buffer("target_mean", torch.zeros(task.output_size))
+        self.register_buffer("target_scale", torch.ones(task.output_size))
         self._embed = backbone.embed
         self.plan = plan
         self.trainable_groups = len(plan)
@@ -54,6 +58,11 @@ class GraftModel(nn.Module):
         """Fix the feature standardisation (statistics of the pretrained features on the training data)."""
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=self.feature_mean.dtype))
         self.feature_scale.copy_(torch.as_tensor(scale, dtype=self.feature_scale.dtype))
+
+    def scale_targets_with(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Fix the output scaling (the task's ``target_scaling`` of the training targets)."""
+        self.target_mean.copy_(torch.as_tensor(mean, dtype=self.target_mean.dtype))
+        self.target_scale.copy_(torch.as_tensor(scale, dtype=self.target_scale.dtype))
 
     def init_head(self, weight: np.ndarray, bias: np.ndarray) -> None:
         """Start from given head weights on standardised features (LP-FT: the linear probe's)."""
@@ -93,10 +102,12 @@ class GraftModel(nn.Module):
         return self
 
     def export_head(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(weight, bias)`` on raw pooled features: the standardisation folded into the linear layer."""
+        """``(weight, bias)`` on raw pooled features giving the outputs in target units: the feature
+        standardisation and the target scaling folded into the linear layer."""
         weight = self.head.weight.detach().double().cpu() / self.feature_scale.double().cpu()
         bias = self.head.bias.detach().double().cpu() - weight @ self.feature_mean.double().cpu()
-        return weight.float().numpy(), bias.float().numpy()
+        scale, mean = self.target_scale.double().cpu(), self.target_mean.double().cpu()
+        return (weight * scale[:, None]).float().numpy(), (bias * scale + mean).float().numpy()
 
     def freeze(self) -> None:
         """After training: nothing requires grad, everything in eval mode."""
@@ -117,10 +128,10 @@ class GraftModel(nn.Module):
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, inputs: dict, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         pooled = self._embed(inputs).to(self.head.weight.dtype)
-        logits = self.head((pooled - self.feature_mean) / self.feature_scale)
+        z = self.head((pooled - self.feature_mean) / self.feature_scale)
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
+            loss = self.task.loss(z, labels.to(z.device), self.target_mean, self.target_scale)
             if self.training and self.l2_sp is not None:
                 loss = loss + self.l2_sp.penalty()
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(loss=loss, logits=z * self.target_scale + self.target_mean)

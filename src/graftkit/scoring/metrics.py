@@ -49,8 +49,8 @@ def probability_metrics(y_true: np.ndarray, raw: np.ndarray, calibrated: np.ndar
                         target_precision: float = 0.9, curves: bool = True) -> dict:
     """``classification_metrics`` of the arg-max, plus calibration before (``raw``) and after temperature
     scaling (``calibrated``) and the threshold metrics of the calibrated probabilities, merged per class."""
-    from graftkit.evaluation.calibration import calibration_report
-    from graftkit.evaluation.thresholds import threshold_metrics
+    from graftkit.scoring.calibration import calibration_report
+    from graftkit.scoring.thresholds import threshold_metrics
 
     metrics = classification_metrics(y_true, calibrated.argmax(axis=1), tuple(labels))
     metrics["calibration"] = {**calibration_report(raw, calibrated, y_true, temperature),

@@ -1,6 +1,8 @@
-"""Light heads on frozen features: logistic regression (regularisation chosen by cross-validation)
-and a one-hidden-layer MLP. Both are fitted with scikit-learn and stored as plain arrays
-(safetensors), and predict with the same arithmetic scikit-learn uses, so no pickle is ever needed."""
+"""Light heads on frozen features, fitted with scikit-learn and stored as plain arrays (safetensors); they
+predict with the same arithmetic scikit-learn uses, so no pickle is ever needed. Each task kind picks its heads
+(``tasks/<kind>.py``): logistic regression (C by cross-validation) and a one-hidden-layer MLP for single-label
+classification, one-vs-rest logistic regression for multi-label, ridge regression (penalty by leave-one-out
+cross-validation) for regression, and ``LinearHead``, the exported output layer of a fine-tuned model."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
@@ -51,12 +53,22 @@ class Head(ABC):
         output layer return that layer's output; this default, log-probabilities, has the same softmax."""
         return np.log(np.clip(self.predict_proba(X), 1e-300, 1.0))
 
+    def fixed_params(self) -> dict:
+        """The hyper-parameters a search chose (C, alpha), to refit the same head on other rows (cross-fitting)."""
+        return {}
+
     @staticmethod
     def scaling(X: np.ndarray, standardize: bool) -> dict[str, np.ndarray]:
         if not standardize:
             return {"mean": np.zeros(X.shape[1], np.float32), "scale": np.ones(X.shape[1], np.float32)}
         scale = X.std(axis=0)
         return {"mean": X.mean(axis=0).astype(np.float32), "scale": np.where(scale > 1e-8, scale, 1.0).astype(np.float32)}
+
+
+def fold_standardization(coef: np.ndarray, bias: np.ndarray, scaling: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A linear layer on standardised features rewritten as one on raw features (same outputs)."""
+    coef = coef.astype(np.float64) / scaling["scale"]
+    return coef, bias.astype(np.float64) - coef @ scaling["mean"]
 
 
 SEARCH_TOL = 1e-3  # solver tolerance while cross-validation ranks C (the final fit keeps scikit-learn's 1e-4)
@@ -96,6 +108,9 @@ class LogRegHead(Head):
         arrays = {**scaling, "coef": model.coef_.astype(np.float32), "intercept": model.intercept_.astype(np.float32)}
         return cls(arrays, {"kind": cls.kind, "C": chosen, "cv_folds": folds if C is None else 0})
 
+    def fixed_params(self) -> dict:
+        return {"C": float(self.info["C"])}
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         z = self._standardize(X) @ self.arrays["coef"].T + self.arrays["intercept"]
         return _binary_or_softmax(z)
@@ -112,8 +127,7 @@ class LogRegHead(Head):
         coef = self.arrays["coef"].astype(np.float64)
         bias = self.arrays["intercept"].astype(np.float64)
         if fold_scaling:
-            coef = coef / self.arrays["scale"]
-            bias = bias - coef @ self.arrays["mean"]
+            coef, bias = fold_standardization(coef, bias, self.arrays)
         if coef.shape[0] == 1:
             coef = np.concatenate([np.zeros_like(coef), coef])
             bias = np.concatenate([np.zeros_like(bias), bias])
@@ -146,6 +160,101 @@ class MLPHead(Head):
         return np.concatenate([np.zeros_like(z), z], axis=1) if z.shape[1] == 1 else z
 
 
+class OneVsRestHead(Head):
+    """Multi-label: one L2-regularised logistic regression per label on the shared standardised features
+    (binary relevance; scikit-learn's ``OneVsRestClassifier`` does the same), each label's C chosen by its own
+    stratified CV. A label that is constant on the training rows gets a zero weight and its prior as bias."""
+
+    kind = "ovr-logreg"
+
+    @classmethod
+    def fit(cls, X, Y, *, C=None, cv_folds=5, max_iter=1000, standardize=True, seed=0, **_) -> OneVsRestHead:
+        scaling = cls.scaling(X, standardize)
+        Y = np.asarray(Y)
+        chosen = C if isinstance(C, (list, tuple)) else [C] * Y.shape[1]
+        coefs, intercepts, Cs = [], [], []
+        for j in range(Y.shape[1]):
+            y = Y[:, j].astype(np.int64)
+            positives = int(y.sum())
+            if positives in (0, len(y)):
+                prior = np.clip(positives / len(y), 1e-3, 1 - 1e-3)
+                coefs.append(np.zeros(X.shape[1], np.float32))
+                intercepts.append(np.float32(np.log(prior / (1 - prior))))
+                Cs.append(None)
+                continue
+            head = LogRegHead.fit(X, y, C=chosen[j], cv_folds=cv_folds, max_iter=max_iter, standardize=standardize,
+                                  seed=seed)
+            coefs.append(head.arrays["coef"][0])
+            intercepts.append(head.arrays["intercept"][0])
+            Cs.append(head.info["C"])
+        arrays = {**scaling, "coef": np.stack(coefs).astype(np.float32),
+                  "intercept": np.asarray(intercepts, np.float32)}
+        return cls(arrays, {"kind": cls.kind, "C": Cs, "cv_folds": cv_folds if C is None else 0})
+
+    def fixed_params(self) -> dict:
+        return {"C": list(self.info["C"])}
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return self._standardize(X) @ self.arrays["coef"].T + self.arrays["intercept"]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Per-label probabilities ``sigmoid(logits)``, shape ``(n, n_labels)`` (rows need not sum to 1)."""
+        return 1.0 / (1.0 + np.exp(-self.logits(X)))
+
+    def linear_weights(self, fold_scaling: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        coef, bias = self.arrays["coef"], self.arrays["intercept"]
+        if fold_scaling:
+            coef, bias = fold_standardization(coef, bias, self.arrays)
+        return coef.astype(np.float32), bias.astype(np.float32)
+
+
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
+
+
+class RidgeHead(Head):
+    """Regression: ridge on standardised features predicting the standardised target, the penalty chosen by
+    efficient leave-one-out cross-validation (scikit-learn's ``RidgeCV``, Rifkin & Lippert 2007). ``logits``
+    gives predictions in the target's own units, shape ``(n, 1)``."""
+
+    kind = "ridge"
+
+    @classmethod
+    def fit(cls, X, y, *, alpha=None, C=None, standardize=True, seed=0, **_) -> RidgeHead:
+        scaling = cls.scaling(X, standardize)
+        Xs = (X - scaling["mean"]) / scaling["scale"]
+        y = np.asarray(y, dtype=np.float64).ravel()
+        target_mean, target_scale = float(y.mean()), float(y.std()) or 1.0
+        ys = (y - target_mean) / target_scale
+        if alpha is None and C is not None:
+            alpha = 1.0 / float(C)
+        if alpha is None:
+            alpha = float(RidgeCV(alphas=RIDGE_ALPHAS).fit(Xs, ys).alpha_)
+            logger.info("ridge: alpha=%g chosen by leave-one-out CV over %d values", alpha, len(RIDGE_ALPHAS))
+        model = Ridge(alpha=float(alpha)).fit(Xs, ys)
+        arrays = {**scaling, "coef": model.coef_.reshape(1, -1).astype(np.float32),
+                  "intercept": np.asarray([model.intercept_], np.float32),
+                  "target_mean": np.asarray([target_mean], np.float64),
+                  "target_scale": np.asarray([target_scale], np.float64)}
+        return cls(arrays, {"kind": cls.kind, "alpha": float(alpha)})
+
+    def fixed_params(self) -> dict:
+        return {"alpha": float(self.info["alpha"])}
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        z = self._standardize(X) @ self.arrays["coef"].T + self.arrays["intercept"]
+        return z * self.arrays["target_scale"] + self.arrays["target_mean"]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        raise TypeError("a regression head has no probabilities; use logits() for its predictions")
+
+    def linear_weights(self, fold_scaling: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(weight, bias)`` predicting the *standardised* target (the engine's output space)."""
+        coef, bias = self.arrays["coef"], self.arrays["intercept"]
+        if fold_scaling:
+            coef, bias = fold_standardization(coef, bias, self.arrays)
+        return coef.astype(np.float32), bias.astype(np.float32)
+
+
 class LinearHead(Head):
     """The linear classification layer of a fine-tuned model (trained with its backbone by
     ``graftkit.training``): ``softmax(X @ weight.T + bias)`` on the fine-tuned backbone's features."""
@@ -159,8 +268,7 @@ class LinearHead(Head):
         return X @ self.arrays["weight"].T + self.arrays["bias"]
 
 
-HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead)}
-LOADABLE_HEADS = {**HEADS, LinearHead.kind: LinearHead}
+LOADABLE_HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead, OneVsRestHead, RidgeHead, LinearHead)}
 
 
 def head_from_state(arrays: dict[str, np.ndarray], info: dict) -> Head:

@@ -1,0 +1,57 @@
+"""The task registry: kinds by name, inference from the target column, and the saved form."""
+
+from __future__ import annotations
+
+from graftkit.errors import ConfigError
+
+_REGISTRY: dict = {}
+# Named from the start so that a request for one of them gets a clear answer until its module exists.
+PLANNED_KINDS = ("token-classification", "speech-recognition")
+ALIASES = {"multilabel": "multilabel-classification", "multi-label": "multilabel-classification",
+           "multi-label-classification": "multilabel-classification"}
+
+
+def register_task(cls):
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def task_kinds() -> list[str]:
+    return list(_REGISTRY)
+
+
+def task_class(kind: str):
+    kind = ALIASES.get(kind, kind)
+    if kind in _REGISTRY:
+        return _REGISTRY[kind]
+    if kind in PLANNED_KINDS:
+        raise ConfigError(f"task {kind!r} is not available yet; graftkit builds {', '.join(_REGISTRY)} (--task)")
+    raise ConfigError(f"task must be one of {', '.join(_REGISTRY)}; got {kind!r} (--task)")
+
+
+def infer_task(table, kind: str | None = None, **options):
+    """The task of ``table``'s target: ``kind`` when given (``--task``), else the first registered kind that
+    claims the target (multi-label for several label columns or delimited label lists, regression for a float
+    column with many distinct values), else single-label classification. ``task.reason`` says why."""
+    if kind is not None:
+        return task_class(kind).infer(table, **options)
+    for cls in _REGISTRY.values():
+        reason = cls.claims(table, **options)
+        if reason:
+            task = cls.infer(table, **options)
+            object.__setattr__(task, "reason", reason)
+            return task
+    return task_class("classification").infer(table, **options)
+
+
+def task_from_dict(data) -> object:
+    """The task saved in a manifest; a damaged entry fails as an ``ArtifactError`` naming the key."""
+    from graftkit.errors import ArtifactError
+
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        raise ArtifactError(f"manifest.json: 'task' must be an object with a 'kind'; got {data!r:.80}; refit the model")
+    try:
+        return task_class(data["kind"]).from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"manifest.json: the 'task' entry is damaged ({type(exc).__name__}: {exc}); refit the "
+                            "model") from None

@@ -1,0 +1,309 @@
+"""The tasks layer: inference from the target, multi-label classification and regression end to end (probe and
+every trainable strategy on a tiny BERT), their calibration (thresholds, conformal intervals), artifacts, and
+their bad inputs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import graftkit as gk
+from conftest import WORDS
+from graftkit.errors import ArtifactError, ConfigError, DataError
+from graftkit.strategies import get_strategy
+from graftkit.tasks import Classification, MultiLabel, Regression, infer_task, task_from_dict
+
+
+def tagged_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Sentences tagged with the set of sentiments they mention ("pos", "neg", both or none)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        kinds = [["pos"], ["neg"], ["pos", "neg"], []][i % 4]
+        words = [rng.choice(WORDS["neutral"]) for _ in range(4)]
+        for kind in kinds:
+            words += [rng.choice(WORDS[kind]) for _ in range(2)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "tags": "|".join(kinds)})
+    return pd.DataFrame(rows)
+
+
+def scored_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Sentences whose score is (positive words - negative words) + noise: a learnable regression target."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        pos, neg = rng.randint(0, 3), rng.randint(0, 3)
+        words = ([rng.choice(WORDS["pos"]) for _ in range(pos)] + [rng.choice(WORDS["neg"]) for _ in range(neg)]
+                 + [rng.choice(WORDS["neutral"]) for _ in range(3)])
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "score": f"{pos - neg + rng.gauss(0, 0.3):.3f}"})
+    return pd.DataFrame(rows)
+
+
+# -- inference ----------------------------------------------------------------------------------------------------
+def test_inference_reads_the_target_and_says_why():
+    multi = infer_task(gk.load_data(tagged_frame(), label="tags"))
+    assert isinstance(multi, MultiLabel) and multi.labels == ("neg", "pos") and "'|'-separated" in multi.reason
+    regression = infer_task(gk.load_data(scored_frame(), label="score"))
+    assert isinstance(regression, Regression) and "non-integer numbers" in regression.reason
+    stars = pd.DataFrame({"text": [f"t {i}" for i in range(40)], "stars": [str(1 + i % 5) for i in range(40)]})
+    assert isinstance(infer_task(gk.load_data(stars)), Classification)  # integer ratings are classes ...
+    assert isinstance(infer_task(gk.load_data(stars), "regression"), Regression)  # ... unless asked
+    columns = pd.DataFrame({"text": ["a b", "c d", "e f"], "x": ["1", "0", "1"], "y": ["0", "1", "true"]})
+    table = gk.load_data(columns, text="text", label=["x", "y"])
+    task = infer_task(table)
+    assert isinstance(task, MultiLabel) and task.label_sep is None
+    assert task.encode(table).tolist() == [[1, 0], [0, 1], [1, 1]]
+
+
+def test_task_round_trips_through_its_dict():
+    for task in (Classification(classes=("a", "b")), MultiLabel(names=("x", "y"), label_sep=";", allow_empty=False),
+                 Regression(target="price", interval=0.8, loss_function="huber")):
+        assert task_from_dict(json.loads(json.dumps(task.to_dict()))) == task
+    with pytest.raises(ArtifactError, match="'task'"):
+        task_from_dict(["classification"])
+    with pytest.raises(ArtifactError, match="damaged"):
+        task_from_dict({"kind": "regression"})
+
+
+def test_classification_refuses_missing_looking_labels_and_merges_1_and_1_0():
+    frame = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": ["yes", "NA", "no", "yes"]})
+    with pytest.raises(DataError, match=r"row 2, column 'label': label 'NA' looks like a missing value"):
+        infer_task(gk.load_data(frame))
+    numbers = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": ["1", "1.0", "0", "0.0"]})
+    assert infer_task(gk.load_data(numbers)).labels == ("0", "1")
+    lists = pd.DataFrame({"text": ["a", "b"], "label": [["x"], ["y"]]})
+    task = infer_task(gk.load_data(lists))  # JSON lists are multi-label, never the string "['x']"
+    assert isinstance(task, MultiLabel) and task.labels == ("x", "y")
+    with pytest.raises(DataError, match="is a list"):
+        infer_task(gk.load_data(lists), "classification")
+
+
+# -- bad targets: one line naming row and column ------------------------------------------------------------------
+@pytest.mark.parametrize("value, message", [("ten", "'ten' is not a number"), ("nan", "must be a finite number"),
+                                            ("inf", "must be a finite number"), ("", "the target is blank")])
+def test_bad_regression_targets_name_the_row(value, message):
+    frame = scored_frame(20)
+    frame.loc[6, "score"] = value
+    with pytest.raises(DataError, match=rf"row 7, column 'score': .*{message}") as error:
+        infer_task(gk.load_data(frame, label="score"), "regression")
+    assert "\n" not in str(error.value)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row=st.integers(0, 29), bad=st.one_of(
+    st.text(min_size=1, max_size=12).filter(lambda t: not _finite(t) and t.strip() != ""),
+    st.sampled_from(["nan", "NaN", "-inf", "inf", "1e999", "--1", "1,5"])))
+def test_generated_non_numbers_in_a_regression_target_are_refused_at_their_row(row, bad):
+    frame = scored_frame(30)
+    frame.loc[row, "score"] = bad
+    with pytest.raises(DataError) as error:
+        infer_task(gk.load_data(frame, label="score"), "regression")
+    assert f"row {row + 1}, column 'score'" in str(error.value) and "\n" not in str(error.value)
+
+
+def _finite(text: str) -> bool:
+    try:
+        return bool(np.isfinite(float(text)))
+    except ValueError:
+        return False
+
+
+@settings(max_examples=30, deadline=None)
+@given(sets=st.lists(st.sets(st.sampled_from(["a", "b", "c d", "é"]), max_size=4), min_size=4, max_size=12),
+       sep=st.sampled_from(["|", ";", " / "]))
+def test_generated_label_lists_encode_back_to_their_sets(sets, sep):
+    labels = sorted({x for s in sets for x in s})
+    if len(labels) < 2:
+        return
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(len(sets))],
+                          "tags": [f" {sep} ".join(sorted(s)) for s in sets]})
+    table = gk.load_data(frame, text="text", label="tags")
+    task = infer_task(table, "multilabel-classification", label_sep=sep.strip() or sep)
+    Y = task.encode(table)
+    assert [set(np.asarray(task.labels)[row.astype(bool)]) for row in Y] == [set(s) for s in sets]
+
+
+def test_multilabel_refuses_unknown_labels_and_declared_impossible_empty_sets():
+    table = gk.load_data(tagged_frame(12), label="tags")
+    task = infer_task(table)
+    unknown = gk.load_data(pd.DataFrame({"text": ["good", "bad"], "tags": ["pos", "pos|meh"]}), label="tags")
+    with pytest.raises(DataError, match=r"row 2, column 'tags': label 'meh' was not seen in training"):
+        task.encode(unknown)
+    with pytest.raises(DataError, match=r"row 4, column 'tags': the row has no label, and empty label sets were "):
+        infer_task(table, "multilabel-classification", allow_empty=False)
+
+
+def test_task_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"interval level must be a fraction between 0 and 1.*--interval"):
+        Regression(interval=1.5)
+    with pytest.raises(ConfigError, match="--task"):
+        infer_task(gk.load_data(scored_frame(10), label="score"), "ranking")
+    with pytest.raises(ConfigError, match="not available yet"):
+        infer_task(gk.load_data(scored_frame(10), label="score"), "token-classification")
+    with pytest.raises(DataError, match="'ten' is not a number"):
+        frame = scored_frame(10)
+        frame["score"] = "ten"
+        infer_task(gk.load_data(frame, label="score"), "regression")
+
+
+# -- multi-label end to end ----------------------------------------------------------------------------------------
+def test_multilabel_probe_tunes_thresholds_and_round_trips(tiny_bert_dir, tmp_path):
+    table = gk.load_data(tagged_frame(160), label="tags")
+    train, test = infer_task(table).split(table, test_size=0.25, seed=0)
+    model = gk.Graft(backbone=str(tiny_bert_dir), progress=False).fit(train)
+    assert model.task_.kind == "multilabel-classification"
+    calibration = model.calibration_
+    assert len(calibration["thresholds"]) == 2 and len(calibration["temperatures"]) == 2
+    assert "cross-fitted" in calibration["fitted_on"] and all(0 < t < 1 for t in calibration["thresholds"])
+    metrics = model.evaluate(test)
+    assert metrics["micro_f1"] >= 0.8 and {"macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"} <= set(metrics)
+    assert {"label", "precision", "recall", "f1", "average_precision", "threshold"} <= set(metrics["per_label"][0])
+    assert "micro_f1" in metrics["fixed_threshold_0.5"] and len(metrics["calibration"]["per_label"]) == 2
+    predicted = model.predict(test)
+    assert all(isinstance(labels, list) and set(labels) <= {"neg", "pos"} for labels in predicted)
+    probabilities = model.predict_proba(test)
+    assert probabilities.shape == (len(test), 2)
+    records = model.predict_records(test)
+    assert set(records[0]) == {"prediction", "p_neg", "p_pos"}
+    model.save(tmp_path / "model")
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["task"]["kind"] == "multilabel-classification" and manifest["calibration"]["thresholds"]
+    reloaded = gk.load(tmp_path / "model", progress=False)
+    np.testing.assert_array_equal(reloaded.predict_proba(test), probabilities)
+    assert reloaded.predict(test) == predicted
+
+
+def test_thresholds_are_tuned_not_fixed():
+    from graftkit.scoring.multilabel import tune_thresholds
+
+    rng = np.random.default_rng(0)
+    Y = np.zeros((400, 2), dtype=int)
+    Y[:40, 0] = 1  # a rare label whose probabilities never reach 0.5
+    Y[:, 1] = rng.integers(0, 2, 400)
+    P = np.stack([np.where(Y[:, 0] == 1, 0.3, 0.1) + rng.normal(0, 0.02, 400), rng.random(400)], axis=1)
+    thresholds, _ = tune_thresholds(Y, P)
+    assert 0.15 < thresholds[0] < 0.25  # between the two groups: F1 1.0 where 0.5 would predict nothing
+
+
+# -- regression end to end -----------------------------------------------------------------------------------------
+def test_regression_probe_gives_intervals_whose_coverage_is_reported(tiny_bert_dir, tmp_path):
+    table = gk.load_data(scored_frame(240), label="score")
+    task = infer_task(table)
+    train, test = task.split(table, test_size=0.25, seed=0)
+    model = gk.Graft(backbone=str(tiny_bert_dir), progress=False, task_options={"interval": 0.8}).fit(train)
+    assert model.head_.kind == "ridge" and model.calibration_["residuals"]
+    metrics = model.evaluate(test)
+    assert metrics["r2"] > 0.5 and metrics["rmse"] > 0 and metrics["spearman"] > 0.7
+    interval = metrics["interval"]
+    assert interval["level"] == 0.8 and 0.6 <= interval["coverage"] <= 1.0 and interval["half_width"] > 0
+    wider = model.evaluate(test, interval=0.95)["interval"]
+    assert wider["half_width"] > interval["half_width"] and wider["coverage"] >= interval["coverage"]
+    records = model.predict_records(test)
+    assert all(r["lower"] < r["prediction"] < r["upper"] for r in records)
+    assert isinstance(model.predict(test)[0], float)
+    with pytest.raises(ConfigError, match="no probabilities"):
+        model.predict_proba(test)
+    model.save(tmp_path / "model")
+    reloaded = gk.load(tmp_path / "model", progress=False)
+    assert reloaded.predict_records(test) == records
+
+
+def test_conformal_quantile_is_the_finite_sample_rank():
+    from graftkit.scoring.regression import conformal_quantile
+
+    residuals = np.arange(1, 10)  # n = 9: level 0.9 takes the ceil(10 * 0.9) = 9th smallest
+    assert conformal_quantile(residuals, 0.9) == 9 and conformal_quantile(residuals, 0.5) == 5
+    assert conformal_quantile(residuals, 0.95) == np.inf  # too few held-out rows for that level
+
+
+# -- every strategy on both kinds ----------------------------------------------------------------------------------
+STRATEGIES = ["finetune", "full", "gradual", "lp-ft", "lora", "ia3", "adapters", "bitfit"]
+
+
+@pytest.mark.parametrize("kind", ["multilabel", "regression"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_trainable_strategy_fits_both_kinds(tiny_bert_dir, tmp_path, strategy, kind):
+    frame, label = (tagged_frame(64), "tags") if kind == "multilabel" else (scored_frame(64), "score")
+    table = gk.load_data(frame, label=label)
+    task = infer_task(table)
+    train, test = task.split(table, test_size=0.25, seed=0)
+    model = gk.Graft(backbone=str(tiny_bert_dir), strategy=strategy, progress=False, epochs=2, patience=0,
+                     learning_rate=1e-2).fit(train)
+    assert model.task_.kind == task.kind and model.training_["epochs_run"] == 2
+    assert model.head_.arrays["weight"].shape[0] == task.output_size
+    validation = model.training_["history"][-1]
+    assert f"val_{task.primary_metric}" in validation
+    metrics = model.evaluate(test)
+    assert metrics["n"] == len(test) and task.primary_metric in metrics
+    outputs = model.outputs(test)
+    model.save(tmp_path / "model")
+    reloaded = gk.load(tmp_path / "model", progress=False)
+    np.testing.assert_allclose(reloaded.outputs(test), outputs, rtol=1e-5, atol=1e-5)
+
+
+def test_engine_output_layer_learns_the_standardised_target_and_exports_target_units(tiny_bert_dir):
+    import torch
+
+    from graftkit.backbones import load_backbone
+    from graftkit.training.engine import build_model
+
+    backbone = load_backbone(str(tiny_bert_dir))
+    task = Regression(target="score")
+    y = np.array([10.0, 12.0, 14.0, 30.0], dtype=np.float32)
+    mean, scale = task.target_scaling(y)
+    assert mean[0] == pytest.approx(16.5) and scale[0] == pytest.approx(np.std(y))
+    batch = dict(backbone.preprocess(["good movie", "bad plot", "the film", "superb"]))
+    model = build_model(backbone, get_strategy("finetune"), batch, task, seed=0,
+                        target_scaling=(mean, scale))
+    model.eval()
+    with torch.no_grad():
+        out = model(batch, labels=torch.as_tensor(y))
+        weight, bias = model.export_head()
+        pooled = backbone.embed(batch).numpy()
+    # the loss is MSE of the layer's z against (y - mean) / scale; the outputs and the exported head are in units
+    z = (out.logits.numpy()[:, 0] - mean[0]) / scale[0]
+    assert out.loss.item() == pytest.approx(np.mean((z - (y - mean[0]) / scale[0]) ** 2), rel=1e-4)
+    np.testing.assert_allclose(pooled @ weight.T + bias, out.logits.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_auto_and_cv_choose_by_the_tasks_primary_metric(tiny_bert_dir):
+    from graftkit.evaluation.cv import cross_validate
+
+    table = gk.load_data(scored_frame(120), label="score")
+    result = gk.auto(table, backbones=[str(tiny_bert_dir)], budget="5m", ladder=["finetune"], epochs=1)
+    assert result.settings["metric"] == "r2"
+    baseline = next(row for row in result.rows if row["kind"] == "baseline")
+    assert baseline["strategy"] == "tfidf + ridge" and "r2" in baseline["validation"]
+    assert result.chosen["validation"]["score"] == max(r["validation"]["score"] for r in result.rows
+                                                       if r["status"] == "ran")
+    cv = cross_validate(gk.Graft(backbone=str(tiny_bert_dir), progress=False), table, k=3)
+    assert cv["task"] == "regression" and set(cv["summary"]) == {"r2", "rmse", "mae", "spearman"}
+
+
+def test_evaluation_record_has_task_sections(tiny_bert_dir):
+    from graftkit.evaluation.suite import evaluate_model
+
+    table = gk.load_data(tagged_frame(120), label="tags")
+    train, test = infer_task(table).split(table, test_size=0.25, seed=0)
+    model = gk.Graft(backbone=str(tiny_bert_dir), progress=False).fit(train)
+    record = evaluate_model(model, test, train=train, learning_curve=True, seeds=2)
+    assert record["baseline"]["name"].endswith("one-vs-rest logistic regression")
+    assert record["baseline"]["transfer_gain"]["metric"] == "micro_f1"
+    curve = record["learning_curve"]
+    assert curve["x"] == "rows" and curve["points"][-1]["all"] and "micro_f1" in curve["points"][0]
+
+
+def test_rank_says_which_scores_apply(tiny_bert_dir):
+    table = gk.load_data(scored_frame(60), label="score")
+    ranking = gk.rank(table, backbones=[str(tiny_bert_dir)], progress=False)
+    row = ranking.rows[0]
+    assert row["scores"]["logme"] is not None and np.isfinite(row["scores"]["logme"])
+    assert row["scores"]["knn"] is None and "LogME only" in row["skipped"]["knn"]
