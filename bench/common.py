@@ -68,3 +68,30 @@ def save(name: str, result: dict) -> None:
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=float))
     print(f"figures written to {path}")
+
+
+def conll_entity_sets(split: str) -> pd.DataFrame:
+    """CoNLL-2003 sentences (``text``: the tokens joined by spaces) with the set of entity types they mention
+    (``types``: ``|``-joined PER / LOC / ORG / MISC, empty when none); ``-DOCSTART-`` lines skipped."""
+    rows, tokens, types = [], [], set()
+    for line in shared("data", "conll2003", f"{split}.txt").read_text(encoding="utf-8").splitlines() + [""]:
+        parts = line.split()
+        if not parts:
+            if tokens:
+                rows.append({"text": " ".join(tokens), "types": "|".join(sorted(types))})
+            tokens, types = [], set()
+            continue
+        if parts[0] == "-DOCSTART-":
+            continue
+        tokens.append(parts[0])
+        if parts[-1] != "O":
+            types.add(parts[-1].split("-", 1)[1])
+    return pd.DataFrame(rows)
+
+
+def clothing_reviews() -> pd.DataFrame:
+    """Women's clothing reviews with a non-blank review text: ``text`` and the 1-5 ``rating`` (as text)."""
+    frame = pd.read_csv(shared("data", "womens_clothing_reviews", "Womens Clothing E-Commerce Reviews.csv"),
+                        dtype=str, keep_default_na=False)
+    frame = frame[frame["Review Text"].str.strip() != ""]
+    return pd.DataFrame({"text": frame["Review Text"].tolist(), "rating": frame["Rating"].tolist()})

@@ -144,7 +144,7 @@ def test_escalation_stops_when_the_gain_per_minute_is_below_the_threshold(tiny_b
         probabilities[:, 0] = 1.0
         return probabilities
 
-    monkeypatch.setattr(steps.ClassicalBaseline, "predict_proba", one_class)
+    monkeypatch.setattr(steps.ClassicalBaseline, "outputs", one_class)
     result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="1m", epochs=1,
                            ladder=["finetune", "full"], min_gain_per_minute=1e9, progress=False)
     ladder = _by_strategy(result)

@@ -122,6 +122,10 @@ class Case:
 
 
 FIT = ("fit", "{w}/reviews.csv", "--backbone", "{bert}", "-o", "{w}/out")
+# a numeric target with many distinct values (a regression) and a |-separated label set (multi-label)
+SCORE_LINES = "text,label\n" + "".join(f"{'good great' if i % 2 else 'bad awful'} film {i},{i % 7 + 0.75}\n"
+                                       for i in range(14))
+TAG_LINES = "text,label\n" + "".join(f"film {i},{['pos', 'neg', 'pos|neg', ''][i % 4]}\n" for i in range(12))
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 CASES = [
@@ -188,6 +192,29 @@ CASES = [
          r".*--test FILE"),
     Case("test-size-too-small-for-classes", reviews(), (*FIT, "--test-size", "0.01"),
          r"reviews\.csv: cannot split 60 rows with 2 classes stratified at test_size=0\.01: .*--test-size"),
+    # ---- task targets (regression, multi-label) -----------------------------------------------------------
+    Case("regression-target-with-text", write("reviews.csv", SCORE_LINES.replace(",0.75\n", ",ten\n", 1)),
+         (*FIT, "--task", "regression"), r"reviews\.csv: row 1, column 'label': 'ten' is not a number"),
+    Case("regression-target-nan", write("reviews.csv", SCORE_LINES.replace(",0.75\n", ",nan\n", 1)),
+         (*FIT, "--task", "regression"), r"row 1, column 'label': the target is 'nan'; .*finite number"),
+    Case("regression-target-inf", write("reviews.csv", SCORE_LINES.replace(",0.75\n", ",-inf\n", 1)),
+         (*FIT, "--task", "regression"), r"row 1, column 'label': the target is '-inf'; .*finite number"),
+    Case("regression-on-a-string-column", reviews(), (*FIT, "--task", "regression"),
+         r"reviews\.csv: row 1, column 'label': '(neg|pos)' is not a number; a regression target must be numeric"),
+    Case("interval-above-1", write("reviews.csv", SCORE_LINES), (*FIT, "--interval", "1.5"),
+         r"interval level must be a fraction between 0 and 1 .*--interval"),
+    Case("interval-0", write("reviews.csv", SCORE_LINES), (*FIT, "--interval", "0"),
+         r"interval level must be a fraction between 0 and 1 .*--interval"),
+    Case("multilabel-empty-set-declared-impossible", write("reviews.csv", TAG_LINES),
+         (*FIT, "--no-empty-labels"),
+         r"reviews\.csv: row 4, column 'label': the row has no label, and empty label sets were declared impossible"),
+    Case("multilabel-one-label", write("reviews.csv", TAG_LINES.replace("neg", "pos")),
+         (*FIT, "--task", "multilabel-classification"), r"a multi-label target needs at least two labels"),
+    Case("unknown-task", reviews(), (*FIT, "--task", "ranking"), r"argument --task: invalid choice: 'ranking'"),
+    Case("token-classification-not-built-yet", reviews(), (*FIT, "--task", "token-classification"),
+         r"task 'token-classification' is not available yet"),
+    Case("label-and-labels", reviews(), (*FIT, "--label", "label", "--labels", "a", "b"),
+         r"give --label COLUMN .* or --labels A B C .*not both"),
     # ---- media references -------------------------------------------------------------------------------
     Case("image-path-does-not-exist",
          combine(write("pics/a.png", tiny_png()),
@@ -259,7 +286,7 @@ CASES = [
     Case("unknown-strategy", reviews(), (*FIT, "--strategy", "linear-prob"),
          r"unknown strategy 'linear-prob'; choose one of: .*linear-probe"),
     Case("invalid-head", reviews(), (*FIT, "--head", "foo"),
-         r"linear-probe head must be one of logreg, mlp; got 'foo' \(--head\)"),
+         r"linear-probe head must be one of linear, logreg, mlp; got 'foo' \(--head\)"),
     Case("negative-C", reviews(), (*FIT, "--C", "-1"), r"linear-probe C must be > 0; got -1\.0 \(--C\)"),
     Case("cv-folds-1", reviews(), (*FIT, "--cv-folds", "1"),
          r"linear-probe cv_folds must be an integer >= 2; got 1 \(--cv-folds\)"),

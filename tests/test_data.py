@@ -364,6 +364,6 @@ def test_labels_are_stripped_strings(tmp_path):
 
 def test_task_encode_names_unseen_labels():
     task = _task(["a", "b"])
-    assert task.encode(["b", "a"]).tolist() == [1, 0]
+    assert task.encode_labels(["b", "a"]).tolist() == [1, 0]
     with pytest.raises(DataError, match=r"row 2: label 'c' was not seen in training"):
-        task.encode(["a", "c"])
+        task.encode_labels(["a", "c"])

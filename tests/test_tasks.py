@@ -307,3 +307,80 @@ def test_rank_says_which_scores_apply(tiny_bert_dir):
     row = ranking.rows[0]
     assert row["scores"]["logme"] is not None and np.isfinite(row["scores"]["logme"])
     assert row["scores"]["knn"] is None and "LogME only" in row["skipped"]["knn"]
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------------------
+def _cli(capsys, *argv):
+    from graftkit.cli.main import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_multilabel_fit_predict_evaluate_and_bad_inputs(tiny_bert_dir, tmp_path, capsys):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    tagged_frame(120, seed=0).to_csv(train, index=False)
+    tagged_frame(40, seed=1).to_csv(test, index=False)
+    model = tmp_path / "model"
+    code, out, err = _cli(capsys, "fit", train, "--label", "tags", "--backbone", tiny_bert_dir, "--test", test,
+                          "-o", model)
+    assert code == 0, err
+    assert "micro_f1" in out and "with a fixed 0.5 threshold" in out
+    assert json.loads((model / "evaluation.json").read_text())["task"]["kind"] == "multilabel-classification"
+    predictions = tmp_path / "predictions.csv"
+    assert _cli(capsys, "predict", model, test, "-o", predictions)[0] == 0
+    frame = pd.read_csv(predictions, keep_default_na=False)
+    assert list(frame.columns) == ["row", "prediction", "p_neg", "p_pos"]
+    assert set("|".join(frame["prediction"]).split("|")) <= {"neg", "pos", ""}
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps({"neg": 0.99, "pos": 0.99}))
+    assert _cli(capsys, "predict", model, test, "--thresholds", strict, "-o", tmp_path / "strict.csv")[0] == 0
+    assert (pd.read_csv(tmp_path / "strict.csv", keep_default_na=False)["prediction"] != "").sum() <= \
+        (frame["prediction"] != "").sum()
+    # bad inputs: exit 2, one line naming the file / row / column, nothing written
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"PER": 0.5, "LOC": 0.5}))
+    code, out, err = _cli(capsys, "predict", model, test, "--thresholds", other, "-o", tmp_path / "no.csv")
+    assert code == 2 and "written for another model" in err and "missing neg, pos" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "no.csv").exists()
+    unknown = tmp_path / "unknown.csv"
+    pd.DataFrame({"text": ["good film", "bad film"], "tags": ["pos", "pos|meh"]}).to_csv(unknown, index=False)
+    code, _, err = _cli(capsys, "evaluate", model, unknown, "--label", "tags")
+    assert code == 2 and "row 2, column 'tags': label 'meh' was not seen in training" in err
+
+
+def test_cli_multilabel_from_several_0_1_columns(tiny_bert_dir, tmp_path, capsys):
+    frame = tagged_frame(80)
+    frame["pos"] = frame["tags"].str.contains("pos").astype(int)
+    frame["neg"] = frame["tags"].str.contains("neg").astype(int)
+    data = tmp_path / "columns.csv"
+    frame.drop(columns="tags").to_csv(data, index=False)
+    code, out, err = _cli(capsys, "fit", data, "--text", "text", "--labels", "pos", "neg", "--backbone",
+                          tiny_bert_dir, "-o", tmp_path / "model", "--json")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["task"] == {"kind": "multilabel-classification", "labels": ["pos", "neg"], "label_sep": None,
+                                "allow_empty": True}
+    assert _cli(capsys, "evaluate", tmp_path / "model", data, "--json")[0] == 0
+
+
+def test_cli_regression_intervals(tiny_bert_dir, tmp_path, capsys):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    scored_frame(160, seed=0).to_csv(train, index=False)
+    scored_frame(40, seed=1).to_csv(test, index=False)
+    model = tmp_path / "model"
+    code, out, err = _cli(capsys, "fit", train, "--label", "score", "--backbone", tiny_bert_dir, "--test", test,
+                          "--interval", "0.8", "-o", model)
+    assert code == 0, err
+    assert "R²" in out and "80% prediction interval" in out
+    assert "split-conformal intervals" in (model / "README.md").read_text()
+    assert _cli(capsys, "predict", model, test, "-o", tmp_path / "p.csv")[0] == 0
+    assert _cli(capsys, "predict", model, test, "--interval", "0.5", "-o", tmp_path / "p50.csv")[0] == 0
+    wide, narrow = pd.read_csv(tmp_path / "p.csv"), pd.read_csv(tmp_path / "p50.csv")
+    assert list(wide.columns) == ["row", "prediction", "lower", "upper"]
+    assert ((narrow["upper"] - narrow["lower"]) <= (wide["upper"] - wide["lower"]) + 1e-9).all()
+    code, out, err = _cli(capsys, "cv", train, "--label", "score", "--backbone", tiny_bert_dir, "--folds", "3")
+    assert code == 0 and "task: regression" in out and "r2" in out
+    code, _, err = _cli(capsys, "predict", model, test, "--interval", "2")
+    assert code == 2 and "interval level must be a fraction between 0 and 1" in err

@@ -15,7 +15,7 @@ from graftkit.backbones import load_backbone
 from graftkit.data import Table, load_data
 from graftkit.errors import ConfigError, DataError
 from graftkit.features.cache import FeatureCache
-from graftkit.features.content import content_key
+from graftkit.data.content import content_key
 from graftkit.features.extract import extract_features
 from graftkit.strategies import get_strategy
 from graftkit.tasks import infer_task, task_class
@@ -314,6 +314,12 @@ class Graft:
         """One dict per row as a prediction file has it (the label and ``p_<label>`` columns; the label set; the
         value with its interval ``lower`` / ``upper`` (``level=`` another level than fitted))."""
         return self.task_.records(self.outputs(data), self._calibration(), **options)
+
+    def use_thresholds(self, thresholds: dict, source: str = "thresholds") -> Graft:
+        """Decide multi-label predictions at these per-label thresholds (label -> value in (0, 1)) from now on."""
+        self.check_fitted()
+        self.calibration_ = self.task_.with_thresholds(getattr(self, "calibration_", None), thresholds, source)
+        return self
 
     def evaluate(self, data, *, target_recall: float = 0.9, target_precision: float = 0.9,
                  curves: bool = True, interval: float | None = None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from graftkit.loading import load_model
 from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
 from graftkit.cli.options import add_data_options, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
-from graftkit.errors import ArtifactError
+from graftkit.errors import ArtifactError, ConfigError
 from graftkit.atomic import write_atomic
 from graftkit.scoring.regression import check_level
 
@@ -49,6 +50,9 @@ def _add_common(parser) -> None:
     parser.add_argument("--cache-dir", help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--thresholds", metavar="FILE",
+                        help="multi-label: a JSON object label -> decision threshold in (0, 1), used instead of the "
+                             "tuned ones")
     parser.add_argument("--interval", type=float, metavar="LEVEL",
                         help="regression: level of the prediction intervals (default: the level fitted, 0.9)")
 
@@ -59,8 +63,19 @@ def _load(args, require_label: bool):
     model = load_model(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
     if args.batch_size is not None:
         model.batch_size = args.batch_size
+    if args.thresholds:
+        model.use_thresholds(_read_json(args.thresholds), source=args.thresholds)
     known = {model.input_["modality"]: model.input_["column"], "label": model.input_.get("label_column")}
     return model, load_data(args.data, require_label=require_label, known_columns=known, **data_kwargs(args))
+
+
+def _read_json(path: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--thresholds file {path!r} does not exist; check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); write an object such as {{\"PER\": 0.4}}") from None
 
 
 def run_predict(args) -> int:

@@ -105,7 +105,7 @@ class Table:
 
     def fingerprint(self) -> str:
         """Hash of the inputs' content and the labels: names the exact data a model was fitted on."""
-        from graftkit.features.content import content_key
+        from graftkit.data.content import content_key
 
         digest = hashlib.sha256()
         for position, item in enumerate(self.items()):

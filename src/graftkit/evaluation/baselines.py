@@ -140,7 +140,8 @@ class ClassicalBaseline:
 
     @property
     def estimator_name(self) -> str:
-        return ESTIMATORS.get(getattr(self.task, "kind", "classification"), "logistic regression")
+        """The task's estimator, once fitted (``Task.fit_classical``)."""
+        return getattr(self, "info_", {}).get("estimator", "logistic regression")
 
     def _features(self, items, where, fitting: bool):
         if self.modality == "text":
@@ -178,9 +179,6 @@ class ClassicalBaseline:
     def predict_proba(self, items, where=lambda i: f"item {i + 1}") -> np.ndarray:
         """Probabilities over the label ids seen in ``fit`` (classes absent from training get 0)."""
         return self.task.probabilities(self.outputs(items, where))
-
-
-ESTIMATORS = {"multilabel-classification": "one-vs-rest logistic regression", "regression": "ridge"}
 
 
 def _penalty(info: dict) -> str:

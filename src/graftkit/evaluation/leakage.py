@@ -3,7 +3,7 @@
 Three detectors, reported together with examples (row numbers, both inputs, both labels, similarity):
 
 - exact: a hash of the normalised content. Text is NFKC-normalised, case-folded, stripped of punctuation and
-  whitespace-collapsed; images and audio are hashed by their file bytes (``features.content``).
+  whitespace-collapsed; images and audio are hashed by their file bytes (``data.content``).
 - text (text only): lightly edited copies (a typo, an extra word). Candidates are the training rows closest in
   character 3-5-gram TF-IDF space (blocking), verified by the Ratcliff-Obershelp similarity of the normalised
   texts (``difflib``) at or above ``text_threshold``. Needed because a typo changes a sentence encoder's
@@ -45,7 +45,7 @@ def content_hashes(table) -> list[str]:
     """One hash per row: of the normalised text, or of the media file's bytes."""
     if table.modality == "text":
         return [hashlib.sha256(normalize_text(t).encode("utf-8", "surrogatepass")).hexdigest() for t in table.items()]
-    from graftkit.features.content import content_key
+    from graftkit.data.content import content_key
 
     return [content_key(item, table.modality, lambda p=p: table.where(p, table.input_column))
             for p, item in enumerate(table.items())]

@@ -24,7 +24,7 @@ from graftkit.backbones import load_backbone
 from graftkit.data import Table
 from graftkit.errors import ConfigError, DataError
 from graftkit.features.cache import FeatureCache
-from graftkit.features.content import content_key
+from graftkit.data.content import content_key
 from graftkit.features.extract import extract_features, extract_layer_features
 
 logger = logging.getLogger(__name__)

@@ -167,6 +167,11 @@ class Task(ABC):
     def outputs(self, raw: np.ndarray, calibration: dict | None) -> np.ndarray:
         """``raw`` with the calibration applied (``None``: as the head gives them)."""
 
+    def with_thresholds(self, calibration: dict | None, thresholds, source: str) -> dict:
+        """``calibration`` with the user's decision thresholds (``--thresholds FILE``), where the task has any."""
+        raise ConfigError(f"{source}: decision thresholds apply to multi-label models; this is a {self.kind} model "
+                          "(drop --thresholds)")
+
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         if not self.has_probabilities:
             raise ConfigError(f"a {self.kind} model has no probabilities; use predict()")

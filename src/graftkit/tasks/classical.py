@@ -6,7 +6,7 @@ pixels, log-mel statistics), one per task kind, each tuned by cross-validation o
 - regression: ridge, alpha by efficient leave-one-out CV (sparse TF-IDF included).
 
 Each returns a fitted object with ``raw(X)``: outputs in the task's ``raw`` form (log-probabilities, logits,
-values), and ``info`` (the chosen penalty, the parameter count).
+values), and ``info`` (the estimator's name, the chosen penalty, the parameter count).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def fit_logistic(X, y, *, n_classes: int, C: float | None = None, max_iter: int 
         full[:, model.classes_] = scores
         return np.log(np.clip(full, 1e-300, 1.0))
 
-    return Fitted(raw, {"C": chosen, "parameters": int(model.coef_.size + model.intercept_.size)})
+    return Fitted(raw, {"estimator": "logistic regression", "C": chosen,
+                        "parameters": int(model.coef_.size + model.intercept_.size)})
 
 
 def fit_one_vs_rest(X, Y, *, max_iter: int = 2000, seed: int = 0, **options):
@@ -93,7 +94,7 @@ def fit_one_vs_rest(X, Y, *, max_iter: int = 2000, seed: int = 0, **options):
                 columns.append(model.decision_function(X_new))
         return np.stack(columns, axis=1)
 
-    return Fitted(raw, {"C": Cs, "parameters": parameters})
+    return Fitted(raw, {"estimator": "one-vs-rest logistic regression", "C": Cs, "parameters": parameters})
 
 
 def fit_ridge(X, y, *, seed: int = 0, **_):
@@ -102,4 +103,4 @@ def fit_ridge(X, y, *, seed: int = 0, **_):
     y = np.asarray(y, dtype=np.float64)
     model = RidgeCV(alphas=RIDGE_ALPHAS).fit(X, y)
     return Fitted(lambda X_new: model.predict(X_new).reshape(-1, 1),
-                  {"alpha": float(model.alpha_), "parameters": int(np.size(model.coef_) + 1)})
+                  {"estimator": "ridge", "alpha": float(model.alpha_), "parameters": int(np.size(model.coef_) + 1)})

@@ -147,6 +147,24 @@ class MultiLabel(Task):
         found = (calibration or {}).get("thresholds")
         return np.asarray(found, dtype=np.float64) if found else np.full(len(self.names), 0.5)
 
+    def with_thresholds(self, calibration: dict | None, thresholds, source: str) -> dict:
+        """The user's thresholds (a JSON object label -> threshold in (0, 1)) instead of the tuned ones. A file
+        written for another model (other labels) is refused, naming the labels that differ."""
+        if not isinstance(thresholds, dict):
+            raise ConfigError(f"{source}: thresholds must be a JSON object mapping each label to a number in (0, 1); "
+                              f"got a JSON {type(thresholds).__name__}")
+        missing, unknown = sorted(set(self.names) - set(thresholds)), sorted(set(thresholds) - set(self.names))
+        if missing or unknown:
+            raise ConfigError(f"{source}: the thresholds do not fit this model (labels {', '.join(self.names)}); "
+                              + "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                                           f"unknown {', '.join(unknown)}" if unknown else "") if part)
+                              + "; it was written for another model")
+        for name, value in thresholds.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+                raise ConfigError(f"{source}: the threshold of {name!r} must be a number in (0, 1); got {value!r}")
+        return {**(calibration or {}), "thresholds": [float(thresholds[name]) for name in self.names],
+                "thresholds_from": source}
+
     def decode(self, outputs: np.ndarray, calibration: dict | None = None) -> list[list[str]]:
         chosen = np.asarray(outputs) >= self.thresholds(calibration)
         return [[name for name, on in zip(self.names, row) if on] for row in chosen]
