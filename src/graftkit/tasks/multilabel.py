@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from graftkit.errors import ConfigError, DataError
-from graftkit.scoring.calibration import expected_calibration_error, fit_temperature
+from graftkit.scoring.calibration import fit_temperature, reliability_diagram
 from graftkit.scoring.multilabel import multilabel_metrics, tune_thresholds
 from graftkit.tasks.base import Task
 from graftkit.tasks.heads import OneVsRestHead
@@ -260,13 +260,15 @@ class MultiLabel(Task):
         fixed = multilabel_metrics(y, calibrated, np.full(len(self.names), 0.5), self.names, per_label=False)
         metrics["fixed_threshold_0.5"] = {k: fixed[k] for k in self.headline}
         before = _sigmoid(raw)
-        metrics["calibration"] = {
-            "status": (calibration or {}).get("status", "off"),
-            "per_label": [{"label": name,
-                           "temperature": float(t),
-                           "ece_before": expected_calibration_error(_two_columns(before[:, j]), y[:, j].astype(int)),
-                           "ece_after": expected_calibration_error(_two_columns(calibrated[:, j]), y[:, j].astype(int))}
-                          for j, (name, t) in enumerate(zip(self.names, self.outputs_temperatures(calibration)))]}
+        rows = []
+        for j, (name, t) in enumerate(zip(self.names, self.outputs_temperatures(calibration))):
+            truth = y[:, j].astype(int)
+            diagram_before = reliability_diagram(_two_columns(before[:, j]), truth)
+            diagram_after = reliability_diagram(_two_columns(calibrated[:, j]), truth)
+            rows.append({"label": name, "temperature": float(t), "ece_before": diagram_before["ece"],
+                         "ece_after": diagram_after["ece"], "reliability_before": diagram_before["bins"],
+                         "reliability_after": diagram_after["bins"]})
+        metrics["calibration"] = {"status": (calibration or {}).get("status", "off"), "per_label": rows}
         return metrics
 
     def outputs_temperatures(self, calibration: dict | None) -> list[float]:
