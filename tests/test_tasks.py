@@ -249,6 +249,26 @@ def test_every_trainable_strategy_fits_both_kinds(tiny_bert_dir, tmp_path, strat
     np.testing.assert_allclose(reloaded.outputs(test), outputs, rtol=1e-5, atol=1e-5)
 
 
+def test_adapters_of_different_tasks_share_one_base_and_merge(tiny_bert_dir, tmp_path, capsys):
+    from graftkit.cli.main import main
+
+    tags = gk.load_data(tagged_frame(48), label="tags")
+    scores = gk.load_data(scored_frame(48), label="score")
+    options = {"backbone": str(tiny_bert_dir), "strategy": "lora", "progress": False, "epochs": 1, "patience": 0}
+    tagger = gk.Graft(**options).fit(tags)
+    scorer = gk.Graft(**options).fit(scores)
+    tagger.save(tmp_path / "tags")
+    scorer.save(tmp_path / "scores")
+    shared = gk.load_adapters({"tags": tmp_path / "tags", "scores": tmp_path / "scores"}, progress=False)
+    texts = ["good film", "bad awful plot"]
+    np.testing.assert_allclose(shared.model("scores").outputs(texts), scorer.outputs(texts), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(shared.model("tags").outputs(texts), tagger.outputs(texts), rtol=1e-4, atol=1e-5)
+    assert main(["merge", str(tmp_path / "scores"), "-o", str(tmp_path / "merged")]) == 0
+    merged = gk.load(tmp_path / "merged", progress=False)
+    assert merged.task_.kind == "regression"
+    np.testing.assert_allclose(merged.outputs(texts), scorer.outputs(texts), rtol=1e-3, atol=1e-4)
+
+
 def test_engine_output_layer_learns_the_standardised_target_and_exports_target_units(tiny_bert_dir):
     import torch
 
@@ -384,3 +404,45 @@ def test_cli_regression_intervals(tiny_bert_dir, tmp_path, capsys):
     assert code == 0 and "task: regression" in out and "r2" in out
     code, _, err = _cli(capsys, "predict", model, test, "--interval", "2")
     assert code == 2 and "interval level must be a fraction between 0 and 1" in err
+
+
+# -- real models on real data (../shared) ----------------------------------------------------------------------------
+def _bench_common():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import common  # bench/common.py: the readers of the shared data sets the benchmarks use
+
+    return common
+
+
+@pytest.mark.slow
+def test_minilm_regression_on_real_clothing_reviews():
+    from conftest import shared_path
+
+    shared_path("data", "womens_clothing_reviews")
+    frame = _bench_common().clothing_reviews().sample(n=700, random_state=0)
+    table = gk.load_data(frame, text="text", label="rating")
+    task = infer_task(table, "regression")
+    train, test = task.split(table, test_size=0.25, seed=0)
+    model = gk.Graft(backbone="all-MiniLM-L6-v2", progress=False, task="regression").fit(train)
+    metrics = model.evaluate(test)
+    assert metrics["r2"] > 0.15 and metrics["spearman"] > 0.4  # ratings follow the review's sentiment
+    assert 0.8 <= metrics["interval"]["coverage"] <= 0.98 and metrics["interval"]["level"] == 0.9
+    assert all(1.0 - 3 < value < 5.0 + 3 for value in model.predict(test))
+
+
+@pytest.mark.slow
+def test_minilm_multilabel_on_real_conll_entity_types():
+    from conftest import shared_path
+
+    shared_path("data", "conll2003")
+    common = _bench_common()
+    train = gk.load_data(common.conll_entity_sets("train").sample(n=800, random_state=0), label="types")
+    test = gk.load_data(common.conll_entity_sets("test").sample(n=300, random_state=0), label="types")
+    model = gk.Graft(backbone="all-MiniLM-L6-v2", progress=False).fit(train)
+    assert model.task_.kind == "multilabel-classification" and model.task_.labels == ("LOC", "MISC", "ORG", "PER")
+    metrics = model.evaluate(test)
+    assert metrics["micro_f1"] > 0.6 and metrics["subset_accuracy"] > 0.3
+    assert metrics["micro_f1"] >= metrics["fixed_threshold_0.5"]["micro_f1"] - 0.05

@@ -57,7 +57,7 @@ def run_demo(args) -> int:
                     "my top-up failed"]
         predictions = reloaded.predict(examples)
         same = reloaded.predict(test) == model.predict(test)
-    baseline = run_baseline(train, test, model.task_.labels)["accuracy"]  # TF-IDF + logistic regression
+    baseline = run_baseline(train, test, model.task_)["accuracy"]  # TF-IDF + logistic regression
     result = {"backbone": args.backbone, "train_rows": len(train), "test_rows": len(test),
               "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "tfidf_baseline_accuracy": baseline,
               "reloaded_predictions_identical": bool(same), "seconds": round(time.perf_counter() - started, 1),
