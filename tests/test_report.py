@@ -1,6 +1,7 @@
 """``graftkit report``: one self-contained HTML file rendered from the saved evaluation record, with every
 user-supplied string escaped. Opened in headless Chromium (Debian ``chromium``) to check what renders and
-that nothing from a malicious label, text or file name runs."""
+that nothing from a malicious label, text or file name runs. Multi-label and regression models get their own
+sections (and none of classification's), built from real evaluation records of tiny models."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import sentiment_frame
+from test_tasks import scored_frame, tagged_frame
+
+import graftkit as gk
 from graftkit.cli.main import main
+from graftkit.evaluation.cv import cross_validate
+from graftkit.evaluation.suite import evaluate_model, save_evaluation
+from graftkit.report import sections_multilabel, sections_regression
 
 SCRIPT_LABEL = "<script>document.body.setAttribute('data-pwned','1')</script>"
 IMG_LABEL = "<img src=x onerror=\"document.title='pwned'\">"
@@ -22,6 +28,12 @@ IFRAME_TEXT = "<iframe src=javascript:alert(3)></iframe> good great film"
 SECTIONS = ["Calibration", "Precision, recall and ROC", "Learning curve", "Transfer gain", "Forgetting",
             "Confusion matrix",
             "Per-class results", "Leakage", "Cross-validation", "Manifest"]
+MULTILABEL_SECTIONS = ["Decision thresholds: tuned against 0.5", "Per-label calibration", "Learning curve",
+                       "Transfer gain", "Forgetting", "Per-label results", "Leakage", "Cross-validation", "Manifest"]
+REGRESSION_SECTIONS = ["Residuals", "Prediction intervals", "Learning curve", "Transfer gain", "Forgetting",
+                       "Leakage", "Cross-validation", "Manifest"]
+CLASSIFICATION_ONLY = ("Confusion matrix", "Per-class results", "Precision, recall and ROC", "ECE (15 bins)",
+                       "test accuracy", "per class")
 
 
 class Elements(HTMLParser):
@@ -123,7 +135,7 @@ def _run_chromium(tmp_path: Path, *arguments: str) -> subprocess.CompletedProces
     command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
                f"--user-data-dir={tmp_path / 'chromium-profile'}", *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=180)
 
 
 def test_report_renders_in_headless_chromium_and_runs_no_user_script(report_dir, tmp_path):
@@ -169,3 +181,151 @@ def test_evaluate_save_rewrites_the_record_for_the_report(report_dir, tmp_path, 
     assert main(["report", str(copy)]) == 0
     html = (copy / "report.html").read_text(encoding="utf-8")
     assert "The flagged rows were dropped before scoring." in html and "No baseline: turned off" in html
+
+
+# -- multi-label and regression ------------------------------------------------------------------------------
+
+
+def _evaluated_model(folder: Path, bert: Path, frame: pd.DataFrame, label: str) -> Path:
+    """A linear probe fitted and evaluated (baseline, learning curve, 3-fold CV) through the Python API, with
+    its evaluation.json saved and its report written by the CLI."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRAFTKIT_CACHE", str(folder / "cache"))
+        table = gk.load_data(frame, label=label)
+        train, test = gk.infer_task(table).split(table, test_size=0.25, seed=0)
+        model = gk.Graft(backbone=str(bert), progress=False).fit(train)
+        model.save(folder / "model")
+        cv = cross_validate(gk.Graft(backbone=str(bert), progress=False), train, k=3)
+        record = evaluate_model(model, test, train=train, learning_curve=True, seeds=2, cv=cv)
+    save_evaluation(folder / "model", record)
+    assert main(["report", str(folder / "model")]) == 0
+    return folder / "model"
+
+
+@pytest.fixture(scope="module")
+def multilabel_dir(tiny_bert_dir, tmp_path_factory):
+    """Tags "pos" / "neg" / both / none, the "pos" tag named as a script."""
+    frame = tagged_frame(120, seed=0)
+    frame["tags"] = frame["tags"].str.replace("pos", SCRIPT_LABEL, regex=False)
+    return _evaluated_model(tmp_path_factory.mktemp("report-multilabel"), tiny_bert_dir, frame, "tags")
+
+
+@pytest.fixture(scope="module")
+def regression_dir(tiny_bert_dir, tmp_path_factory):
+    """A numeric score whose column name is markup."""
+    frame = scored_frame(120, seed=0).rename(columns={"score": "score<b>"})
+    return _evaluated_model(tmp_path_factory.mktemp("report-regression"), tiny_bert_dir, frame, "score<b>")
+
+
+def _section(html: str, anchor: str) -> str:
+    """The HTML of the section whose h2 has ``id=anchor``, up to the next h2."""
+    return html.split(f"<h2 id='{anchor}'>", 1)[1].split("<h2", 1)[0]
+
+
+def _cards(html: str) -> list[str]:
+    """The names on the summary cards."""
+    return [part.split("</div>", 1)[0] for part in html.split("<div class='k'>")[1:]]
+
+
+def test_multilabel_report_has_per_label_sections_and_no_classification_ones(multilabel_dir):
+    html = (multilabel_dir / "report.html").read_text(encoding="utf-8")
+    record = json.loads((multilabel_dir / "evaluation.json").read_text())
+    metrics = record["metrics"]
+    elements = parse(html)
+    assert elements.text["h2"] == MULTILABEL_SECTIONS
+    assert not any(text in html for text in CLASSIFICATION_ONLY)
+    assert _cards(html)[:5] == ["test micro-F1", "macro-F1", "samples-F1", "subset accuracy", "Hamming loss"]
+    assert "3-fold CV micro-F1" in _cards(html) and "micro-F1 at a fixed 0.5" in _cards(html)
+
+    # the per-label table: every label, its tuned threshold, support and predicted count
+    per_label = parse(html.split("class='per-label'>", 1)[1].split("</table>", 1)[0])
+    rows = per_label.text["td"]
+    assert len(rows) == 8 * len(metrics["per_label"]) == 16
+    for row in metrics["per_label"]:
+        at = rows.index(row["label"])
+        assert rows[at + 5] == f"{row['threshold']:.3f}" and rows[at + 6] == str(row["support"])
+        assert rows[at + 7] == str(metrics["predicted_label_counts"][row["label"]])
+    # tuned thresholds against a fixed 0.5, for each headline metric
+    comparison = parse(_section(html, "thresholds")).text["td"]
+    fixed = metrics["fixed_threshold_0.5"]
+    for name, key in (("micro-F1", "micro_f1"), ("macro-F1", "macro_f1"), ("subset accuracy", "subset_accuracy"),
+                      ("Hamming loss (lower is better)", "hamming_loss")):
+        at = comparison.index(name)
+        assert comparison[at + 1: at + 3] == [f"{metrics[key]:.4f}", f"{fixed[key]:.4f}"]
+    # one reliability diagram per label (two labels: under the cap), with the per-label ECE table
+    calibration = _section(html, "calibration")
+    assert calibration.count("<svg") == 2 and "Diagrams: one per label." in calibration
+    assert f"{metrics['calibration']['per_label'][0]['ece_after']:.4f}" in calibration
+    # the generic sections read the metric from the record
+    assert "<th>micro-F1 gain</th>" in _section(html, "transfer")
+    assert "<th>Hamming loss change (lower is better)</th>" in _section(html, "transfer")
+    assert "<th>train rows</th><th>micro-F1</th>" in _section(html, "learning-curve")
+    assert "<th>subset accuracy</th><th>Hamming loss</th>" in _section(html, "cv")
+
+
+def test_multilabel_report_escapes_label_names(multilabel_dir):
+    html = (multilabel_dir / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in html.lower()
+    escaped = "&lt;script&gt;document.body.setAttribute(&#x27;data-pwned&#x27;,&#x27;1&#x27;)&lt;/script&gt;"
+    assert escaped in _section(html, "per-label") and escaped in _section(html, "calibration")
+    assert "Reliability: &lt;script&gt;document.body.setAttribute(" in html  # the chart's title, shortened
+    cells = parse(html).text["td"]
+    assert SCRIPT_LABEL in cells  # shown as text
+
+
+def test_regression_report_has_residuals_and_interval_coverage(regression_dir):
+    html = (regression_dir / "report.html").read_text(encoding="utf-8")
+    record = json.loads((regression_dir / "evaluation.json").read_text())
+    metrics = record["metrics"]
+    elements = parse(html)
+    assert elements.text["h2"] == REGRESSION_SECTIONS
+    assert not any(text in html for text in CLASSIFICATION_ONLY) and "macro-F1" not in html
+    assert _cards(html)[:5] == ["test R²", "RMSE", "MAE", "Spearman ρ", "90% interval coverage"]
+    assert "3-fold CV R²" in _cards(html)
+
+    residuals = _section(html, "residuals")
+    scatter = parse(residuals)
+    assert scatter.count("svg") == 1 and scatter.count("circle") == len(metrics["residuals"]["target"]) == 30
+    assert scatter.count("polyline") == 3  # y = x and the interval's two edges
+    assert "true score&lt;b&gt;" in residuals and "score<b>" not in html
+    interval = metrics["interval"]
+    coverage = parse(_section(html, "intervals")).text["td"]
+    assert coverage[coverage.index("coverage on the test rows") + 1] == f"{interval['coverage']:.1%}"
+    assert coverage[coverage.index("nominal level") + 1] == "90%"
+    assert coverage[coverage.index("held-out residuals q was read from") + 1] == str(interval["held_out_residuals"])
+    assert "<th>R² gain</th>" in _section(html, "transfer") and "<th>RMSE change (lower is better)</th>" in html
+    assert "<th>train rows</th><th>R²</th>" in _section(html, "learning-curve")
+
+
+def test_regression_interval_skipped_says_why():
+    record = {"metrics": {"n": 3, "interval": {"level": 0.8, "skipped": "skipped: <no> held-out rows"}}}
+    shown = sections_regression.intervals(record)
+    assert "No interval at level 0.8000: skipped: &lt;no&gt; held-out rows." in shown
+    assert sections_regression.cards(record) == "" and sections_regression.residuals(record) == ""
+
+
+def test_multilabel_reliability_charts_are_capped_at_the_most_supported_labels():
+    bins = [{"lower": 0.5, "upper": 1.0, "confidence": 0.8, "accuracy": 0.7, "count": 4}]
+    labels = [f"label {i}" for i in range(15)]
+    record = {"metrics": {
+        "n": 20, "per_label": [{"label": name, "support": i} for i, name in enumerate(labels)],
+        "calibration": {"status": "fitted", "per_label": [
+            {"label": name, "temperature": 1.0, "ece_before": 0.1, "ece_after": 0.05, "reliability_before": bins,
+             "reliability_after": bins} for name in labels]}}}
+    shown = sections_multilabel.calibration(record)
+    assert shown.count("<svg") == sections_multilabel.MAX_CHARTS == 12
+    assert "the 12 labels with the most positive test rows, of 15" in shown
+    assert "Reliability: label 14" in shown and "Reliability: label 2<" not in shown  # the least supported left out
+    assert shown.count("<tr>") == 1 + 15  # the ECE table keeps every label
+
+
+def test_report_of_an_older_record_without_a_task_is_a_classification_report(report_dir, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(report_dir, copy)
+    record = json.loads((copy / "evaluation.json").read_text())
+    del record["task"]
+    (copy / "evaluation.json").write_text(json.dumps(record))
+    assert main(["report", str(copy)]) == 0
+    html = (copy / "report.html").read_text(encoding="utf-8")
+    assert parse(html).text["h2"] == SECTIONS
+    assert _cards(html)[:2] == ["test accuracy", "macro-F1"] and "3-fold CV accuracy" in _cards(html)

@@ -1,7 +1,11 @@
 """``graftkit report DIR``: one self-contained HTML file from a model directory's ``manifest.json`` and
 ``evaluation.json``. Charts are inline SVG, styles inline, no script and no external resource, so the file
 opens anywhere (and offline). The report renders saved results only; it computes nothing. Every string that
-comes from the user's data or files (labels, texts, paths, sources) is HTML-escaped."""
+comes from the user's data or files (labels, texts, paths, sources) is HTML-escaped.
+
+This module holds the sections every task has (summary, warnings, learning curve, transfer gain, forgetting,
+leakage, cross-validation, manifest), reading metric names from the record; each task's own sections live in
+``sections_<task>.py`` and register themselves with ``common.task_section``."""
 
 from __future__ import annotations
 
@@ -9,17 +13,29 @@ import json
 from pathlib import Path
 
 from graftkit.atomic import write_text_atomic
-from graftkit.errors import ArtifactError
-from graftkit.report.svg import (
-    bars_svg,
-    curve_svg,
-    esc,
-    heatmap_svg,
-    learning_curve_svg,
-    reliability_svg,
+from graftkit.errors import ArtifactError, GraftkitError
+from graftkit.report import (  # noqa: F401
+    sections_classification,
+    sections_multilabel,
+    sections_regression,
 )
+from graftkit.report.common import (
+    card,
+    metric_name,
+    metrics_of,
+    num,
+    signed,
+    skipped,
+    table,
+    task_sections,
+)
+from graftkit.report.svg import bars_svg, esc, learning_curve_svg
+from graftkit.tasks import task_from_dict
 
 REPORT = "report.html"
+# The learning curve's x: its column header, and its unit (the extrapolation header and the axis label).
+X_NAMES = {"per_class": ("per class", "labelled examples per class"), "rows": ("train rows", "training rows")}
+PERCENT = ("accuracy", "subset_accuracy")  # target values shown as percentages
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -44,81 +60,67 @@ details summary{cursor:pointer;color:#1f5fa8}
 """
 
 
-
-def _num(value, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return esc(value)
-
-
-def _signed(value, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:+.{digits}f}"
+def _task(manifest: dict, record: dict | None):
+    """The record's task (older records have none: the manifest's), or None for a kind this version lacks."""
+    try:
+        return task_from_dict((record or {}).get("task") or manifest["task"])
+    except GraftkitError:
+        return None
 
 
-def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset(), css: str = "") -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = "".join(f"<td class='n'>{cell}</td>" if i in numeric else f"<td>{cell}</td>"
-                        for i, cell in enumerate(row))
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _headline(task, metrics: dict) -> list[str]:
+    if task is not None:
+        return [k for k in task.headline if k in metrics]
+    return [k for k, v in metrics.items() if k != "n" and isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
-def _card(key: str, value: str, detail: str = "") -> str:
-    return (f"<div class='card'><div class='k'>{esc(key)}</div><div class='v'>{value}</div>"
-            f"<div class='d'>{detail}</div></div>")
+def _primary(task, metrics: dict) -> str:
+    if task is not None:
+        return task.primary_metric
+    return next(iter(_headline(task, metrics)), "")
 
 
-def _skipped(section: dict | None) -> str | None:
-    if section is None:
-        return "not in this evaluation record"
-    return section.get("skipped")
+def _improves(task, key: str) -> bool:
+    return task is None or task.metric_improves(key)
+
+
+def _gain_card(what: str, gain: dict, metric: str) -> str:
+    return card(f"transfer gain vs {what}", signed(gain["gain"]),
+                f"{esc(metric_name(gain.get('metric', metric)))}, 95% CI {signed(gain['ci95'][0], 3)} to "
+                f"{signed(gain['ci95'][1], 3)}")
 
 
 # -- sections -----------------------------------------------------------------------------------------------
 
 
-def _summary(manifest: dict, record: dict | None) -> str:
+def _summary(manifest: dict, record: dict | None, task) -> str:
     cards = []
-    metrics = (record or {}).get("metrics")
-    if metrics:
-        cards.append(_card("test accuracy", _num(metrics["accuracy"]), f"n = {metrics['n']}"))
-        cards.append(_card("macro-F1", _num(metrics["macro_f1"])))
-        cal = metrics.get("calibration")
-        if cal:
-            cards.append(_card("ECE (15 bins)", f"{cal['ece_before']:.3f} → {cal['ece_after']:.3f}",
-                               f"temperature T = {cal['temperature']:.3f}"))
-        thresholds = metrics.get("thresholds")
-        if thresholds and thresholds.get("roc_auc") is not None:
-            cards.append(_card("ROC AUC / AP", f"{thresholds['roc_auc']:.3f} / {thresholds['average_precision']:.3f}",
-                               esc(thresholds["averaging"])))
-    else:
-        test = manifest.get("metrics", {}).get("test")
-        if test:
-            cards.append(_card("test accuracy (manifest)", _num(test["accuracy"]), f"n = {test['n']}"))
-    baseline = (record or {}).get("baseline") or {}
-    gain = baseline.get("transfer_gain")
-    if gain:
-        cards.append(_card("transfer gain vs baseline", _signed(gain["gain"]),
-                           f"95% CI {_signed(gain['ci95'][0], 3)} to {_signed(gain['ci95'][1], 3)}"))
-    gain = ((record or {}).get("scratch") or {}).get("transfer_gain")
-    if gain:
-        cards.append(_card("transfer gain vs scratch", _signed(gain["gain"]),
-                           f"95% CI {_signed(gain['ci95'][0], 3)} to {_signed(gain['ci95'][1], 3)}"))
+    metrics, source = metrics_of(record), ""
+    if not metrics:
+        metrics, source = manifest.get("metrics", {}).get("test") or {}, " (manifest)"
+    for i, key in enumerate(_headline(task, metrics)):
+        if i == 0:
+            cards.append(card(f"test {metric_name(key)}{source}", num(metrics[key]), f"n = {esc(metrics.get('n'))}"))
+        else:
+            cards.append(card(metric_name(key), num(metrics[key])))
+    cards.append(task_sections(task, "cards", record))
+    primary = _primary(task, metrics)
+    for section, what in (("baseline", "baseline"), ("scratch", "scratch")):
+        gain = ((record or {}).get(section) or {}).get("transfer_gain")
+        if gain:
+            cards.append(_gain_card(what, gain, primary))
     forgetting = (record or {}).get("forgetting") or {}
     if "cka" in forgetting:
-        cards.append(_card("feature CKA vs pretrained", f"{forgetting['cka']:.3f}", "1 = unchanged"))
+        cards.append(card("feature CKA vs pretrained", f"{forgetting['cka']:.3f}", "1 = unchanged"))
     leak = (record or {}).get("leakage") or {}
     if "leaked" in leak:
-        cards.append(_card("leaked test rows", str(leak["leaked"]),
-                           f"{100 * leak['share']:.1f}% of {leak['n_test']}" + (" (dropped)" if leak.get("dropped") else "")))
-    cv = (record or {}).get("cv") or {}
-    if cv.get("summary"):
-        acc = cv["summary"]["accuracy"]
-        cards.append(_card(f"{len(cv['folds'])}-fold CV accuracy", f"{acc['mean']:.3f} ± {acc['std']:.3f}"))
+        cards.append(card("leaked test rows", str(leak["leaked"]),
+                          f"{100 * leak['share']:.1f}% of {leak['n_test']}" + (" (dropped)" if leak.get("dropped") else "")))
+    summary = ((record or {}).get("cv") or {}).get("summary")
+    if summary:
+        key = primary if primary in summary else next(iter(summary))
+        cards.append(card(f"{len(record['cv']['folds'])}-fold CV {metric_name(key)}",
+                          f"{summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}"))
     return f"<div class='cards'>{''.join(cards)}</div>"
 
 
@@ -140,211 +142,154 @@ def _warnings(record: dict | None) -> str:
     leak = record.get("leakage") or {}
     if leak.get("warning"):
         out.append(f"<div class='warn'><b>Leakage:</b> {esc(leak['warning'])}</div>")
-    status = ((record.get("metrics") or {}).get("calibration") or {}).get("status", "")
+    status = (metrics_of(record).get("calibration") or {}).get("status", "")
     if status.startswith("skipped"):
         out.append(f"<div class='warn'><b>Calibration:</b> {esc(status)}</div>")
     return "".join(out)
 
 
-def _calibration(record: dict | None) -> str:
-    cal = ((record or {}).get("metrics") or {}).get("calibration")
-    if not cal:
-        return "<h2 id='calibration'>Calibration</h2><p class='note'>No calibration results saved.</p>"
-    fit = (record or {}).get("calibration_fit") or {}
-    rows = [[name, _num(cal[f"{key}_before"]), _num(cal[f"{key}_after"]), _signed(cal[f"{key}_after"] - cal[f"{key}_before"])]
-            for name, key in (("ECE (15 equal-width bins)", "ece"), ("MCE", "mce"), ("NLL", "nll"), ("Brier", "brier"))]
-    table = _table(["on the test data", "before", f"after T = {cal['temperature']:.4f}", "change"], rows, {1, 2, 3})
-    how = (f"Temperature scaling (Guo et al. 2017): the logits are divided by T, fitted on "
-           f"{esc(fit.get('fitted_on') or 'held-out data')}; status: {esc(cal.get('status', fit.get('status', '')))}. "
-           "It never changes the predicted class, so accuracy is the same before and after.")
-    chart = reliability_svg(cal["reliability_before"], cal["reliability_after"], ece_before=cal["ece_before"],
-                            ece_after=cal["ece_after"])
-    return (f"<h2 id='calibration'>Calibration</h2><div class='row'><div class='panel'>{chart}</div>"
-            f"<div>{table}<p class='note' style='max-width:520px'>{how}</p></div></div>")
-
-
-def _thresholds(record: dict | None) -> str:
-    thresholds = ((record or {}).get("metrics") or {}).get("thresholds")
-    if not thresholds:
-        return ""
-    curves = thresholds.get("curves") or {}
-    charts = []
-    if curves.get("pr"):
-        charts.append(curve_svg(curves["pr"]["recall"], curves["pr"]["precision"], title="Precision-recall curve",
-                                x_label="recall", y_label="precision",
-                                label=f"AP {thresholds['average_precision']:.3f}"))
-    if curves.get("roc"):
-        charts.append(curve_svg(curves["roc"]["fpr"], curves["roc"]["tpr"], title="ROC curve",
-                                x_label="false positive rate", y_label="true positive rate", diagonal=True,
-                                label=f"AUC {thresholds['roc_auc']:.3f}", corner="bottom-right"))
-    par, rap = thresholds["precision_at_recall"], thresholds["recall_at_precision"]
-    macro = thresholds["macro"]
-    rows = [
-        [f"precision at recall ≥ {thresholds['target_recall']:g}", _num(par.get("precision")), _num(par.get("threshold")),
-         _num(macro.get("precision_at_recall"))],
-        [f"recall at precision ≥ {thresholds['target_precision']:g}", _num(rap.get("recall")), _num(rap.get("threshold")),
-         _num(macro.get("recall_at_precision"))],
-        ["average precision", _num(thresholds["average_precision"]), "", _num(macro.get("average_precision"))],
-        ["ROC AUC", _num(thresholds["roc_auc"]), "", _num(macro.get("roc_auc"))],
-    ]
-    table = _table(["", thresholds["averaging"], "threshold", "macro mean over classes (one-vs-rest)"], rows,
-                   {1, 2, 3})
-    panels = "".join(f"<div class='panel'>{c}</div>" for c in charts)
-    return f"<h2 id='thresholds'>Precision, recall and ROC</h2><div class='row'>{panels}</div><div style='margin-top:10px'>{table}</div>"
+def _target_value(metric: str, value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0%}" if metric in PERCENT else f"{value:g}"
 
 
 def _learning_curve(record: dict | None) -> str:
     section = (record or {}).get("learning_curve")
-    reason = _skipped(section)
+    reason = skipped(section)
     if reason:
         return f"<h2 id='learning-curve'>Learning curve</h2><p class='note'>Not measured: {esc(reason)}.</p>"
     points, extrapolation = section["points"], section.get("extrapolation")
-    rows = [["all" if p.get("all") else p["per_class"], p["n_train"], _num(p["accuracy"]["mean"]),
-             _num(p["accuracy"]["std"]), _num(p["macro_f1"]["mean"]), len(p["accuracy"]["values"])] for p in points]
-    table = _table(["per class", "train rows", "accuracy", "± std", "macro-F1", "seeds"], rows, {1, 2, 3, 4, 5})
+    x, metric = section.get("x", "per_class"), section.get("metric", "accuracy")
+    column, unit = X_NAMES.get(x, (x, x))
+    others = [k for k, v in points[0].items() if isinstance(v, dict) and "mean" in v and k != metric]
+    with_rows = x != "rows"  # else the x column already is the training rows
+    rows = [["all" if p.get("all") else p[x], *([p["n_train"]] if with_rows else []), num(p[metric]["mean"]),
+             num(p[metric]["std"]), *[num(p[k]["mean"]) for k in others], len(p[metric]["values"])] for p in points]
+    headers = [column, *(["train rows"] if with_rows else []), metric_name(metric), "± std",
+               *[metric_name(k) for k in others], "seeds"]
+    shown = table(headers, rows, set(range(1, len(headers))))
     extra = ""
     if extrapolation:
         if extrapolation.get("status") == "fitted":
-            target_rows = [[f"{t['accuracy']:.0%}", t["per_class"] if t["per_class"] is not None else
+            target_rows = [[_target_value(metric, t.get(metric)), t[x] if t.get(x) is not None else
                             (f"&gt; {t['at_least']}" if t.get("at_least") else "–"), esc(t["status"])]
                            for t in extrapolation["targets"]]
             extra = (f"<h3>How many labels? (fit a = {extrapolation['a']:.3f}, b = {extrapolation['b']:.3f}, "
                      f"c = {extrapolation['c']:.3f}, rmse {extrapolation['rmse']:.4f})</h3>"
-                     + _table(["target accuracy", "labelled examples per class", "status"], target_rows, {1}))
+                     + table([f"target {metric_name(metric)}", unit, "status"], target_rows, {1}))
         else:
             extra = f"<p class='note'>{esc(extrapolation.get('status'))}</p>"
-    chart = learning_curve_svg(points, extrapolation)
+    chart = learning_curve_svg(points, extrapolation, x=x, metric=metric, x_label=unit,
+                               y_label=f"test {metric_name(metric)}")
     return (f"<h2 id='learning-curve'>Learning curve</h2><div class='row'><div class='panel'>{chart}</div><div>"
-            f"{table}{extra}<p class='note' style='max-width:520px'>{esc(section['head'])}; {section['seeds']} seeds "
+            f"{shown}{extra}<p class='note' style='max-width:520px'>{esc(section['head'])}; {section['seeds']} seeds "
             f"per size, {section['n_test']} test rows.</p></div></div>")
 
 
-def _gain_row(what: str, gain: dict, model_f1: float, other_f1: float) -> list:
-    return [esc(what), _num(gain["model"]), _num(gain["baseline"]), _signed(gain["gain"]),
-            f"{_signed(gain['ci95'][0])} to {_signed(gain['ci95'][1])}", _signed(model_f1 - other_f1)]
+def _difference(a, b):
+    return None if a is None or b is None else a - b
 
 
-def _transfer(record: dict | None) -> str:
+def _transfer(record: dict | None, task) -> str:
     baseline, scratch = (record or {}).get("baseline"), (record or {}).get("scratch")
-    reasons = [r for r in (_skipped(baseline), _skipped(scratch)) if r]
+    reasons = [r for r in (skipped(baseline), skipped(scratch)) if r]
     if len(reasons) == 2:
         return (f"<h2 id='transfer'>Transfer gain</h2><p class='note'>No baseline: {esc(reasons[0])}. No "
                 f"from-scratch run: {esc(reasons[1])}.</p>")
-    model_f1 = record["metrics"]["macro_f1"]
+    metrics = record["metrics"]
+    metric = next(s["transfer_gain"].get("metric", _primary(task, metrics))
+                  for s in (baseline, scratch) if not skipped(s))
+    others = [k for k in _headline(task, metrics) if k != metric]
     bars, rows, notes = [], [], []
     for section, what in ((baseline, "classical baseline"), (scratch, "same architecture from scratch")):
-        if _skipped(section):
-            notes.append(f"No {what}: {esc(_skipped(section))}.")
+        if skipped(section):
+            notes.append(f"No {what}: {esc(skipped(section))}.")
             continue
         gain = section["transfer_gain"]
         if not bars:
             bars.append((gain["model_name"], gain["model"]))
         bars.append((section["name"], gain["baseline"]))
-        rows.append(_gain_row(f"vs {what}", gain, model_f1, section["macro_f1"]))
-    if not _skipped(baseline):
-        notes.insert(0, f"Classical baseline: {esc(baseline['name'])} (C = {baseline['C']:g}, chosen by "
+        rows.append([esc(f"vs {what}"), num(gain["model"]), num(gain["baseline"]), signed(gain["gain"]),
+                     f"{signed(gain['ci95'][0])} to {signed(gain['ci95'][1])}",
+                     *[signed(_difference(metrics.get(k), section.get(k))) for k in others]])
+    if not skipped(baseline):
+        penalty = (baseline.get("penalty") or f"C={baseline['C']:g}").replace("=", " = ")
+        notes.insert(0, f"Classical baseline: {esc(baseline['name'])} ({esc(penalty)}, chosen by "
                         f"cross-validation), fitted on the same {baseline['n_train']} training rows, scored on the "
                         f"same {baseline['n_test']} test rows.")
-    if not _skipped(scratch):
+    if not skipped(scratch):
         notes.append(f"From scratch: {esc(scratch['name'])}, the same strategy and settings from random weights "
                      f"({scratch['seconds']:g} s).")
-    chart = bars_svg(bars, title="Test accuracy: pretrained start vs baselines", y_label="accuracy", y_max=1.0)
-    table = _table(["gain of the pretrained start", "pretrained", "other", "accuracy gain", "95% paired bootstrap",
-                    "macro-F1 gain"], rows, {1, 2, 3, 5})
-    return (f"<h2 id='transfer'>Transfer gain</h2><div class='row'><div class='panel'>{chart}</div><div>{table}"
+    name = metric_name(metric)
+    chart = bars_svg(bars, title=f"Test {name}: pretrained start vs baselines", y_label=name,
+                     y_max=1.0 if all(v <= 1.0 for _, v in bars) else None)
+    headers = ["gain of the pretrained start", "pretrained", "other", f"{name} gain", "95% paired bootstrap",
+               *[f"{metric_name(k)} gain" if _improves(task, k) else f"{metric_name(k)} change (lower is better)"
+                 for k in others]]
+    shown = table(headers, rows, {1, 2, 3, *range(5, len(headers))})
+    return (f"<h2 id='transfer'>Transfer gain</h2><div class='row'><div class='panel'>{chart}</div><div>{shown}"
             f"<p class='note' style='max-width:560px'>{' '.join(notes)}</p></div></div>")
 
 
-def _forgetting(record: dict | None) -> str:
+def _forgetting(record: dict | None, task) -> str:
     section = (record or {}).get("forgetting")
-    reason = _skipped(section)
+    reason = skipped(section)
     if reason:
         return f"<h2 id='forgetting'>Forgetting</h2><p class='note'>Not measured: {esc(reason)}.</p>"
     drift = section["weight_drift"]
     chart = bars_svg([(g["group"], g["relative_change"]) for g in drift][-8:],
                      title="Relative weight change per layer group (top 8)", y_label="||ΔW|| / ||W||")
-    rows = [[esc(g["group"]), g["parameters"], _num(g["relative_change"])] for g in drift]
-    parts = [f"<p>Linear CKA between the pretrained and the adapted features of {section['probe_rows']} test rows: "
-             f"<b>{section['cka']:.4f}</b> (1 = unchanged up to rotation and scale; Kornblith et al. 2019).</p>"]
+    rows = [[esc(g["group"]), g["parameters"], num(g["relative_change"])] for g in drift]
+    parts = [(f"<p>Linear CKA between the pretrained and the adapted features of {section['probe_rows']} test "
+              f"rows: <b>{section['cka']:.4f}</b> (1 = unchanged up to rotation and scale; Kornblith et al. 2019).</p>")]
     reference = section.get("reference")
     if reference:
-        parts.append(_table(["reference task", "probe accuracy, pretrained", "adapted", "drop"],
-                            [[esc(reference["source"]), _num(reference["accuracy_before"]),
-                              _num(reference["accuracy_after"]), _signed(-reference["drop"])]], {1, 2, 3}))
+        # the values keep the accuracy_* names for every task: they are the reference task's primary metric
+        name = metric_name(reference.get("metric", "accuracy"))
+        parts.append(table(["reference task", f"probe {name}, pretrained", "adapted", "drop"],
+                           [[esc(reference["source"]), num(reference["accuracy_before"]),
+                             num(reference["accuracy_after"]), signed(-reference["drop"])]], {1, 2, 3}))
     else:
         parts.append("<p class='note'>No reference task given (Python: reference=...; CLI: --reference FILE): what "
                      "fine-tuning cost on other tasks is not measured.</p>")
     if section.get("warning"):
         parts.insert(0, f"<div class='warn bad'><b>Forgetting:</b> {esc(section['warning'])}</div>")
     return (f"<h2 id='forgetting'>Forgetting</h2>{''.join(parts)}<div class='row'><div class='panel'>{chart}</div>"
-            f"<div class='scroll'>{_table(['layer group', 'parameters', 'relative change'], rows, {1, 2})}</div></div>")
-
-
-def _per_class(record: dict | None) -> str:
-    metrics = (record or {}).get("metrics")
-    if not metrics:
-        return ""
-    rows = []
-    for r in sorted(metrics["per_class"], key=lambda r: (r["f1"], r["label"])):
-        rows.append([esc(r["label"]), _num(r["precision"], 3), _num(r["recall"], 3), _num(r["f1"], 3), r["support"],
-                     _num(r.get("average_precision"), 3), _num(r.get("roc_auc"), 3),
-                     _num(r.get("precision_at_recall"), 3), _num(r.get("recall_at_precision"), 3)])
-    target_r = metrics.get("thresholds", {}).get("target_recall", 0.9)
-    target_p = metrics.get("thresholds", {}).get("target_precision", 0.9)
-    table = _table(["class", "precision", "recall", "F1", "support", "AP", "ROC AUC", f"P @ R≥{target_r:g}",
-                    f"R @ P≥{target_p:g}"], rows, {1, 2, 3, 4, 5, 6, 7, 8}, css="per-class")
-    return (f"<h2 id='per-class'>Per-class results</h2><p class='note'>Worst F1 first. {len(rows)} classes.</p>"
-            f"<div class='scroll'>{table}</div>")
-
-
-def _confusion(record: dict | None) -> str:
-    metrics = (record or {}).get("metrics")
-    if not metrics:
-        return ""
-    matrix = metrics["confusion_matrix"]
-    labels = matrix["labels"]
-    pairs = []
-    for i, row in enumerate(matrix["matrix"]):
-        for j, count in enumerate(row):
-            if i != j and count:
-                pairs.append((count, labels[i], labels[j]))
-    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
-    top = _table(["true class", "predicted as", "rows"], [[esc(t), esc(p), c] for c, t, p in pairs[:15]], {2})
-    return (f"<h2 id='confusion'>Confusion matrix</h2><div class='row'><div class='panel scroll'>"
-            f"{heatmap_svg(matrix['matrix'], labels)}</div><div><h3>Most frequent confusions</h3>{top}</div></div>")
+            f"<div class='scroll'>{table(['layer group', 'parameters', 'relative change'], rows, {1, 2})}</div></div>")
 
 
 def _leakage(record: dict | None) -> str:
     leak = (record or {}).get("leakage")
-    reason = _skipped(leak)
+    reason = skipped(leak)
     if reason:
         return f"<h2 id='leakage'>Leakage</h2><p class='note'>Not checked: {esc(reason)}.</p>"
     counts = (f"{leak['leaked']} of {leak['n_test']} test rows duplicate one of {leak['n_train']} training rows: "
               f"{leak['exact']} exact, {leak.get('text', 0)} edited copies (text), {leak.get('embedding', 0)} by "
               f"feature cosine; {leak['label_conflicts']} with a different label. Method: {esc(leak['method'])}."
               + (" The flagged rows were dropped before scoring." if leak.get("dropped") else ""))
-    rows = [[esc(e["kind"]), _num(e["similarity"], 3), esc(e["test_row"]), esc(e["test_input"]), esc(e["test_label"]),
+    rows = [[esc(e["kind"]), num(e["similarity"], 3), esc(e["test_row"]), esc(e["test_input"]), esc(e["test_label"]),
              esc(e["train_row"]), esc(e["train_input"]), esc(e["train_label"])] for e in leak["examples"]]
-    table = _table(["kind", "similarity", "test row", "test input", "test label", "train row", "train input",
-                    "train label"], rows, {1}, css="leakage") if rows else "<p class='note'>No duplicates found.</p>"
-    return f"<h2 id='leakage'>Leakage</h2><p>{counts}</p><div class='scroll'>{table}</div>"
+    shown = table(["kind", "similarity", "test row", "test input", "test label", "train row", "train input",
+                   "train label"], rows, {1}, css="leakage") if rows else "<p class='note'>No duplicates found.</p>"
+    return f"<h2 id='leakage'>Leakage</h2><p>{counts}</p><div class='scroll'>{shown}</div>"
 
 
 def _cv(record: dict | None) -> str:
     cv = (record or {}).get("cv")
-    reason = _skipped(cv)
+    reason = skipped(cv)
     if reason:
         return f"<h2 id='cv'>Cross-validation</h2><p class='note'>Not run: {esc(reason)}.</p>"
     summary = cv["summary"]
-    rows = [[f["fold"], f["n_train"], f["n_test"], _num(f["accuracy"]), _num(f["macro_f1"])] for f in cv["folds"]]
-    rows.append(["mean ± std", "", "", f"{summary['accuracy']['mean']:.4f} ± {summary['accuracy']['std']:.4f}",
-                 f"{summary['macro_f1']['mean']:.4f} ± {summary['macro_f1']['std']:.4f}"])
+    keys = list(summary)
+    rows = [[f["fold"], f["n_train"], f["n_test"], *[num(f.get(k)) for k in keys]] for f in cv["folds"]]
+    rows.append(["mean ± std", "", "", *[f"{summary[k]['mean']:.4f} ± {summary[k]['std']:.4f}" for k in keys]])
+    headers = ["fold", "train rows", "test rows", *[metric_name(k) for k in keys]]
     return (f"<h2 id='cv'>Cross-validation</h2><p class='note'>{len(cv['folds'])} stratified folds of the training "
-            f"data, same settings.</p>" + _table(["fold", "train rows", "test rows", "accuracy", "macro-F1"], rows,
-                                                 {1, 2, 3, 4}))
+            f"data, same settings.</p>" + table(headers, rows, set(range(1, len(headers)))))
 
 
-def _manifest(manifest: dict) -> str:
+def _manifest(manifest: dict, task) -> str:
     source = manifest["backbone"]["source"]
     pinned = source.get("revision") or ", ".join(f"{name} sha256 {digest[:16]}…"
                                                   for name, digest in (source.get("files") or {}).items())
@@ -356,14 +301,14 @@ def _manifest(manifest: dict) -> str:
             ["licence", esc(source.get("licence") or "see the backbone")],
             ["strategy", esc(f"{manifest['strategy']['name']} ({strategy})")],
             ["head", esc(f"{manifest['head']['kind']} ({head})")],
-            ["task", esc(f"{manifest['task']['kind']}, {len(manifest['task']['labels'])} classes")],
+            ["task", esc(task.describe().replace("`", "") if task else manifest["task"].get("kind"))],
             ["input", esc(f"{manifest['input']['modality']} column {manifest['input']['column']!r}")],
             ["training data", esc(f"{data.get('source')} — {data.get('rows')} rows, fingerprint "
                                   f"{str(data.get('fingerprint'))[:16]}")],
             ["seed", esc(manifest.get("seed"))], ["created", esc(manifest.get("created"))],
             ["versions", esc(versions)]]
     full = esc(json.dumps(manifest, indent=2, ensure_ascii=False))
-    return (f"<h2 id='manifest'>Manifest</h2>{_table(['', ''], rows)}<details><summary>manifest.json</summary>"
+    return (f"<h2 id='manifest'>Manifest</h2>{table(['', ''], rows)}<details><summary>manifest.json</summary>"
             f"<pre>{full}</pre></details>")
 
 
@@ -376,13 +321,14 @@ def render_report(manifest: dict, record: dict | None, *, name: str = "model") -
                 + (f"; evaluated on {esc(test.get('source'))} ({test.get('rows')} rows)" if test else "")
                 + f"; model written {esc(manifest.get('created'))}"
                 + (f", evaluated {esc(record.get('created'))}" if record else ""))
+    task = _task(manifest, record)
     body = "".join([
         f"<h1>graftkit report: {esc(name)}</h1><div class='sub'>{subtitle}</div>",
-        _summary(manifest, record), _warnings(record), _calibration(record), _thresholds(record),
-        _learning_curve(record), _transfer(record), _forgetting(record), _confusion(record), _per_class(record), _leakage(record),
-        _cv(record), _manifest(manifest),
-        "<p class='note'>Written by graftkit from manifest.json and evaluation.json; self-contained (inline SVG, "
-        "no scripts, no network).</p>",
+        _summary(manifest, record, task), _warnings(record), task_sections(task, "lead", record),
+        _learning_curve(record), _transfer(record, task), _forgetting(record, task),
+        task_sections(task, "details", record), _leakage(record), _cv(record), _manifest(manifest, task),
+        ("<p class='note'>Written by graftkit from manifest.json and evaluation.json; self-contained (inline SVG, "
+         "no scripts, no network).</p>"),
     ])
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "

@@ -70,8 +70,8 @@ class Axes:
         return self.top + (1 - (value - self.y0) / (self.y1 - self.y0)) * span
 
     def frame(self) -> list[str]:
-        out = [f"<rect x='{self.left}' y='{self.top}' width='{self.width - self.left - self.right}' "
-               f"height='{self.height - self.top - self.bottom}' fill='#fff' stroke='#999'/>"]
+        out = [(f"<rect x='{self.left}' y='{self.top}' width='{self.width - self.left - self.right}' "
+                f"height='{self.height - self.top - self.bottom}' fill='#fff' stroke='#999'/>")]
         if self.log_x:
             xs = [2 ** k for k in range(math.floor(self.x0), math.ceil(self.x1) + 1)
                   if self.x0 - 1e-9 <= k <= self.x1 + 1e-9]
@@ -132,10 +132,11 @@ class Axes:
                 + "".join(self.frame()) + "".join(self.parts) + "</svg>")
 
 
-def reliability_svg(before: list[dict], after: list[dict], *, ece_before: float, ece_after: float) -> str:
+def reliability_svg(before: list[dict], after: list[dict], *, ece_before: float, ece_after: float,
+                    title: str = "Reliability diagram", width: int = 440, height: int = 300) -> str:
     """Reliability diagram (Guo et al. 2017): accuracy per confidence bin before / after temperature scaling,
     against the diagonal of perfect calibration; bar opacity shows how many rows fall in the bin."""
-    axes = Axes((0, 1), (0, 1), x_label="confidence", y_label="accuracy", title="Reliability diagram")
+    axes = Axes((0, 1), (0, 1), x_label="confidence", y_label="accuracy", title=title, width=width, height=height)
     axes.polyline([0, 1], [0, 1], "#888", dash="4 3", width=1)
     total = max(1, sum(b["count"] for b in before))
     for bins, color, shift in ((before, PALETTE[1], 0.0), (after, PALETTE[0], 0.5)):
@@ -154,7 +155,7 @@ def reliability_svg(before: list[dict], after: list[dict], *, ece_before: float,
                 f"height='{_fmt(max(0.0, base - top))}' fill='{color}' fill-opacity='{opacity:.2f}'>"
                 f"<title>{esc(tip)}</title></rect>")
     axes.legend([(f"before (ECE {ece_before:.3f})", PALETTE[1], None), (f"after T (ECE {ece_after:.3f})", PALETTE[0], None)])
-    return axes.svg("Reliability diagram before and after temperature scaling")
+    return axes.svg(f"{title} before and after temperature scaling")
 
 
 def curve_svg(xs, ys, *, title: str, x_label: str, y_label: str, diagonal: bool = False, label: str = "",
@@ -168,29 +169,62 @@ def curve_svg(xs, ys, *, title: str, x_label: str, y_label: str, diagonal: bool 
     return axes.svg(title)
 
 
-def learning_curve_svg(points: list[dict], extrapolation: dict | None) -> str:
-    xs = [p["per_class"] for p in points]
-    means = [p["accuracy"]["mean"] for p in points]
-    stds = [p["accuracy"]["std"] for p in points]
-    low = max(0.0, min(m - s for m, s in zip(means, stds)) - 0.05)
-    high = min(1.0, max(m + s for m, s in zip(means, stds)) + 0.05)
+def learning_curve_svg(points: list[dict], extrapolation: dict | None, *, x: str = "per_class",
+                       metric: str = "accuracy", x_label: str = "labelled examples per class",
+                       y_label: str = "test accuracy") -> str:
+    """Mean ``metric`` ± std over seeds against ``x`` (log scale), with the fitted power law when there is one.
+    The y axis stays within [0, 1] where the values do."""
+    xs = [p[x] for p in points]
+    means = [p[metric]["mean"] for p in points]
+    stds = [p[metric]["std"] for p in points]
+    low = min(m - s for m, s in zip(means, stds)) - 0.05
+    high = max(m + s for m, s in zip(means, stds)) + 0.05
+    if all(0.0 <= m <= 1.0 for m in means):  # accuracy, F1: keep the axis within [0, 1]; R² may fall below 0
+        low, high = max(0.0, low), min(1.0, high)
     x_high = max(xs)
-    if extrapolation and extrapolation.get("status") == "fitted":
+    fitted = extrapolation and extrapolation.get("status") == "fitted"
+    if fitted:
         high = min(1.0, max(high, extrapolation["a"] + 0.02))
-    axes = Axes((min(xs), x_high), (low, high), x_label="labelled examples per class (log scale)",
-                y_label="test accuracy", title="Learning curve", log_x=True)
-    labels = [f"{'all' if p.get('all') else p['per_class']} per class: {m:.4f} ± {s:.4f}"
-              for p, m, s in zip(points, means, stds)]
+    axes = Axes((min(xs), x_high), (low, high), x_label=f"{x_label} (log scale)", y_label=y_label,
+                title="Learning curve", log_x=True)
+    unit = "per class" if x == "per_class" else x
+    labels = [f"{'all' if p.get('all') else p[x]} {unit}: {m:.4f} ± {s:.4f}" for p, m, s in zip(points, means, stds)]
     axes.polyline(xs, means, PALETTE[0])
     axes.dots(xs, means, PALETTE[0], errors=stds, labels=labels)
     entries = [("mean ± std over seeds", PALETTE[0], None)]
-    if extrapolation and extrapolation.get("status") == "fitted":
+    if fitted:
         a, b, c = extrapolation["a"], extrapolation["b"], extrapolation["c"]
         grid = [2 ** (math.log2(min(xs)) + i * (math.log2(x_high) - math.log2(min(xs))) / 60) for i in range(61)]
         axes.polyline(grid, [min(high, max(low, a - b * g ** (-c))) for g in grid], PALETTE[3], dash="5 4", width=1.5)
         entries.append((f"fit a - b n^-c (a = {a:.3f})", PALETTE[3], "5 4"))
     axes.legend(entries, "bottom-right")
-    return axes.svg("Learning curve: test accuracy against labelled examples per class")
+    return axes.svg(f"Learning curve: {y_label} against {x_label}")
+
+
+def scatter_svg(xs, ys, *, title: str, x_label: str, y_label: str, band: float | None = None,
+                max_points: int = 400) -> str:
+    """Points ``(x, y)`` on equal axes with the line y = x (dashed lines at y = x ± ``band`` when given): a
+    predicted-against-true plot. Pairs with a missing value are left out; each point's tooltip gives both."""
+    pairs = [(float(a), float(b)) for a, b in zip(xs, ys) if a is not None and b is not None][:max_points]
+    values = [v for pair in pairs for v in pair] or [0.0, 1.0]
+    low, high = min(values), max(values)
+    pad = 0.05 * (high - low or 1.0)
+    low, high = low - pad, high + pad
+    axes = Axes((low, high), (low, high), width=400, height=360, x_label=x_label, y_label=y_label, title=title)
+    axes.polyline([low, high], [low, high], "#888", dash="4 3", width=1, label="y = x")
+    entries = [("y = x", "#888", "4 3")]
+    if band:
+        for shift in (band, -band):
+            ends = [max(low, low - shift), min(high, high - shift)]
+            if ends[0] < ends[1]:
+                axes.polyline(ends, [e + shift for e in ends], PALETTE[3], dash="2 3", width=1)
+        entries.append((f"y = x ± {band:.4g}", PALETTE[3], "2 3"))
+    for a, b in pairs:
+        axes.parts.append(f"<circle class='point' cx='{_fmt(axes.x(a))}' cy='{_fmt(axes.y(b))}' r='2.5' "
+                          f"fill='{PALETTE[0]}' fill-opacity='0.6'><title>{esc(f'{x_label} {a:.4g}, {y_label} {b:.4g}')}"
+                          "</title></circle>")
+    axes.legend(entries, "top-left")
+    return axes.svg(title)
 
 
 def _shorten(text: str, limit: int) -> str:
