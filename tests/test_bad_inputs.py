@@ -10,6 +10,7 @@ table cannot reach (in-memory clips).
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import os
 import re
@@ -93,6 +94,16 @@ def tamper(name: str) -> Callable[[Path], None]:
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF
         path.write_bytes(bytes(data))
+    return build
+
+
+def edit_manifest(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    """A hand edit of the saved model's manifest.json (``change`` mutates the parsed object)."""
+    def build(folder: Path) -> None:
+        path = folder / "model" / "manifest.json"
+        manifest = json.loads(path.read_text())
+        change(manifest)
+        path.write_text(json.dumps(manifest))
     return build
 
 
@@ -215,6 +226,26 @@ CASES = [
          r"task 'token-classification' is not available yet"),
     Case("label-and-labels", reviews(), (*FIT, "--label", "label", "--labels", "a", "b"),
          r"give --label COLUMN .* or --labels A B C .*not both"),
+    # ---- text that is not text, headers that repeat -------------------------------------------------------
+    Case("encoding-not-a-text-codec", reviews(), (*FIT, "--encoding", "base64"),
+         r"'base64' is not a text encoding \(encoding= / --encoding\)"),
+    Case("utf16-without-bom", write("reviews.csv", GOOD_LINES, encoding="utf-16-le"), (*FIT, "--encoding", "utf-16"),
+         r"reviews\.csv cannot be read as utf-16 text .*--encoding utf-16-le"),
+    Case("jsonl-lone-surrogate",
+         write("reviews.jsonl", "".join(f'{{"text": "{"good" if i % 2 else "bad"} film {i}{chr(92) + "ud800" if i == 3 else ""}", '
+                                        f'"label": "{"pos" if i % 2 else "neg"}"}}\n' for i in range(10))),
+         ("fit", "{w}/reviews.jsonl", "--backbone", "{bert}", "-o", "{w}/out"),
+         r"reviews\.jsonl: line 4, field 'text' holds a lone surrogate"),
+    Case("duplicate-column-names",
+         write("reviews.csv", "text,label,text\n" + "".join(f"film {i},{'pos' if i % 2 else 'neg'},x\n" for i in range(9))),
+         FIT, r"reviews\.csv: column name\(s\) 'text' appear more than once in the header"),
+    Case("jsonl-duplicate-keys", write("reviews.jsonl", '{"text": "good", "text": "bad", "label": "pos"}\n'),
+         ("fit", "{w}/reviews.jsonl", "--backbone", "{bert}", "-o", "{w}/out"),
+         r"reviews\.jsonl: line 1 gives the key\(s\) 'text' more than once"),
+    Case("cv-negative-seed", reviews(), ("cv", "{w}/reviews.csv", "--backbone", "{bert}", "--seed", "-5"),
+         r"argument --seed: expected an integer from 0 to 2\*\*32 - 1, got '-5'"),
+    Case("checkpoint-dir-around-output", reviews(), (*FIT, "--strategy", "finetune", "--checkpoint-dir", "{w}"),
+         r"--checkpoint-dir '[^']*' and -o '[^']*out' contain one another"),
     # ---- media references -------------------------------------------------------------------------------
     Case("image-path-does-not-exist",
          combine(write("pics/a.png", tiny_png()),
@@ -320,6 +351,23 @@ CASES = [
          ("predict", "{w}/model", "{w}/reviews.csv"), r"manifest\.json is corrupt .*refit", needs_model=True),
     Case("predict-missing-head-file", combine(reviews(), lambda w: (w / "model" / "head.safetensors").unlink()),
          ("predict", "{w}/model", "{w}/reviews.csv"), r"model: head\.safetensors is missing", needs_model=True),
+    Case("predict-manifest-missing-key", combine(reviews(), edit_manifest(lambda m: m.pop("task"))),
+         ("predict", "{w}/model", "{w}/reviews.csv"), r"manifest\.json: the key 'task' is missing", needs_model=True),
+    Case("predict-manifest-string-for-number",
+         combine(reviews(), edit_manifest(lambda m: m["hyperparameters"].update(batch_size="32"))),
+         ("predict", "{w}/model", "{w}/reviews.csv"), r"'hyperparameters\.batch_size' must be an integer",
+         needs_model=True),
+    Case("predict-manifest-seed-retyped", combine(reviews(), edit_manifest(lambda m: m.update(seed=[0]))),
+         ("predict", "{w}/model", "{w}/reviews.csv"), r"'seed' must be a JSON integer", needs_model=True),
+    Case("predict-manifest-is-an-array", combine(reviews(), write("model/manifest.json", "[1, 2]")),
+         ("predict", "{w}/model", "{w}/reviews.csv"), r"manifest\.json holds a JSON list, not an object",
+         needs_model=True),
+    Case("predict-manifest-task-damaged",
+         combine(reviews(), edit_manifest(lambda m: m.update(task={"kind": "regression"}))),
+         ("predict", "{w}/model", "{w}/reviews.csv"), r"manifest\.json: the 'task' entry is damaged", needs_model=True),
+    Case("report-output-exists", combine(reviews(), write("mine.html", "<p>my notes</p>")),
+         ("report", "{w}/model", "-o", "{w}/mine.html"), r"report output '[^']*mine\.html' exists; pass --overwrite",
+         needs_model=True),
     Case("evaluate-without-label-column", write("new.csv", "text\ngood film\nbad film\n"),
          ("evaluate", "{w}/model", "{w}/new.csv"),
          r"new\.csv: cannot tell which column is the label; .*--label COLUMN", needs_model=True),

@@ -138,8 +138,13 @@ def read_manifest(path) -> dict:
         manifest = json.loads(manifest_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{manifest_file} is corrupt ({exc}); refit the model") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{manifest_file} holds a JSON {type(manifest).__name__}, not an object; refit the model")
     if manifest.get("format") != FORMAT:
         raise ArtifactError(f"{manifest_file} is not a graftkit model manifest")
+    if not isinstance(manifest.get("format_version", 0), int) or not isinstance(manifest.get("files", {}), dict):
+        raise ArtifactError(f"{manifest_file}: 'format_version' must be an integer and 'files' an object; the "
+                            "manifest was edited or damaged, refit the model")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise ArtifactError(f"{path} was written by a newer graftkit (format {manifest['format_version']}); upgrade graftkit")
     for name, digest in manifest.get("files", {}).items():

@@ -216,8 +216,8 @@ class Graft:
         y_train = y if y is not None else task.encode(train)
         train_raw = self.head_.logits(X if X is not None else self.features(train))
         self.metrics_ = {"train": task.summary(y_train, task.outputs(train_raw, self.calibration_), self.calibration_)}
-        if held_out is not None and val is not None and getattr(strategy, "trainable", False):
-            raw_val, y_val = held_out
+        if val is not None and getattr(strategy, "trainable", False):
+            raw_val, y_val = held_out or (self.head_.logits(self.features(val)), task.encode(val))
             self.metrics_["validation"] = task.summary(y_val, task.outputs(raw_val, self.calibration_),
                                                        self.calibration_)
         logger.info("fitted %s (%s) on %d rows in %.1fs", strategy.name, task.kind, len(table),

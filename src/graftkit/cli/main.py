@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 
 from graftkit import __version__
 from graftkit.cli import auto, demo, fit, merge, models, rank, report, use
@@ -60,9 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("graftkit: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader closed early (`| head`): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141
     except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         print(f"graftkit: error: {exc.strerror}: {exc.filename!r}; check the path and its permissions", file=sys.stderr)
         return 2
+    except Exception:  # a bug, not bad input: keep the traceback, and say where to send it
+        traceback.print_exc()
+        print("graftkit: internal error (the traceback above); please report it with the command you ran",
+              file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's own flush at exit does not raise a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
 
 
 if __name__ == "__main__":

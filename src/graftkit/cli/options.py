@@ -25,6 +25,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """argparse type for --seed: an integer >= 0 (numpy's and scikit-learn's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}")
+    return value
+
+
 def add_data_options(parser: argparse.ArgumentParser, label_required: bool = True) -> None:
     group = parser.add_argument_group("data columns (inferred when not given)")
     group.add_argument("--text", metavar="COLUMN", help="column holding the text")
@@ -73,7 +84,7 @@ def task_kwargs(args) -> dict:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run")
     group.add_argument("--batch-size", type=positive_int, default=32, help="examples per forward pass (default: 32)")
-    group.add_argument("--seed", type=int, default=0, help="seed for splits and heads (default: 0)")
+    group.add_argument("--seed", type=seed, default=0, help="seed for splits and heads, >= 0 (default: 0)")
     group.add_argument("--cache-dir", help="feature cache folder (default: $GRAFTKIT_CACHE or ~/.cache/graftkit)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")

@@ -73,7 +73,9 @@ def format_ranking(ranking) -> str:
             skipped, where = notes.setdefault(reason, ({}, {}))
             skipped[name], where[row["candidate"]] = None, None
     data = ranking.data
-    lines.append(f"\nranked by {ranking.rank_by} (higher is better) on {data['rows']} rows, {data['classes']} classes; "
+    targets = (f"{data['classes']} classes" if data.get("classes") is not None
+               else f"a {data.get('task')} target ({data.get('targets')} column(s))")
+    lines.append(f"\nranked by {ranking.rank_by} (higher is better) on {data['rows']} rows, {targets}; "
                  f"extraction {ranking.timings['extraction_s']:.1f}s, scores {ranking.timings['scores_s']:.1f}s")
     if any(row["extraction"]["shared_by"] > 1 for row in rows):
         lines.append("* layers of one model share one forward pass: the time is the pass's, counted once")

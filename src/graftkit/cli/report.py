@@ -22,13 +22,20 @@ def register(commands) -> None:
                "  graftkit report runs/reviews -o review.html")
     report.add_argument("model", help="model directory written by `graftkit fit`")
     report.add_argument("-o", "--output", help="HTML file to write (default: MODEL/report.html)")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     report.add_argument("--json", action="store_true", help="print the written path as JSON")
     report.set_defaults(run=run_report)
 
 
 def run_report(args) -> int:
+    from pathlib import Path
+
+    from graftkit.errors import ArtifactError
     from graftkit.report import write_report
 
+    if args.output and Path(args.output).expanduser().is_file() and not args.overwrite:
+        raise ArtifactError(f"report output {args.output!r} exists; pass --overwrite to replace it or choose another "
+                            "-o FILE")
     path = write_report(args.model, args.output)
     if args.json:
         emit_json({"report": str(path)})

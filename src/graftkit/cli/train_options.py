@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import shutil
 from pathlib import Path
@@ -40,8 +41,19 @@ def training_kwargs(args, output: Path, strategy_params: dict) -> dict:
     if args.resume and args.checkpoint_dir and Path(args.resume).absolute() != Path(args.checkpoint_dir).absolute():
         raise ConfigError(f"--resume {args.resume} and --checkpoint-dir {args.checkpoint_dir} name different "
                           "directories; give only --resume DIR")
-    folder = args.resume or args.checkpoint_dir or f"{output}.checkpoints"
-    return {"checkpoint_dir": str(Path(folder).expanduser()), "resume": bool(args.resume)}
+    folder = Path(args.resume or args.checkpoint_dir or f"{output}.checkpoints").expanduser()
+    inside = _contains(folder, output) or _contains(output, folder)
+    if inside:
+        flag = "--resume" if args.resume else "--checkpoint-dir"
+        raise ConfigError(f"{flag} {str(folder)!r} and -o {str(output)!r} contain one another; the checkpoints are "
+                          "removed once the model is saved, so they need a folder of their own (e.g. "
+                          f"{str(output)!r}.checkpoints)")
+    return {"checkpoint_dir": str(folder), "resume": bool(args.resume)}
+
+
+def _contains(outer: Path, inner: Path) -> bool:
+    outer, inner = Path(os.path.abspath(outer)), Path(os.path.abspath(inner))
+    return outer == inner or outer in inner.parents
 
 
 def remove_checkpoints(args, kwargs: dict) -> None:

@@ -35,16 +35,40 @@ def _open_source(item, where: str):
     raise DataError(f"{where}: expected a file path or encoded bytes, got {type(item).__name__}")
 
 
+def to_rgb(image):
+    """RGB with the right scaling: PIL's own ``convert("RGB")`` clips 16-bit and float images (``I;16``, ``I``,
+    ``F``) at 255, which turns a 16-bit PNG white; those are scaled from their full range instead. EXIF
+    orientation is applied, and palette / alpha images are composited on white."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        if image.mode == "F" and values.max() <= 1.0:
+            top = 1.0
+        grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if image.mode in ("P", "PA", "LA", "RGBA") and ("transparency" in image.info or "A" in image.mode):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def load_image(item, where: str):
     """An RGB PIL image from a path, bytes, a HF ``{'bytes', 'path'}`` dict or a PIL image."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return to_rgb(item)
     source = _open_source(item, where)
     try:
         with Image.open(source) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{where}: {_describe(item)} is too large to decode safely ({exc}); downscale it, or raise "
+                        "PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{where}: {_describe(item)} cannot be decoded as an image ({exc.__class__.__name__}); "
                         "replace or remove it") from None
@@ -68,6 +92,10 @@ def load_audio(item, sampling_rate: int, where: str) -> np.ndarray:
         samples = samples.mean(axis=-1)
     if samples.size == 0:
         raise DataError(f"{where}: {_describe(item)} holds no audio (0 samples); replace or remove it")
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise DataError(f"{where}: {_describe(item)} holds {bad} non-finite sample(s) (NaN or infinity); a model "
+                        "would learn nothing from it: replace or remove it")
     return resample(samples, rate, sampling_rate)
 
 

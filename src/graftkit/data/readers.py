@@ -57,10 +57,13 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
     if path.is_dir():
         return _from_folder(path, roles, label)
     try:
-        codecs.lookup(encoding)
+        codec = codecs.lookup(encoding)
     except LookupError:
         raise DataError(f"unknown text encoding {encoding!r} (encoding= / --encoding); use a Python codec name "
                         "such as utf-8, latin-1 or cp1252") from None
+    if not getattr(codec, "_is_text_encoding", True):  # base64, zlib, rot13 ...: codecs, not text encodings
+        raise DataError(f"{encoding!r} is not a text encoding (encoding= / --encoding); use one such as utf-8, "
+                        "latin-1 or cp1252")
     kind = format or TABLE_SUFFIXES.get(path.suffix.lower())
     if kind not in ("csv", "tsv", "jsonl", "parquet"):
         raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
@@ -92,6 +95,9 @@ def _read_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not valid {encoding} text (byte {exc.start}: {exc.reason}); "
                         "re-save it as UTF-8 or pass its encoding (CLI: --encoding latin-1)") from None
+    except UnicodeError as exc:  # e.g. UTF-16 without a byte-order mark
+        raise DataError(f"{path} cannot be read as {encoding} text ({exc}); pass the exact encoding, e.g. "
+                        "--encoding utf-16-le for UTF-16 without a byte-order mark") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} has no columns; give a file with a header row and data rows") from None
     except pd.errors.ParserError as exc:
@@ -100,11 +106,44 @@ def _read_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
         if kind != "parquet":
             raise
         raise DataError(f"{path} is not a readable Parquet file ({exc}); check the file") from None
+    duplicated = _duplicate_columns(path, kind, encoding, frame)
+    if duplicated:
+        raise DataError(f"{path}: column name(s) {', '.join(repr(c) for c in duplicated)} appear more than once in "
+                        "the header; give every column its own name")
     if frame.empty:
         if kind == "jsonl":
             raise DataError(f"{path} holds no JSON objects (only blank lines); write one object per line")
         raise DataError(f"{path} has a header but no data rows; add rows")
     return frame
+
+
+def _duplicate_columns(path: Path, kind: str, encoding: str, frame: pd.DataFrame) -> list[str]:
+    """Header names given twice (pandas would silently rename the second ``name.1``)."""
+    if kind in ("csv", "tsv"):
+        with open(path, encoding="utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding,
+                  newline="") as handle:
+            reader = csv.reader(handle, delimiter="," if kind == "csv" else "\t",
+                                quoting=csv.QUOTE_MINIMAL if kind == "csv" else csv.QUOTE_NONE)
+            header = next(reader, [])
+    else:
+        header = [str(c) for c in frame.columns]
+    seen, twice = set(), []
+    for name in header:
+        if name in seen and name not in twice:
+            twice.append(name)
+        seen.add(name)
+    return twice
+
+
+def _unique_keys(number: int, path: Path):
+    def hook(pairs):
+        keys = [key for key, _ in pairs]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise DataError(f"{path}: line {number} gives the key(s) {', '.join(map(repr, twice))} more than once; "
+                            "give every field once")
+        return dict(pairs)
+    return hook
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
@@ -116,12 +155,16 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_unique_keys(number, path))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); one JSON object per line") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}: line {number} is a JSON {type(record).__name__}, not an object; "
                                 'write one object per line, e.g. {"text": "...", "label": "..."}')
+            for key, value in record.items():
+                if isinstance(value, str) and not _encodable(value):
+                    raise DataError(f"{path}: line {number}, field {key!r} holds a lone surrogate (an unpaired "
+                                    "\\ud800-\\udfff escape), which is not text; fix or drop that line")
             records.append(record)
     return pd.DataFrame.from_records(records).astype(object)
 
@@ -142,6 +185,10 @@ def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: d
                 require_label: bool, known: dict) -> Table:
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
+    twice = sorted(set(frame.columns[frame.columns.duplicated()]))
+    if twice:
+        raise DataError(f"{where}: column name(s) {', '.join(map(repr, twice))} appear more than once; give every "
+                        "column its own name")
     if not any(roles.values()):
         roles = {r: (known.get(r) if known.get(r) in frame.columns else None) for r in roles}
     if label is None and _present(known.get("label"), frame):
@@ -161,6 +208,7 @@ def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: d
     for name in columns:
         frame[name] = _clean_labels(frame[name])
     _check_inputs(frame, where, modality, column, base_dir)
+    _check_encodable(frame, where, [column, *columns])
     for line in explanation:
         logger.info(line)
     return Table(frame=frame, modality=modality, input_column=column, label_column=label, source=where,
@@ -249,6 +297,24 @@ def _is_missing(value) -> bool:
 
 def _is_blank(value) -> bool:
     return _is_missing(value) or (isinstance(value, str) and not value.strip())
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_encodable(frame, where, columns) -> None:
+    """Text that cannot be written as UTF-8 (a lone surrogate from a JSON ``\\ud800`` escape) fails here, by row,
+    instead of as a traceback when it is hashed or saved."""
+    for column in columns:
+        for row, value in frame[column].items():
+            if isinstance(value, str) and not _encodable(value):
+                raise DataError(f"{where}: row {row}, column {column!r} holds a lone surrogate (an unpaired "
+                                "\\ud800-\\udfff escape), which is not text; fix or drop that row")
 
 
 def _check_inputs(frame, where, modality, column, base_dir):

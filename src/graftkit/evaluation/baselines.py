@@ -165,7 +165,7 @@ class ClassicalBaseline:
         self.info_ = self.model_.info
         self.C_ = self.info_.get("C", self.info_.get("alpha"))
         self.seconds_ = round(time.perf_counter() - started, 3)
-        logger.info("baseline %s: %s, fitted on %d rows in %.1fs", self.description, _penalty(self.info_), len(y),
+        logger.info("baseline %s: %s, fitted on %d rows in %.1fs", self.description, penalty_text(self.info_), len(y),
                     self.seconds_)
         return self
 
@@ -181,7 +181,7 @@ class ClassicalBaseline:
         return self.task.probabilities(self.outputs(items, where))
 
 
-def _penalty(info: dict) -> str:
+def penalty_text(info: dict) -> str:
     if "alpha" in info:
         return f"alpha={info['alpha']:g}"
     C = info.get("C")
@@ -201,7 +201,7 @@ def run_baseline(train, test, task, *, seed: int = 0, progress: bool = False, **
     baseline.fit(train.items(), y_train, where=lambda i: train.where(i, train.input_column))
     outputs = baseline.outputs(test.items(), where=lambda i: test.where(i, test.input_column))
     summary = task.summary(y_test, outputs)
-    return {"name": baseline.description, "modality": train.modality, "penalty": _penalty(baseline.info_),
+    return {"name": baseline.description, "modality": train.modality, "penalty": penalty_text(baseline.info_),
             "C": baseline.C_ if not isinstance(baseline.C_, list) else None, "n_train": len(train),
             "n_test": len(test), "seconds": baseline.seconds_, **{k: v for k, v in summary.items() if k != "n"},
             "outputs": outputs}

@@ -48,9 +48,28 @@ class FeatureCache:
         for key in keys:
             shard, row = index[key]
             if shard not in shards:
-                shards[shard] = np.load(folder / f"{shard}.npy", mmap_mode="r")
+                shards[shard] = self._load_shard(folder, shard, len([1 for k in index.values() if k[0] == shard]))
+                if shards[shard] is None:  # damaged: drop it and embed those rows again
+                    return self.lookup(fingerprint, keys, compute)
             rows.append(shards[shard][row])
         return np.stack(rows).astype(np.float32, copy=False), len(missing)
+
+    @staticmethod
+    def _load_shard(folder: Path, shard: str, rows: int):
+        """The shard's features, or None (and the shard removed) when its file is truncated or not a feature
+        matrix with a row per key: a damaged cache costs a recomputation, never a wrong feature or a traceback."""
+        path = folder / f"{shard}.npy"
+        try:
+            features = np.load(path, mmap_mode="r")
+            if features.ndim != 2 or features.shape[0] < rows:
+                raise ValueError(f"shape {features.shape} for {rows} keys")
+            return features
+        except (OSError, ValueError, EOFError) as exc:
+            logger.warning("feature cache: shard %s is damaged (%s); it is removed and its rows embedded again",
+                           path, exc)
+            for suffix in (".keys", ".npy"):
+                (folder / f"{shard}{suffix}").unlink(missing_ok=True)
+            return None
 
     @staticmethod
     def _index(folder: Path) -> dict[str, tuple[str, int]]:

@@ -122,7 +122,8 @@ def _explanations(result) -> list[str]:
     if result.shipped is not None and result.shipped is not result.chosen:
         lines.append(f"saved model: step {result.shipped['step']} ({result.shipped['backbone']} / "
                      f"{result.shipped['strategy']}), the best pretrained candidate on validation")
-    lines.append(f"* = chosen; test acc ± std: bootstrap standard deviation over the test rows; {MEMORY_NOTE}")
+    short = SHORT.get(_names(result)[0], _names(result)[0])
+    lines.append(f"* = chosen; test {short} ± std: bootstrap standard deviation over the test rows; {MEMORY_NOTE}")
     return lines
 
 

@@ -8,7 +8,7 @@ import time
 
 
 from graftkit.errors import GraftkitError
-from graftkit.evaluation.baselines import ClassicalBaseline, _penalty
+from graftkit.evaluation.baselines import ClassicalBaseline, penalty_text
 from graftkit.playbook.budget import estimate_trainable, format_seconds, peak_rss_mib
 from graftkit.playbook.leaderboard import bootstrap_std
 
@@ -76,7 +76,8 @@ class Run:
         count = int(baseline.info_["parameters"])
         name = f"{BASELINE_FEATURES[modality]} + {ESTIMATOR_NAMES[baseline.estimator_name]}"
         self.row("baseline", "classical baseline", name, "ran",
-                 f"always run: the cheap classical reference ({baseline.description}, {_penalty(baseline.info_)} by CV)",
+                 f"always run: the cheap classical reference ({baseline.description}, "
+                 f"{penalty_text(baseline.info_)} by CV)",
                  validation=self.metrics(self.y_val, baseline.outputs(self.val.items())),
                  seconds=round(time.perf_counter() - started, 3), peak_rss_mib=peak_rss_mib(),
                  parameters={"trainable": count, "total": count, "share": 1.0})

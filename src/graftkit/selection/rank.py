@@ -176,7 +176,8 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
     rows.sort(key=_order_key(rank_by))
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
-    data_info = {"source": table.source, "modality": table.modality, "rows": len(table), "classes": len(classes),
+    data_info = {"source": table.source, "modality": table.modality, "rows": len(table),
+                 "classes": len(classes) if codes is not None else None, "targets": len(classes),
                  "task": target.kind,
                  "sample": sample, "seed": seed}
     timings = {"extraction_s": round(extraction_s, 3), "scores_s": round(scoring_s, 3),

@@ -33,7 +33,8 @@ def validation_split(graft, table, task, validation, val_size: float):
             raise DataError(f"{table.source}: cannot hold out a validation split of --val-size {val_size:g} from "
                             f"{len(table)} rows ({str(exc).split(': ', 1)[-1]}); raise --val-size, pass a validation "
                             "file (--validation), or train without one (--val-size 0 --patience 0)") from None
-        return train, val, f"{val_size:g} of the training data, split as the {task.kind} task splits (seed {graft.seed})"
+        return train, val, (f"{val_size:g} of the training data, split as the {task.kind} task splits "
+                            f"(seed {graft.seed})")
     return table, None, "none"
 
 
@@ -93,7 +94,8 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
         prepared = True
         model, result = train_model(
             backbone, strategy, task, train=Examples(train, y_train),
-            validation=None if val is None else Examples(val, y_val), batch_size=graft.batch_size, seed=graft.seed, device=graft.device, run_dir=run_dir,
+            validation=None if val is None else Examples(val, y_val), batch_size=graft.batch_size, seed=graft.seed,
+            device=graft.device, run_dir=run_dir,
             resume_from=resume_from, progress=graft.progress, head_init=head_init, standardize=standardize,
             callbacks=list(callbacks))
     except BaseException as exc:
