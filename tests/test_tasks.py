@@ -141,6 +141,18 @@ def test_multilabel_refuses_unknown_labels_and_declared_impossible_empty_sets():
         infer_task(table, "multilabel-classification", allow_empty=False)
 
 
+def test_an_option_of_another_task_kind_is_refused_not_ignored():
+    tags = gk.load_data(tagged_frame(12), label="tags")
+    with pytest.raises(ConfigError, match=r"interval \(--interval\) do not apply to a multilabel-classification "
+                                          r"target; they are for regression"):
+        infer_task(tags, interval=0.9)
+    stars = gk.load_data(pd.DataFrame({"text": ["a", "b", "c"], "stars": ["1", "2", "3"]}))
+    with pytest.raises(ConfigError, match=r"label_sep \(--label-sep\) do not apply to a regression target"):
+        infer_task(stars, "regression", label_sep=";")
+    with pytest.raises(ConfigError, match="unknown option"):
+        infer_task(stars, "classification", intervall=0.9)
+
+
 def test_task_settings_are_checked():
     with pytest.raises(ConfigError, match=r"interval level must be a fraction between 0 and 1.*--interval"):
         Regression(interval=1.5)

@@ -283,7 +283,9 @@ class Graft:
         return float(calibration.get("temperature", 1.0)) if self.calibrate and calibration else 1.0
 
     # -- prediction ------------------------------------------------------------------------------------------
-    def _calibration(self, calibrated: bool = True) -> dict | None:
+    def active_calibration(self, calibrated: bool = True) -> dict | None:
+        """The calibration record ``outputs`` applies: without the temperatures when ``calibrate`` is off (the
+        multi-label thresholds and regression residuals stay: they decide, they do not rescale)."""
         calibration = getattr(self, "calibration_", None)
         if not calibrated or not calibration:
             return None
@@ -295,7 +297,7 @@ class Graft:
         """The task's outputs for ``data``: class probabilities, per-label probabilities, or predicted values."""
         self.check_fitted()
         raw = self.head_.logits(self.features(self.as_table(data, require_label=False)))
-        return self.task_.outputs(raw, self._calibration(calibrated))
+        return self.task_.outputs(raw, self.active_calibration(calibrated))
 
     def predict_proba(self, data, calibrated: bool = True) -> np.ndarray:
         """Class (or per-label) probabilities, calibrated when the model was (``calibrate=True``); ``calibrated=
@@ -308,12 +310,12 @@ class Graft:
 
     def predict(self, data) -> list:
         """Labels (classification), label lists (multi-label) or numbers (regression)."""
-        return self.task_.decode(self.outputs(data), self._calibration())
+        return self.task_.decode(self.outputs(data), self.active_calibration())
 
     def predict_records(self, data, **options) -> list[dict]:
         """One dict per row as a prediction file has it (the label and ``p_<label>`` columns; the label set; the
         value with its interval ``lower`` / ``upper`` (``level=`` another level than fitted))."""
-        return self.task_.records(self.outputs(data), self._calibration(), **options)
+        return self.task_.records(self.outputs(data), self.active_calibration(), **options)
 
     def use_thresholds(self, thresholds: dict, source: str = "thresholds") -> Graft:
         """Decide multi-label predictions at these per-label thresholds (label -> value in (0, 1)) from now on."""
@@ -333,7 +335,7 @@ class Graft:
         table = self.as_table(data, require_label=True)
         y = self.task_.encode(table)
         raw = self.head_.logits(self.features(table))
-        calibration = self._calibration()
+        calibration = self.active_calibration()
         self.last_predictions_ = {"y_true": y, "raw": raw, "outputs": self.task_.outputs(raw, calibration)}
         return self.task_.metrics(y, raw, calibration, target_recall=target_recall, target_precision=target_precision,
                                   curves=curves, interval=interval)

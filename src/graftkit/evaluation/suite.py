@@ -84,7 +84,7 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
     record["calibration_fit"] = _without_residuals(getattr(model, "calibration_", None))
     task = model.task_
     y_true, outputs = model.last_predictions_["y_true"], model.last_predictions_["outputs"]
-    calibration = model.calibration_ if getattr(model, "calibration_", None) else None
+    calibration = model.active_calibration()
     name = f"{model.backbone} + {model.strategy_.name}"
     if train is None or not baseline:
         record["baseline"] = _skipped(no_train if train is None else "turned off (--no-baseline)")

@@ -42,7 +42,7 @@ class Run:
         return {**summary, "score": sign * summary[self.metric]}
 
     def model_metrics(self, model, table, y) -> dict:
-        return self.metrics(y, model.outputs(table), model._calibration())
+        return self.metrics(y, model.outputs(table), model.active_calibration())
 
     def log(self, action: str, reason: str) -> None:
         self.steps.append({"action": action, "reason": reason, "elapsed_s": round(self.clock.elapsed, 2)})
@@ -181,7 +181,7 @@ class Run:
                 outputs, calibration = baseline.outputs(self.test.items()), None
             else:
                 model = self.models[row["step"]]
-                outputs, calibration = model.outputs(self.test), model._calibration()
+                outputs, calibration = model.outputs(self.test), model.active_calibration()
             metrics = self.metrics(self.y_test, outputs, calibration)
             metrics["score_std"] = bootstrap_std(self.task, self.y_test, outputs, calibration, n_bootstrap, seed)
             row["test"] = metrics

@@ -34,14 +34,31 @@ def infer_task(table, kind: str | None = None, **options):
     claims the target (multi-label for several label columns or delimited label lists, regression for a float
     column with many distinct values), else single-label classification. ``task.reason`` says why."""
     if kind is not None:
-        return task_class(kind).infer(table, **options)
+        return _check_options(task_class(kind), options).infer(table, **options)
     for cls in _REGISTRY.values():
         reason = cls.claims(table, **options)
         if reason:
-            task = cls.infer(table, **options)
+            task = _check_options(cls, options).infer(table, **options)
             object.__setattr__(task, "reason", reason)
             return task
-    return task_class("classification").infer(table, **options)
+    return _check_options(task_class("classification"), options).infer(table, **options)
+
+
+FLAGS = {"label_sep": "--label-sep", "allow_empty": "--no-empty-labels", "interval": "--interval",
+         "loss_function": "--regression-loss"}
+
+
+def _check_options(cls, options: dict):
+    """A task option the chosen kind does not take is an error, not silently ignored (a typo, or a setting meant
+    for another kind of target)."""
+    foreign = sorted(set(options) - set(cls.options))
+    if foreign:
+        names = ", ".join(f"{name} ({FLAGS.get(name, name)})" for name in foreign)
+        owners = sorted({kind for kind, other in _REGISTRY.items() for name in foreign if name in other.options})
+        raise ConfigError(f"task option(s) {names} do not apply to a {cls.kind} target"
+                          + (f"; they are for {', '.join(owners)}" if owners else "; unknown option")
+                          + " (set --task, or drop the option)")
+    return cls
 
 
 def task_from_dict(data) -> object:
