@@ -458,3 +458,25 @@ def test_minilm_multilabel_on_real_conll_entity_types():
     metrics = model.evaluate(test)
     assert metrics["micro_f1"] > 0.6 and metrics["subset_accuracy"] > 0.3
     assert metrics["micro_f1"] >= metrics["fixed_threshold_0.5"]["micro_f1"] - 0.05
+
+
+@pytest.mark.parametrize("kind", ["multilabel", "regression"])
+def test_a_crashed_run_of_either_kind_resumes_to_the_uninterrupted_model(tiny_bert_dir, tmp_path, kind, one_thread):
+    import torch
+
+    from conftest import model_weights, stop_after_epoch
+
+    frame, label = (tagged_frame(48), "tags") if kind == "multilabel" else (scored_frame(48), "score")
+    table = gk.load_data(frame, label=label)
+    settings = {"strategy": "lp-ft", "epochs": 3, "patience": 0, "deterministic": True, "progress": False,
+                "use_cache": False}
+    reference = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "a", **settings).fit(table)
+    with pytest.raises(KeyboardInterrupt):
+        gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", **settings).fit(
+            table, callbacks=[stop_after_epoch(2)])
+    resumed = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", resume=True, **settings).fit(table)
+    assert resumed.training_["resumed_from"] is not None
+    assert resumed.training_["history"] == reference.training_["history"]
+    a, b = model_weights(reference), model_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the target scaling buffers and the head included
+    assert resumed.calibration_ == reference.calibration_
