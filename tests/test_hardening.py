@@ -170,3 +170,23 @@ def test_every_model_file_truncated_is_one_error(saved_model, tmp_path, name):
     with pytest.raises(GraftkitError) as error:
         gk.load(copy, progress=False)
     assert "\n" not in str(error.value)
+
+
+def test_a_second_process_writing_the_same_output_is_refused(tiny_bert_dir, tmp_path, capsys):
+    from graftkit.cli.main import main
+
+    data = tmp_path / "train.csv"
+    sentiment_frame(40).to_csv(data, index=False)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".out.lock").write_text(str(holder.pid))  # a live process holds the output
+        code = main(["fit", str(data), "--backbone", str(tiny_bert_dir), "-o", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and f"another graftkit process (pid {holder.pid}) is writing" in err
+        assert not (tmp_path / "out").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, taken over, and released after the run
+    assert main(["-q", "fit", str(data), "--backbone", str(tiny_bert_dir), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "manifest.json").is_file() and not (tmp_path / ".out.lock").exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from graftkit.atomic import output_lock
 from graftkit.errors import ArtifactError
 
 FORMAT = "graftkit-model"
@@ -81,13 +82,19 @@ def build_manifest(graft) -> dict:
 
 
 def save_model(graft, path, overwrite: bool = False) -> Path:
+    """Write ``graft``'s artifact into ``path`` (staged, then swapped in), holding the output lock."""
+    path = Path(path).expanduser()
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel run (torchrun): only the main process writes
+        return path
+    with output_lock(path):
+        return _save_locked(graft, path, overwrite)
+
+
+def _save_locked(graft, path: Path, overwrite: bool) -> Path:
     from safetensors.numpy import save_file
 
     from graftkit.model_card import render_card
 
-    path = Path(path).expanduser()
-    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel run (torchrun): only the main process writes
-        return path
     check_destination(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))

@@ -1,4 +1,5 @@
-"""Atomic file writes: the whole file appears under its name at once, or nothing does.
+"""Atomic file writes: the whole file appears under its name at once, or nothing does; and the lock that keeps
+two processes from writing one output.
 
 Written to a temporary sibling, flushed to disk, then renamed over the target (``os.replace``); on any error
 the temporary file goes and the old file (if any) is untouched. The file gets the mode ``open()`` would give
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -39,3 +41,53 @@ def write_atomic(path, write: Callable, *, binary: bool = False) -> Path:
 
 def write_text_atomic(path, text: str) -> Path:
     return write_atomic(path, lambda handle: handle.write(text))
+
+
+@contextmanager
+def output_lock(path):
+    """Hold ``.NAME.lock`` beside ``path`` while this process writes it: a second process aiming at the same output
+    is refused (``ArtifactError`` naming the holder) instead of interleaving its files. A lock left by a process
+    that is gone is taken over; nesting in one process is allowed (the CLI holds it around ``fit`` and ``save``)."""
+    from graftkit.errors import ArtifactError
+
+    path = Path(path).expanduser()
+    lock = path.parent / f".{path.name}.lock"
+    if not lock.parent.is_dir():  # nothing can be writing there yet, and a failed run must not leave the folder
+        yield None
+        return
+    owner = _lock_owner(lock)
+    if owner == os.getpid():
+        yield lock
+        return
+    if owner is not None and _alive(owner):
+        raise ArtifactError(f"another graftkit process (pid {owner}) is writing {str(path)!r}; wait for it to finish, "
+                            f"or remove {str(lock)!r} if that process is gone")
+    lock.unlink(missing_ok=True)  # stale: its process is gone
+    try:
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise ArtifactError(f"another graftkit process started writing {str(path)!r} just now; wait for it to "
+                            "finish") from None
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(str(os.getpid()))
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

@@ -4,9 +4,19 @@ leaderboard."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from graftkit.cli.options import (add_data_options, add_run_options, add_task_options, data_kwargs, emit_json,
-                                  positive_int, task_kwargs)
+from graftkit.artifacts import check_destination
+from graftkit.atomic import output_lock
+from graftkit.cli.options import (
+    add_data_options,
+    add_run_options,
+    add_task_options,
+    data_kwargs,
+    emit_json,
+    positive_int,
+    task_kwargs,
+)
 from graftkit.playbook import LADDER, STEPS, auto, format_text, parse_budget
 from graftkit.playbook.core import DEFAULT_MIN_GAIN_PER_MINUTE
 
@@ -54,6 +64,12 @@ def register(commands) -> None:
 
 def run_auto(args) -> int:
     parse_budget(args.budget)  # a bad budget fails before anything is read
+    check_destination(Path(args.output).expanduser(), args.overwrite)
+    with output_lock(args.output):
+        return _auto(args)
+
+
+def _auto(args) -> int:
     result = auto(args.data, backbones=args.backbones, budget=args.budget, validation=args.validation,
                   test=args.test, seed=args.seed, output=args.output, overwrite=args.overwrite,
                   val_size=args.val_size, ladder=args.ladder, epochs=args.epochs, probe_top=args.probe_top,

@@ -7,17 +7,35 @@ import logging
 from pathlib import Path
 
 from graftkit.artifacts import check_destination
-from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
-from graftkit.cli.options import (add_backbone_options, add_data_options, add_run_options, add_task_options,
-                                  data_kwargs, emit_json, graft_kwargs, strategy_kwargs, task_kwargs)
-from graftkit.cli.train_options import add_training_options, remove_checkpoints, training_kwargs
-from graftkit.training.distributed import is_main_process
+from graftkit.atomic import output_lock
+from graftkit.cli.eval_options import (
+    add_evaluation_options,
+    evaluation_kwargs,
+    format_evaluation,
+)
+from graftkit.cli.options import (
+    add_backbone_options,
+    add_data_options,
+    add_run_options,
+    add_task_options,
+    data_kwargs,
+    emit_json,
+    graft_kwargs,
+    strategy_kwargs,
+    task_kwargs,
+)
+from graftkit.cli.train_options import (
+    add_training_options,
+    remove_checkpoints,
+    training_kwargs,
+)
 from graftkit.data import load_data
 from graftkit.errors import ConfigError
 from graftkit.evaluation.cv import cross_validate
 from graftkit.evaluation.suite import evaluate_model, save_evaluation
 from graftkit.graft import Graft, check_device
 from graftkit.strategies import get_strategy
+from graftkit.training.distributed import is_main_process
 
 logger = logging.getLogger("graftkit.cli")
 
@@ -68,8 +86,16 @@ def _check_settings(args) -> None:
 
 
 def run_fit(args) -> int:
+    """Hold the output's lock for the whole run (main process only: under torchrun every rank runs this)."""
     output = Path(args.output).expanduser()
     check_destination(output, args.overwrite)  # fail before the work, not after
+    if not is_main_process():
+        return _fit(args, output)
+    with output_lock(output):
+        return _fit(args, output)
+
+
+def _fit(args, output: Path) -> int:
     _check_settings(args)
     training = training_kwargs(args, output, strategy_kwargs(args))
     if args.test_size and not 0 < args.test_size < 1:
