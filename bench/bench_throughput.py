@@ -59,7 +59,7 @@ def main() -> None:
     print(f"{load()} at the start")
     print(f"graftkit {graftkit.__version__} from {graftkit.__file__}")
     print(f"{len(sentences)} SST-2 train sentences, batch {args.batch_size}, chunks of {args.chunk}, "
-          f"{args.rounds} rounds; attention: {graft._load_backbone().model.config._attn_implementation}")
+          f"{args.rounds} rounds; attention: {graft.loaded_backbone().model.config._attn_implementation}")
     results = {"machine": machine(), "sentences": len(sentences), "batch_size": args.batch_size, "by_threads": {}}
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)

@@ -114,7 +114,7 @@ def test_same_seed_epoch_position_same_result_and_epochs_differ(modality, item):
 
 
 def test_collator_augments_training_rows_only(tiny_bert_dir):
-    backbone = gk.Graft(str(tiny_bert_dir))._load_backbone()
+    backbone = gk.Graft(str(tiny_bert_dir)).loaded_backbone()
     table = gk.load_data(sentiment_frame(16), text="text", label="label")
     examples = Examples(table, np.zeros(len(table), dtype=np.int64))
     plain = BackboneCollator(backbone)

@@ -350,11 +350,16 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
+def _csv_split(folder, make_frame, rows: int) -> tuple:
+    """A training and a test CSV drawn with different seeds, and the model directory to write."""
+    train, test = folder / "train.csv", folder / "test.csv"
+    make_frame(rows, seed=0).to_csv(train, index=False)
+    make_frame(40, seed=1).to_csv(test, index=False)
+    return train, test, folder / "model"
+
+
 def test_cli_multilabel_fit_predict_evaluate_and_bad_inputs(tiny_bert_dir, tmp_path, capsys):
-    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
-    tagged_frame(120, seed=0).to_csv(train, index=False)
-    tagged_frame(40, seed=1).to_csv(test, index=False)
-    model = tmp_path / "model"
+    train, test, model = _csv_split(tmp_path, tagged_frame, 120)
     code, out, err = _cli(capsys, "fit", train, "--label", "tags", "--backbone", tiny_bert_dir, "--test", test,
                           "-o", model)
     assert code == 0, err
@@ -398,10 +403,7 @@ def test_cli_multilabel_from_several_0_1_columns(tiny_bert_dir, tmp_path, capsys
 
 
 def test_cli_regression_intervals(tiny_bert_dir, tmp_path, capsys):
-    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
-    scored_frame(160, seed=0).to_csv(train, index=False)
-    scored_frame(40, seed=1).to_csv(test, index=False)
-    model = tmp_path / "model"
+    train, test, model = _csv_split(tmp_path, scored_frame, 160)
     code, out, err = _cli(capsys, "fit", train, "--label", "score", "--backbone", tiny_bert_dir, "--test", test,
                           "--interval", "0.8", "-o", model)
     assert code == 0, err
@@ -480,3 +482,16 @@ def test_a_crashed_run_of_either_kind_resumes_to_the_uninterrupted_model(tiny_be
     a, b = model_weights(reference), model_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)  # the target scaling buffers and the head included
     assert resumed.calibration_ == reference.calibration_
+
+
+def test_the_fast_primary_metric_equals_the_summarys():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(50, 3)).astype(np.float32)
+    outputs = np.clip(y * 0.6 + rng.random((50, 3)) * 0.5, 0, 1)
+    task = MultiLabel(names=("a", "b", "c"))
+    calibration = {"thresholds": [0.4, 0.5, 0.6]}
+    assert task.primary(y, outputs, calibration) == task.summary(y, outputs, calibration)["micro_f1"]
+    values = rng.normal(size=40)
+    regression = Regression(target="t")
+    predicted = values + rng.normal(scale=0.5, size=40)
+    assert regression.primary(values, predicted) == pytest.approx(regression.summary(values, predicted)["r2"])

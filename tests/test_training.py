@@ -110,7 +110,7 @@ def test_logreg_folds_into_one_linear_layer(n_classes):
 # -- what trains, at which learning rate ----------------------------------------------------------------
 def test_trainable_parameters_per_strategy(tiny_bert_dir, sentiment):
     train, _ = sentiment
-    backbone = gk.Graft(str(tiny_bert_dir))._load_backbone()
+    backbone = gk.Graft(str(tiny_bert_dir)).loaded_backbone()
     plan = _probe_plan(backbone, train)
     bert = backbone.model
     assert plan.names == ["embeddings", "encoder.layer.0", "encoder.layer.1"]  # the unused pooler is left out
@@ -149,7 +149,7 @@ def test_layerwise_learning_rates_reach_the_optimizer(tiny_bert_dir, sentiment):
 
 def test_l2_sp_penalty_zero_at_start_positive_after_steps(tiny_bert_dir, sentiment):
     train, _ = sentiment
-    backbone = gk.Graft(str(tiny_bert_dir))._load_backbone()
+    backbone = gk.Graft(str(tiny_bert_dir)).loaded_backbone()
     plan = _probe_plan(backbone, train)
     model = GraftModel(backbone, SENTIMENT, plan, l2_sp=0.5)
     assert model.penalty().item() == 0.0

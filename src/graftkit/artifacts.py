@@ -195,7 +195,7 @@ def restore_fitted_state(graft, path: Path, manifest: dict) -> None:
     from graftkit.tasks.heads import head_from_state
 
     require_keys(manifest, path)
-    graft.task_ = task_from_dict(manifest["task"])
+    graft.task_ = task_from_dict(manifest["task"], source=str(path / MANIFEST))
     graft.adaptation_ = None  # a parameter-efficient model's adapter is put on by load_finetuned
     graft.head_ = head_from_state(load_file(str(path / HEAD)), manifest["head"])
     graft.training_ = manifest.get("training")

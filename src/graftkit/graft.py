@@ -109,7 +109,8 @@ class Graft:
         return Graft(**{**params, **overrides})
 
     # -- backbone and features -------------------------------------------------------------------------------
-    def _load_backbone(self):
+    def loaded_backbone(self):
+        """The backbone, loaded (and moved to ``device``) on first use."""
         if getattr(self, "backbone_", None) is None:
             if not isinstance(self.batch_size, int) or self.batch_size < 1:
                 raise ConfigError(f"batch_size must be an integer >= 1; got {self.batch_size!r} (--batch-size)")
@@ -121,7 +122,7 @@ class Graft:
 
     def check_modality(self, table: Table):
         """The loaded backbone, after checking that it reads what the table's input column holds."""
-        backbone = self._load_backbone()
+        backbone = self.loaded_backbone()
         if table.modality != backbone.modality:
             raise DataError(f"{table.source}: the input column {table.input_column!r} holds {table.modality}, but "
                             f"backbone {self.backbone!r} reads {backbone.modality}; pick a {backbone.modality} "
@@ -155,7 +156,7 @@ class Graft:
         if isinstance(data, Table):
             return data
         if isinstance(data, (list, tuple)):
-            modality = self._load_backbone().modality
+            modality = self.loaded_backbone().modality
             frame = pd.DataFrame({"input": list(data)}, dtype=object)
             return load_data(frame, require_label=False, **{modality: "input"})
         known = None
@@ -231,7 +232,7 @@ class Graft:
             return dict(self.training_["parameters"])
         head = int(sum(np.asarray(v).size for k, v in self.head_.arrays.items()
                        if k not in ("mean", "scale", "target_mean", "target_scale")))
-        total = head + sum(p.numel() for p in self._load_backbone().model.parameters())
+        total = head + sum(p.numel() for p in self.loaded_backbone().model.parameters())
         return {"trainable": head, "total": total, "share": round(head / total, 6)}
 
     def check_fitted(self) -> None:

@@ -28,7 +28,7 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
                   batch_size=manifest["hyperparameters"]["batch_size"], seed=manifest["seed"], device=device,
                   cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                   backbone_options=backbone.get("settings", {}))
-    graft.backbone_ = graft._load_backbone()
+    graft.backbone_ = graft.loaded_backbone()
     found = graft.backbone_.source.files
     if found != source["files"]:
         differ = sorted(n for n in set(found) | set(source["files"]) if found.get(n) != source["files"].get(n))

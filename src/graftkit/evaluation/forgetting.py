@@ -94,7 +94,7 @@ def measure_forgetting(model, probe, *, reference=None, reference_test=None, max
     probe = model.as_table(probe, require_label=False)
     cka = linear_cka(frozen.features(probe), model.features(probe))
     result = {"probe_rows": len(probe), "cka": cka,
-              "weight_drift": weight_drift(frozen._load_backbone(), model.backbone_),
+              "weight_drift": weight_drift(frozen.loaded_backbone(), model.backbone_),
               "reference": None, "max_drop": float(max_drop), "warning": None}
     notes = []
     if cka < LOW_CKA:

@@ -49,7 +49,7 @@ def scratch_baseline(model, train, test, *, strategy=None, seed: int | None = No
     scratch = model.clone(strategy=strategy, seed=seed, use_cache=False, calibrate=False, checkpoint_dir=None,
                           resume=False, task=model.task_.kind)
     started = time.perf_counter()
-    reinitialise(scratch._load_backbone().model, seed)
+    reinitialise(scratch.loaded_backbone().model, seed)
     scratch.fit(train)
     metrics = scratch.evaluate(test, curves=False)
     name = getattr(scratch.strategy_, "name", str(strategy))

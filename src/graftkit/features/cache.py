@@ -44,11 +44,14 @@ class FeatureCache:
         logger.info("feature cache: %d of %d examples cached, %d embedded", len(keys) - len(missing), len(keys),
                     len(missing))
         shards: dict[str, np.ndarray] = {}
+        needed: dict[str, int] = {}  # per shard, the rows the index points into
+        for shard, row in index.values():
+            needed[shard] = max(needed.get(shard, 0), row + 1)
         rows = []
         for key in keys:
             shard, row = index[key]
             if shard not in shards:
-                shards[shard] = self._load_shard(folder, shard, len([1 for k in index.values() if k[0] == shard]))
+                shards[shard] = self._load_shard(folder, shard, needed[shard])
                 if shards[shard] is None:  # damaged: drop it and embed those rows again
                     return self.lookup(fingerprint, keys, compute)
             rows.append(shards[shard][row])

@@ -75,7 +75,7 @@ def _check_scores(scores, rank_by: str) -> tuple[str, ...]:
 
 
 def _score(name: str, item, codes: np.ndarray | None, seed: int, folds: int, targets=None,
-           task_kind: str = "classification") -> tuple[float | None, str | None]:
+           task_kind: str = "") -> tuple[float | None, str | None]:
     """One score of one candidate, or None and the reason it does not apply."""
     X = item.features
     if codes is None:  # a target without classes: LogME regresses on it; the other scores need classes

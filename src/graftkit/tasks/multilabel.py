@@ -274,6 +274,13 @@ class MultiLabel(Task):
     def outputs_temperatures(self, calibration: dict | None) -> list[float]:
         return list((calibration or {}).get("temperatures") or [1.0] * len(self.names))
 
+    def primary(self, y, outputs, calibration: dict | None = None) -> float:
+        """Micro-F1 alone (bootstraps call this thousands of times; ``summary`` computes five metrics)."""
+        from sklearn.metrics import f1_score
+
+        predicted = (np.asarray(outputs) >= self.thresholds(calibration)).astype(np.int64)
+        return float(f1_score(np.asarray(y).astype(np.int64), predicted, average="micro", zero_division=0))
+
     def summary(self, y, outputs, calibration: dict | None = None) -> dict:
         m = multilabel_metrics(np.asarray(y), np.asarray(outputs), self.thresholds(calibration), self.names,
                                per_label=False)

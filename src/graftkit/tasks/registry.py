@@ -61,14 +61,15 @@ def _check_options(cls, options: dict):
     return cls
 
 
-def task_from_dict(data) -> object:
-    """The task saved in a manifest; a damaged entry fails as an ``ArtifactError`` naming the key."""
+def task_from_dict(data, source: str = "manifest.json") -> object:
+    """The task saved in a manifest (``source`` names the file); a damaged entry fails as an ``ArtifactError``
+    naming the key."""
     from graftkit.errors import ArtifactError
 
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
-        raise ArtifactError(f"manifest.json: 'task' must be an object with a 'kind'; got {data!r:.80}; refit the model")
+        raise ArtifactError(f"{source}: 'task' must be an object with a 'kind'; got {str(data)[:80]}; refit the model")
     try:
         return task_class(data["kind"]).from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"manifest.json: the 'task' entry is damaged ({type(exc).__name__}: {exc}); refit the "
+        raise ArtifactError(f"{source}: the 'task' entry is damaged ({type(exc).__name__}: {exc}); refit the "
                             "model") from None

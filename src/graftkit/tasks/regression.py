@@ -216,6 +216,12 @@ class Regression(Task):
         metrics["residuals"] = {"target": y[keep].tolist(), "predicted": predicted[keep].tolist()}
         return metrics
 
+    def primary(self, y, outputs, calibration: dict | None = None) -> float:
+        """R² alone (bootstraps call this thousands of times; ``summary`` also computes Spearman)."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(np.asarray(y, dtype=np.float64).reshape(-1), self.values(outputs)))
+
     def summary(self, y, outputs, calibration: dict | None = None) -> dict:
         m = regression_metrics(np.asarray(y).reshape(-1), self.values(outputs))
         return {"n": m["n"], **{k: m[k] for k in self.headline}}
