@@ -129,26 +129,49 @@ class Graft:
                             f"column or a backbone that reads {table.modality} (--backbone)")
         return backbone
 
-    def features(self, table: Table) -> np.ndarray:
-        """Pooled backbone features for every row (from the cache where the content was seen before)."""
+    def features(self, table: Table, task=None, pooled: bool = False) -> np.ndarray:
+        """Backbone features of every row (from the cache where the content was seen before), as ``task`` (default:
+        the fitted one) reads them: one pooled vector per row, or one per word (ragged) for a word task;
+        ``pooled`` always gives one vector per row (near-duplicate search, CKA)."""
+        task = task if task is not None else getattr(self, "task_", None)
         backbone = self.check_modality(table)
-        items = table.items()
         started = time.perf_counter()
+        by_unit = {"row": self._row_features, "word": self._word_features}
+        unit = "row" if pooled else getattr(task, "unit", "row")
+        features, embedded, rows = by_unit[unit](backbone, table, task)
+        self.last_extraction_ = {"rows": rows, "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
+        return features
+
+    def _cache_usable(self) -> bool:
+        return self.use_cache and not getattr(self, "finetuned_", False)  # the cache holds pretrained features only
+
+    def _row_features(self, backbone, table: Table, task):
+        items = [" ".join(i) if isinstance(i, list) else i for i in table.items()]  # a sentence given as words
 
         def compute(positions):
             return extract_features(backbone, [items[p] for p in positions], batch_size=self.batch_size,
                                     progress=self.progress,
                                     where=lambda i: table.where(positions[i], table.input_column))
 
-        if self.use_cache and not getattr(self, "finetuned_", False):  # the cache holds pretrained features only
+        if self._cache_usable():
             keys = [content_key(item, table.modality, lambda p=p: table.where(p, table.input_column))
                     for p, item in enumerate(items)]
             features, embedded = FeatureCache(self.cache_dir).lookup(backbone.fingerprint(), keys, compute)
         else:
             features, embedded = compute(list(range(len(items)))), len(items)
-        self.last_extraction_ = {"rows": len(items), "embedded": embedded,
-                                 "seconds": round(time.perf_counter() - started, 3)}
-        return features
+        return features, embedded, len(items)
+
+    def _word_features(self, backbone, table: Table, task):
+        from graftkit.features.words import cached_word_features, extract_word_features
+
+        sentences = task.words(table)
+        if self._cache_usable():
+            features, embedded = cached_word_features(backbone, sentences, FeatureCache(self.cache_dir),
+                                                      batch_size=self.batch_size, progress=self.progress)
+        else:
+            features = extract_word_features(backbone, sentences, batch_size=self.batch_size, progress=self.progress)
+            embedded = int(sum(len(s) for s in sentences))
+        return features, embedded, len(sentences)
 
     def as_table(self, data, require_label: bool) -> Table:
         """``data`` as a Table: a Table as it is, a list of inputs, a file path, a DataFrame or a Dataset (a fitted
@@ -186,6 +209,7 @@ class Graft:
         table = self.as_table(data, require_label=True)
         strategy = get_strategy(self.strategy, **self.strategy_params)
         task = self.infer_task(table)
+        task.check_options(strategy)
         if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
             self.backbone_, self.finetuned_ = None, False
         self.training_ = self.adaptation_ = None
@@ -201,10 +225,10 @@ class Graft:
             train, how = table, None
             val = None if validation is None else self.as_table(validation, require_label=True)
             y = task.encode(table)
-            X = self.features(table)
+            X = self.features(table, task)
             extraction = dict(self.last_extraction_)
             head_started = time.perf_counter()
-            self.head_ = strategy.fit_head(task, X, y, seed=self.seed)
+            self.head_ = task.wrap_head(strategy.fit_head(task, X, y, seed=self.seed))
             self.timings_ = {"extraction_s": extraction["seconds"], "embedded_rows": extraction["embedded"],
                              "head_s": round(time.perf_counter() - head_started, 3),
                              "fit_s": round(time.perf_counter() - started, 3)}
@@ -266,7 +290,7 @@ class Graft:
             if not folds:
                 self.calibration_ = task.skipped_calibration(reason)
                 return None
-            raw = np.zeros((len(y), task.output_size), dtype=np.float64)
+            raw = task.empty_outputs(len(y))
             fixed = self.head_.fixed_params()
             for train_rows, held in task.fold_indices(y, folds, self.seed):
                 head = strategy.fit_head(task, X[train_rows], y[train_rows], seed=self.seed, fixed=fixed)
@@ -316,7 +340,8 @@ class Graft:
     def predict_records(self, data, **options) -> list[dict]:
         """One dict per row as a prediction file has it (the label and ``p_<label>`` columns; the label set; the
         value with its interval ``lower`` / ``upper`` (``level=`` another level than fitted))."""
-        return self.task_.records(self.outputs(data), self.active_calibration(), **options)
+        table = self.as_table(data, require_label=False)
+        return self.task_.records(self.outputs(table), self.active_calibration(), table=table, **options)
 
     def use_thresholds(self, thresholds: dict, source: str = "thresholds") -> Graft:
         """Decide multi-label predictions at these per-label thresholds (label -> value in (0, 1)) from now on."""
@@ -339,7 +364,7 @@ class Graft:
         calibration = self.active_calibration()
         self.last_predictions_ = {"y_true": y, "raw": raw, "outputs": self.task_.outputs(raw, calibration)}
         return self.task_.metrics(y, raw, calibration, target_recall=target_recall, target_precision=target_precision,
-                                  curves=curves, interval=interval)
+                                  curves=curves, interval=interval, table=table)
 
     def save(self, path, overwrite: bool = False):
         """Write the fitted model as an artifact directory (atomically). Returns the path."""

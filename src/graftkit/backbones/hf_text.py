@@ -119,6 +119,13 @@ class HFTextBackbone(Backbone):
         output = self.model(**batch, output_hidden_states=any(layer is not None for layer in layers))
         return [self._pool(output, batch, layer) for layer in layers]
 
+    def token_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-token features ``(batch, tokens, hidden_size)`` of the pooled layer (token classification reads
+        a word's first sub-token; never normalised: sentence-transformers normalises the pooled vector only)."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        output = self.model(**batch, output_hidden_states=self.layer is not None)
+        return output.last_hidden_state if self.layer is None else output.hidden_states[self.layer]
+
     def _pool(self, output, batch: dict[str, torch.Tensor], layer: int | None) -> torch.Tensor:
         hidden = output.last_hidden_state if layer is None else output.hidden_states[layer]
         if self.pooling == "pooler":  # only with layer None (checked in __init__)

@@ -45,7 +45,8 @@ def add_data_options(parser: argparse.ArgumentParser, label_required: bool = Tru
                        help="column holding the target: a class, a delimited label list, or a number")
     group.add_argument("--labels", metavar="COLUMN", nargs="+",
                        help="several 0/1 columns, one per label: a multi-label target")
-    group.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet"], help="file format (default: by suffix)")
+    group.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet", "conll"],
+                       help="file format (default: by suffix; .conll / .iob / .bio and CoNLL-looking .txt are conll)")
     group.add_argument("--encoding", default="utf-8", help="text encoding of CSV / TSV / JSONL files (default: utf-8)")
 
 
@@ -69,12 +70,14 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
                        help="regression: level of the split-conformal prediction intervals, in (0, 1) (default: 0.9)")
     group.add_argument("--regression-loss", choices=["mse", "huber"], default=None,
                        help="regression: the fine-tuning loss (default: mse)")
+    group.add_argument("--tag-scheme", choices=["iob1", "iob2", "bioes"], default=None,
+                       help="token classification: the scheme of the tags (default: detected; read as IOB2)")
 
 
 def task_kwargs(args) -> dict:
     """``task`` and ``task_options`` for ``Graft`` from the task flags (only those given)."""
     options = {"label_sep": args.label_sep, "allow_empty": False if args.no_empty_labels else None,
-               "interval": args.interval, "loss_function": args.regression_loss}
+               "interval": args.interval, "loss_function": args.regression_loss, "tag_scheme": args.tag_scheme}
     options = {k: v for k, v in options.items() if v is not None}
     if "interval" in options:
         check_level(options["interval"])

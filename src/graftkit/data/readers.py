@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from graftkit.data.conll import SUFFIXES as CONLL_SUFFIXES
+from graftkit.data.conll import looks_like_conll, read_conll
 from graftkit.data.table import Table
 from graftkit.errors import DataError
 
@@ -23,10 +25,17 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
-LABEL_NAMES = ("label", "labels", "target", "class", "category", "y", "intent", "sentiment", "stars")
-TEXT_NAMES = ("text", "sentence", "review", "content", "body", "message", "utterance", "description")
+LABEL_NAMES = ("label", "labels", "target", "class", "category", "y", "intent", "sentiment", "stars", "tags",
+               "ner_tags", "entities", "spans")
+TEXT_NAMES = ("text", "sentence", "review", "content", "body", "message", "utterance", "description", "tokens",
+              "words")
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                  ".parquet": "parquet", ".pq": "parquet"}
+                  ".parquet": "parquet", ".pq": "parquet", **{suffix: "conll" for suffix in CONLL_SUFFIXES}}
+
+
+def _sniffed(path: Path, encoding: str) -> str | None:
+    """A ``.txt`` file holding CoNLL columns (one word and its tag per line) is read as CoNLL."""
+    return "conll" if path.suffix.lower() == ".txt" and looks_like_conll(path, encoding) else None
 
 
 def load_data(source, *, text: str | None = None, image: str | None = None, audio: str | None = None,
@@ -64,10 +73,10 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
     if not getattr(codec, "_is_text_encoding", True):  # base64, zlib, rot13 ...: codecs, not text encodings
         raise DataError(f"{encoding!r} is not a text encoding (encoding= / --encoding); use one such as utf-8, "
                         "latin-1 or cp1252")
-    kind = format or TABLE_SUFFIXES.get(path.suffix.lower())
-    if kind not in ("csv", "tsv", "jsonl", "parquet"):
-        raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
-                        "use .csv, .tsv, .jsonl or .parquet, or pass format='csv'|'tsv'|'jsonl'|'parquet' (CLI: --format)")
+    kind = format or TABLE_SUFFIXES.get(path.suffix.lower()) or _sniffed(path, encoding)
+    if kind not in ("csv", "tsv", "jsonl", "parquet", "conll"):
+        raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; use .csv, .tsv, .jsonl, "
+                        ".parquet or .conll, or pass format='csv'|'tsv'|'jsonl'|'parquet'|'conll' (CLI: --format)")
     frame = _read_file(path, kind, encoding)
     return _from_frame(frame, str(path), path.parent.resolve(), roles, label, require_label, known)
 
@@ -90,6 +99,8 @@ def _read_file(path: Path, kind: str, encoding: str) -> pd.DataFrame:
                                 encoding=encoding, quoting=csv.QUOTE_MINIMAL if kind == "csv" else csv.QUOTE_NONE)
         elif kind == "jsonl":
             frame = _read_jsonl(path, encoding)
+        elif kind == "conll":
+            frame = read_conll(path, encoding)
         else:
             frame = pd.read_parquet(path)
     except UnicodeDecodeError as exc:
@@ -317,6 +328,11 @@ def _check_encodable(frame, where, columns) -> None:
                                 "\\ud800-\\udfff escape), which is not text; fix or drop that row")
 
 
+def _is_text(value) -> bool:
+    """A string, or a sentence given as its words (CoNLL, JSONL ``tokens``)."""
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(w, str) for w in value))
+
+
 def _check_inputs(frame, where, modality, column, base_dir):
     values = frame[column]
     if modality == "text":
@@ -324,10 +340,11 @@ def _check_inputs(frame, where, modality, column, base_dir):
         if blank:
             raise DataError(f"{where}: column {column!r} is empty in {len(blank)} row(s) (row {_rows(blank)}); "
                             "fill in the text or drop those rows")
-        bad = values.index[~values.map(lambda v: isinstance(v, str))].tolist()
+        bad = values.index[~values.map(_is_text)].tolist()
         if bad:
             raise DataError(f"{where}: row {bad[0]}, column {column!r} is not text "
-                            f"({type(values[bad[0]]).__name__}); the text column must hold strings")
+                            f"({type(values[bad[0]]).__name__}); the text column must hold strings (or lists of "
+                            "words, for token classification)")
         return
     missing = values.index[values.map(_is_blank)].tolist()
     if missing:

@@ -136,6 +136,9 @@ class ClassicalBaseline:
 
     @property
     def description(self) -> str:
+        featurizer = self.task.classical_featurizer() if self.task is not None else None
+        if featurizer is not None:
+            return featurizer.description
         return DESCRIPTIONS[self.modality].replace("logistic regression", self.estimator_name)
 
     @property
@@ -144,6 +147,8 @@ class ClassicalBaseline:
         return getattr(self, "info_", {}).get("estimator", "logistic regression")
 
     def _features(self, items, where, fitting: bool):
+        if self.featurizer_ is not None:  # the task's own (per-word features for token classification)
+            return self.featurizer_.fit_transform(items) if fitting else self.featurizer_.transform(items)
         if self.modality == "text":
             texts = ["" if t is None else str(t) for t in items]
             return self.vectorizer_.fit_transform(texts) if fitting else self.vectorizer_.transform(texts)
@@ -157,6 +162,7 @@ class ClassicalBaseline:
 
             self.task = Classification(classes=tuple(str(i) for i in range(int(np.max(y)) + 1)))
         started = time.perf_counter()
+        self.featurizer_ = self.task.classical_featurizer()
         self.vectorizer_ = text_vectorizer() if self.modality == "text" else None
         self.scaler_ = None if self.modality == "text" else StandardScaler()
         X = self._features(items, where, fitting=True)
@@ -222,15 +228,9 @@ def transfer_gain(task, y_true, model_outputs, baseline_outputs, *, model_calibr
     metric = task.primary_metric
     rng = np.random.default_rng(seed)
     draws_index = rng.integers(0, len(y_true), size=(n_bootstrap, len(y_true)))
-    rows_a, rows_b = task.row_scores(y_true, a, model_calibration), task.row_scores(y_true, b)
-    if rows_a is not None:
-        difference = rows_a - rows_b
-        draws = difference[draws_index].mean(axis=1)
-        model_score, baseline_score = float(rows_a.mean()), float(rows_b.mean())
-    else:
-        draws = np.array([task.primary(y_true[i], a[i], model_calibration) - task.primary(y_true[i], b[i])
-                          for i in draws_index])
-        model_score, baseline_score = task.primary(y_true, a, model_calibration), task.primary(y_true, b)
+    draws = (task.resampled_primary(y_true, a, draws_index, model_calibration)
+             - task.resampled_primary(y_true, b, draws_index))
+    model_score, baseline_score = task.primary(y_true, a, model_calibration), task.primary(y_true, b)
     low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
     gain = model_score - baseline_score
     if not task.greater_is_better:

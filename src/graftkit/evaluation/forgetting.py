@@ -92,7 +92,7 @@ def measure_forgetting(model, probe, *, reference=None, reference_test=None, max
                            "weight, so there is nothing to forget"}
     frozen = model.clone(strategy="linear-probe", checkpoint_dir=None, resume=False, task=None, task_options={})
     probe = model.as_table(probe, require_label=False)
-    cka = linear_cka(frozen.features(probe), model.features(probe))
+    cka = linear_cka(frozen.features(probe, pooled=True), model.features(probe, pooled=True))
     result = {"probe_rows": len(probe), "cka": cka,
               "weight_drift": weight_drift(frozen.loaded_backbone(), model.backbone_),
               "reference": None, "max_drop": float(max_drop), "warning": None}
@@ -108,10 +108,10 @@ def measure_forgetting(model, probe, *, reference=None, reference_test=None, max
         else:
             reference_test = frozen.as_table(reference_test, require_label=True)
         y_train, y_test = task.encode(reference), task.encode(reference_test)
-        before = _probe_score(task, frozen.features(reference), y_train, frozen.features(reference_test), y_test,
-                              model.seed)
-        after = _probe_score(task, model.features(reference), y_train, model.features(reference_test), y_test,
-                             model.seed)
+        before = _probe_score(task, frozen.features(reference, task), y_train, frozen.features(reference_test, task),
+                              y_test, model.seed)
+        after = _probe_score(task, model.features(reference, task), y_train, model.features(reference_test, task),
+                             y_test, model.seed)
         # the keys keep their names for every task: the values are the reference task's primary metric
         result["reference"] = {"source": reference.source, "n_train": len(reference), "n_test": len(reference_test),
                                "metric": task.primary_metric, "accuracy_before": before, "accuracy_after": after,

@@ -35,7 +35,9 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalize_text(text) -> str:
-    """NFKC, case-folded, punctuation removed (Unicode category P*), whitespace collapsed."""
+    """NFKC, case-folded, punctuation removed (Unicode category P*), whitespace collapsed (words given as a list
+    are joined by spaces)."""
+    text = " ".join(text) if isinstance(text, list) else text
     text = unicodedata.normalize("NFKC", "" if text is None else str(text)).casefold()
     text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
     return _SPACE.sub(" ", text).strip()
@@ -206,7 +208,7 @@ def find_leakage(model, train, test, *, threshold: float = DEFAULT_THRESHOLD,
     """``near_duplicates`` with the features of ``model`` (a ``Graft``; cached features are reused)."""
     train = model.as_table(train, require_label=False)
     test = model.as_table(test, require_label=False)
-    return near_duplicates(train, test, model.features(train), model.features(test), threshold=threshold,
+    return near_duplicates(train, test, model.features(train, pooled=True), model.features(test, pooled=True), threshold=threshold,
                            text_threshold=text_threshold, max_examples=max_examples)
 
 

@@ -201,7 +201,7 @@ def measure_learning_curve(model, train, test, *, shots=DEFAULT_SHOTS, seeds: in
     y_train, y_test = task.encode(train), task.encode(test)
     if getattr(model, "finetuned_", False) or not hasattr(model.strategy_, "fit_head"):
         frozen = model.clone(strategy="linear-probe", checkpoint_dir=None, resume=False)
-        X_train, X_test = frozen.features(train), frozen.features(test)
+        X_train, X_test = frozen.features(train, task), frozen.features(test, task)
         strategy = get_strategy("linear-probe")
         head = strategy.fit_head(task, X_train, y_train, seed=model.seed)
         fixed = head.fixed_params()

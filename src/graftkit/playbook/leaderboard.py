@@ -23,11 +23,7 @@ def bootstrap_std(task, y, outputs, calibration=None, n_bootstrap: int = 1000, s
     if len(y) < 2:
         return 0.0
     index = np.random.default_rng(seed).integers(0, len(y), size=(n_bootstrap, len(y)))
-    rows = task.row_scores(y, outputs, calibration)
-    if rows is not None:
-        draws = rows[index].mean(axis=1)
-    else:
-        draws = np.array([task.primary(y[i], outputs[i], calibration) for i in index])
+    draws = task.resampled_primary(y, outputs, index, calibration)
     return float(draws.std(ddof=1))
 
 

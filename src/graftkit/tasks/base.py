@@ -38,6 +38,9 @@ class Task(ABC):
     # fitted on held-out outputs even under calibrate=False (multi-label thresholds, regression intervals)
     calibrated_without_scaling: ClassVar[bool] = True
     options: ClassVar[tuple[str, ...]] = ()          # the task options ``infer`` takes (``Graft(task_options=)``)
+    # what one feature vector describes: "row" (pooled over the input) or "word" (one per word of a sentence:
+    # features, targets and outputs are then ragged, one array per row; ``tasks.ragged``)
+    unit: ClassVar[str] = "row"
 
     reason: str = ""  # why this task was inferred (printed, as column roles are)
 
@@ -128,6 +131,33 @@ class Task(ABC):
 
     def row_scores(self, y: np.ndarray, outputs: np.ndarray, calibration: dict | None = None) -> np.ndarray | None:
         """Per-row scores whose mean is the primary metric, or None when it does not decompose by row (F1, R²)."""
+        return None
+
+    def resampled_primary(self, y: np.ndarray, outputs: np.ndarray, index: np.ndarray,
+                          calibration: dict | None = None) -> np.ndarray:
+        """The primary metric on each bootstrap resample ``index[d]`` of the rows: a mean of ``row_scores`` where
+        the metric is one (accuracy), else recomputed per resample."""
+        rows = self.row_scores(y, outputs, calibration)
+        if rows is not None:
+            return rows[index].mean(axis=1)
+        return np.array([self.primary(y[i], outputs[i], calibration) for i in index])
+
+    def empty_outputs(self, n: int) -> np.ndarray:
+        """Room for ``n`` rows of raw outputs (cross-fitting fills it fold by fold)."""
+        return np.zeros((n, self.output_size), dtype=np.float64)
+
+    def stacked(self, X: np.ndarray) -> np.ndarray:
+        """Feature vectors as one matrix (one per row; per word for a ragged task), for statistics such as the
+        engine's feature standardisation."""
+        return X
+
+    def wrap_head(self, head):
+        """The head as this task applies it (a per-word head reads ragged features); the fitted head otherwise."""
+        return head
+
+    def classical_featurizer(self):
+        """The classical baseline's features for this task (``fit_transform(items)`` / ``transform(items)``,
+        ``description``), or None for the modality's own (TF-IDF, pixels, log-mel statistics)."""
         return None
 
     def evidence_targets(self, y: np.ndarray) -> np.ndarray:

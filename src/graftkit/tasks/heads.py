@@ -268,7 +268,45 @@ class LinearHead(Head):
         return X @ self.arrays["weight"].T + self.arrays["bias"]
 
 
-LOADABLE_HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead, OneVsRestHead, RidgeHead, LinearHead)}
+class WordHead(Head):
+    """A head applied to every word of a sentence: ragged features in (one ``(words, d)`` array per row), ragged
+    logits out. It wraps the head fitted on all words stacked (``inner``) and saves the same arrays."""
+
+    kind = "per-word"
+
+    def __init__(self, arrays: dict[str, np.ndarray], info: dict):
+        self.inner = head_from_state(arrays, info["inner"])
+        super().__init__(self.inner.arrays, info)
+
+    @classmethod
+    def around(cls, inner: Head) -> WordHead:
+        return cls(inner.arrays, {"kind": cls.kind, "inner": inner.info})
+
+    def _per_row(self, X, compute):
+        from graftkit.tasks.ragged import flat, is_ragged, lengths, split_like
+
+        if not is_ragged(X):
+            return compute(X)
+        return split_like(compute(flat(X).reshape(-1, self.arrays_width())), lengths(X))
+
+    def arrays_width(self) -> int:
+        first = self.arrays.get("mean", self.arrays.get("weight"))
+        return int(first.shape[-1])
+
+    def logits(self, X):
+        return self._per_row(X, self.inner.logits)
+
+    def predict_proba(self, X):
+        return self._per_row(X, self.inner.predict_proba)
+
+    def fixed_params(self) -> dict:
+        return self.inner.fixed_params()
+
+    def linear_weights(self, fold_scaling: bool = True):
+        return self.inner.linear_weights(fold_scaling)
+
+
+LOADABLE_HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead, OneVsRestHead, RidgeHead, LinearHead, WordHead)}
 
 
 def head_from_state(arrays: dict[str, np.ndarray], info: dict) -> Head:

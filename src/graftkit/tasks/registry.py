@@ -6,8 +6,8 @@ from graftkit.errors import ConfigError
 
 _REGISTRY: dict = {}
 # Named from the start so that a request for one of them gets a clear answer until its module exists.
-PLANNED_KINDS = ("token-classification", "speech-recognition")
-ALIASES = {"multilabel": "multilabel-classification", "multi-label": "multilabel-classification",
+PLANNED_KINDS = ("speech-recognition",)
+ALIASES = {"ner": "token-classification", "token": "token-classification", "multilabel": "multilabel-classification", "multi-label": "multilabel-classification",
            "multi-label-classification": "multilabel-classification"}
 
 
@@ -45,7 +45,7 @@ def infer_task(table, kind: str | None = None, **options):
 
 
 FLAGS = {"label_sep": "--label-sep", "allow_empty": "--no-empty-labels", "interval": "--interval",
-         "loss_function": "--regression-loss"}
+         "loss_function": "--regression-loss", "tag_scheme": "--tag-scheme"}
 
 
 def _check_options(cls, options: dict):

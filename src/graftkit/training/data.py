@@ -31,6 +31,15 @@ class Examples(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def collator(self, backbone, augmenter=None):
+        """The collator that batches these examples for ``backbone``."""
+        return BackboneCollator(backbone, augmenter)
+
+    @staticmethod
+    def features_of(backbone):
+        """What the model's output layer reads: the backbone's pooled features."""
+        return backbone.embed
+
     def __getitem__(self, index: int) -> dict:
         row = {"item": self.items[index], "label": self.labels[index],
                "where": self.table.where(index, self.table.input_column)}

@@ -26,7 +26,7 @@ from graftkit.errors import ConfigError
 from graftkit.training.augment import augmenter_for
 from graftkit.training.callbacks import AugmentEpoch, LoggingProgress, QuietLog, SealCheckpoints, UnfreezeSchedule
 from graftkit.training.checkpoints import stopped_at
-from graftkit.training.data import BackboneCollator, Examples
+from graftkit.training.data import Examples
 from graftkit.training.distributed import world_size
 from graftkit.training.groups import describe_groups, optimizer_groups, plan_layers
 from graftkit.training.model import GraftModel
@@ -140,7 +140,7 @@ def _best(history: list[dict], metric: str, greater_is_better: bool) -> tuple[in
 
 
 def build_model(backbone, strategy, sample: dict, task, seed: int, head_init=None, standardize=None,
-                target_scaling=None) -> GraftModel:
+                target_scaling=None, embed=None) -> GraftModel:
     """The backbone's layer plan (from a probe on ``sample``) and a seeded new output layer for ``task`` (or
     ``head_init``) on features standardised by ``standardize`` = (mean, scale), its outputs scaled by
     ``target_scaling`` = (mean, scale); the groups that ever train are marked trainable (they must require grad
@@ -151,7 +151,7 @@ def build_model(backbone, strategy, sample: dict, task, seed: int, head_init=Non
                 ", ".join(plan.names), strategy.name, most)
     torch.manual_seed(seed)
     model = GraftModel(backbone, task, plan, l2_sp=strategy.l2_sp,
-                       freeze_batchnorm=getattr(strategy, "freeze_batchnorm", False))
+                       freeze_batchnorm=getattr(strategy, "freeze_batchnorm", False), embed=embed)
     if standardize is not None:
         model.standardize_with(*standardize)
     if target_scaling is not None:
@@ -203,9 +203,9 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
     augmenter = augmenter_for(backbone, seed) if getattr(strategy, "augment", False) else None
     if getattr(strategy, "augment", False) and augmenter is None:
         logger.warning("augment: no augmentation is defined for %r inputs; training without it", backbone.modality)
-    collator = BackboneCollator(backbone, augmenter)
+    collator = train.collator(backbone, augmenter)
     model = build_model(backbone, strategy, collator.sample(train), task, seed, head_init, standardize,
-                        task.target_scaling(train.labels))
+                        task.target_scaling(train.labels), embed=train.features_of(backbone))
     most = model.trainable_groups
     schedule = UnfreezeSchedule(model, strategy)
     gradual = any(schedule.groups_for(e) != most for e in range(strategy.epochs))

@@ -19,6 +19,15 @@ from graftkit.training.engine import train_model
 logger = logging.getLogger(__name__)
 
 
+def examples(table, y, task, backbone):
+    """The engine's examples of ``table``: one per row, or one per sentence window for a word task."""
+    if task.unit == "word":
+        from graftkit.training.words import WordExamples
+
+        return WordExamples(table, y, task, backbone)
+    return Examples(table, y)
+
+
 def validation_split(graft, table, task, validation, val_size: float):
     """``(train, validation or None, how)``: a given validation table, or a ``val_size`` share of ``table`` split
     as the task splits (stratified by class for classification)."""
@@ -75,8 +84,8 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
     y_train = task.encode(train)
     y_val = None if val is None else task.encode(val)
     head_init, probe, features_started = None, None, time.perf_counter()
-    X = graft.features(train)  # pretrained features, from the cache where seen before
-    scaling = Head.scaling(X, True)
+    X = graft.features(train, task)  # pretrained features, from the cache where seen before
+    scaling = Head.scaling(task.stacked(X), True)
     standardize = scaling["mean"], scaling["scale"]
     if hasattr(strategy, "fit_probe"):  # LP-FT stage one, on the same frozen features
         fitted = strategy.fit_probe(task, X, y_train, seed=graft.seed)
@@ -93,8 +102,9 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
         resume_from = prepare_run(run_dir, identity, resume=graft.resume, main_process=is_main_process())
         prepared = True
         model, result = train_model(
-            backbone, strategy, task, train=Examples(train, y_train),
-            validation=None if val is None else Examples(val, y_val), batch_size=graft.batch_size, seed=graft.seed,
+            backbone, strategy, task, train=examples(train, y_train, task, backbone),
+            validation=None if val is None else examples(val, y_val, task, backbone), batch_size=graft.batch_size,
+            seed=graft.seed,
             device=graft.device, run_dir=run_dir,
             resume_from=resume_from, progress=graft.progress, head_init=head_init, standardize=standardize,
             callbacks=list(callbacks))
@@ -109,8 +119,8 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
     graft.adaptation_ = model.adaptation  # parameter-efficient strategies: what the artifact saves
     graft.finetuned_ = True  # from here on, features come from the fine-tuned backbone, never from the cache
     weight, bias = model.export_head()
-    graft.head_ = LinearHead({"weight": weight, "bias": bias},
-                             {"kind": "linear", "in_features": int(weight.shape[1]), "outputs": int(weight.shape[0])})
+    graft.head_ = task.wrap_head(LinearHead({"weight": weight, "bias": bias}, {
+        "kind": "linear", "in_features": int(weight.shape[1]), "outputs": int(weight.shape[0])}))
     graft.training_ = {**result.to_dict(), "validation": {"rows": 0 if val is None else len(val), "source": how},
                        "train_rows": len(train), "linear_probe": probe,
                        "head_input": "pooled features standardised by the pretrained features' mean and std on the "

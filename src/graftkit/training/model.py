@@ -26,7 +26,8 @@ from graftkit.training.regularizers import L2SP
 
 
 class GraftModel(nn.Module):
-    def __init__(self, backbone, task, plan: LayerPlan, *, l2_sp: float = 0.0, freeze_batchnorm: bool = False):
+    def __init__(self, backbone, task, plan: LayerPlan, *, l2_sp: float = 0.0, freeze_batchnorm: bool = False,
+                 embed=None):
         super().__init__()
         self.backbone = backbone.model  # registered: trained, checkpointed and wrapped by DDP with the head
         self.task = task
@@ -35,7 +36,8 @@ class GraftModel(nn.Module):
         self.register_buffer("feature_scale", torch.ones(backbone.hidden_size))
         self.register_buffer("target_mean", torch.zeros(task.output_size))
         self.register_buffer("target_scale", torch.ones(task.output_size))
-        self._embed = backbone.embed
+        # pooled features (one per row), or per-token ones for a word task: the head reads the last axis either way
+        self._embed = embed or backbone.embed
         self.plan = plan
         self.trainable_groups = len(plan)
         self.l2_sp = L2SP([p for group in plan.params for p in group], l2_sp) if l2_sp > 0 else None
