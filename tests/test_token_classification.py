@@ -307,3 +307,20 @@ def test_conll2003_minilm_token_probe_on_a_real_subset():
     model = gk.Graft(progress=False).fit(train)
     metrics = model.evaluate(test)
     assert metrics["f1"] > 0.5 and metrics["token_accuracy"] > 0.85
+
+
+def test_report_and_auto_on_a_tagging_set(tmp_path, conll_files, tiny_bert_dir):
+    from graftkit.playbook import auto
+
+    train, test = conll_files
+    out = tmp_path / "model"
+    assert main(["fit", str(train), "--backbone", str(tiny_bert_dir), "-o", str(out)]) == 0
+    assert main(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "Entities per type" in html and "Types taken for types" in html and "Calibration of word tags" in html
+    result = auto(train, backbones=[str(tiny_bert_dir)], budget="5m", test=test, ladder=["finetune"],
+                  epochs=1, output=tmp_path / "auto")
+    ran = [row for row in result.rows if row["status"] == "ran"]
+    assert len(ran) >= 2, result.rows  # the baseline and at least the probe
+    assert result.chosen is not None and result.model.task_.kind == "token-classification"
+    assert (tmp_path / "auto" / "manifest.json").is_file()

@@ -74,7 +74,8 @@ class Run:
         baseline = ClassicalBaseline(modality, task=self.task, seed=seed)
         baseline.fit(self.train.items(), self.y_train, where=lambda i: self.train.where(i, self.train.input_column))
         count = int(baseline.info_["parameters"])
-        name = f"{BASELINE_FEATURES[modality]} + {ESTIMATOR_NAMES[baseline.estimator_name]}"
+        features = getattr(baseline.featurizer_, "short_name", None) or BASELINE_FEATURES[modality]
+        name = f"{features} + {ESTIMATOR_NAMES[baseline.estimator_name]}"
         self.row("baseline", "classical baseline", name, "ran",
                  f"always run: the cheap classical reference ({baseline.description}, "
                  f"{penalty_text(baseline.info_)} by CV)",
@@ -107,13 +108,15 @@ class Run:
         rows = sum(n for _, n in embedded if n)
         if spec in self.forward_s and not rows:
             return
-        if not rows:  # everything came from the feature cache: time a small uncached pass
-            from graftkit.features.extract import extract_features
-
-            items = self.train.items()[:min(len(self.train), 2 * model.batch_size)]
+        if not rows:  # everything came from the feature cache: time a small uncached pass, read as the task reads
+            sample = self.train.head(min(len(self.train), 2 * model.batch_size))
+            use_cache, model.use_cache = model.use_cache, False
             clock = time.perf_counter()
-            extract_features(model.backbone_, items, batch_size=model.batch_size, progress=False)
-            seconds, rows = time.perf_counter() - clock, len(items)
+            try:
+                model.features(sample)
+            finally:
+                model.use_cache = use_cache
+            seconds, rows = time.perf_counter() - clock, len(sample)
         self.forward_s[spec] = seconds / rows
 
     def trainable(self, spec, strategy, reason, estimate, basis, graft_options, epochs, layers) -> dict:

@@ -18,6 +18,7 @@ from graftkit.report import (  # noqa: F401
     sections_classification,
     sections_multilabel,
     sections_regression,
+    sections_tokens,
 )
 from graftkit.report.common import (
     card,

@@ -318,7 +318,7 @@ class TokenClassification(Task):
             scores[:, present[model.classes_]] = model.predict_log_proba(matrix)
             return split_like(scores, new_sizes)
 
-        return Fitted(raw, {"estimator": "logistic regression on word features", "C": float(chosen),
+        return Fitted(raw, {"estimator": "logistic regression", "C": float(chosen),
                             "parameters": int(model.coef_.size + model.intercept_.size)})
 
     def classical_featurizer(self):

@@ -38,6 +38,7 @@ class WordFeatures:
     """``fit_transform(items)`` / ``transform(items)`` -> ``(sparse matrix of every word, words per sentence)``."""
 
     description = "word, shape, affix and context features + logistic regression"
+    short_name = "word features"
 
     def __init__(self, task):
         self.task = task
