@@ -159,7 +159,7 @@ def test_task_settings_are_checked():
     with pytest.raises(ConfigError, match="--task"):
         infer_task(gk.load_data(scored_frame(10), label="score"), "ranking")
     with pytest.raises(ConfigError, match="not available yet"):
-        infer_task(gk.load_data(scored_frame(10), label="score"), "token-classification")
+        infer_task(gk.load_data(scored_frame(10), label="score"), "speech-recognition")
     with pytest.raises(DataError, match="'ten' is not a number"):
         frame = scored_frame(10)
         frame["score"] = "ten"
