@@ -63,7 +63,9 @@ def main() -> None:
                      "ece": [metrics["calibration"]["ece_before"], metrics["calibration"]["ece_after"]],
                      "parameters_trained": model.parameter_counts()["trainable"], "load": load()})
         print(rows[-1], flush=True)
-    save("ner-conll2003", {"machine": machine(), "train_sentences": len(train), "test_sentences": len(test),
+        save(f"ner-conll2003-{args.train}", {"machine": machine(), "train_sentences": len(train),
+                                             "test_sentences": len(test), "epochs": args.epochs, "rows": rows})
+    save(f"ner-conll2003-{args.train}", {"machine": machine(), "train_sentences": len(train), "test_sentences": len(test),
                            "epochs": args.epochs, "rows": rows})
     print("\n| model | entity F1 | precision | recall | token accuracy | train s |\n|---|---|---|---|---|---|")
     for row in rows:

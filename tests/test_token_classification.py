@@ -324,3 +324,14 @@ def test_report_and_auto_on_a_tagging_set(tmp_path, conll_files, tiny_bert_dir):
     assert len(ran) >= 2, result.rows  # the baseline and at least the probe
     assert result.chosen is not None and result.model.task_.kind == "token-classification"
     assert (tmp_path / "auto" / "manifest.json").is_file()
+
+
+def test_learning_curve_counts_labelled_sentences(conll_files, tiny_bert_dir):
+    from graftkit.evaluation.learning_curve import measure_learning_curve
+
+    train, test = conll_files
+    model = gk.Graft(backbone=str(tiny_bert_dir), progress=False).fit(train)
+    curve = measure_learning_curve(model, gk.load_data(train), gk.load_data(test), seeds=2)
+    sizes = [point["n"] if "n" in point else point.get("rows") for point in curve["points"]]
+    assert sizes[0] == 25 and sizes[-1] == 60, curve["points"]
+    assert curve["metric"] == "f1"

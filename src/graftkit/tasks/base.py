@@ -87,7 +87,8 @@ class Task(ABC):
 
     @abstractmethod
     def records(self, outputs: np.ndarray, calibration: dict | None = None, **options) -> list[dict]:
-        """One flat dict per row, the columns a prediction file gets (CSV / JSON)."""
+        """One flat dict per row, the columns a prediction file gets (CSV / JSON); ``table`` (the rows predicted)
+        is among the options, for tasks that write parts of the input back (a tagger's words and offsets)."""
 
     @abstractmethod
     def describe_targets(self, y: np.ndarray) -> dict:
