@@ -4,6 +4,7 @@ ends in a correct result or one clean error, never a traceback or a silently wro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -136,40 +137,193 @@ def saved_model(tiny_bert_dir, tmp_path_factory) -> Path:
     return gk.Graft(backbone=str(tiny_bert_dir), C=1.0, use_cache=False, progress=False).fit(data).save(folder / "m")
 
 
-MANIFEST_KEYS = ["task", "input", "backbone", "strategy", "head", "hyperparameters", "seed", "data", "metrics",
-                 "format", "format_version", "files"]
+def _paths(value, prefix=()):
+    """Every field of a parsed manifest, nested ones included, as key paths."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*prefix, key)
+            yield from _paths(item, (*prefix, key))
+
+
+def _saved_paths(model_dir: Path) -> list[tuple]:
+    return list(_paths(json.loads((model_dir / "manifest.json").read_text())))
+
+
+@pytest.fixture(scope="module")
+def finetuned_model(tiny_bert_dir, tmp_path_factory) -> Path:
+    """A fine-tuned model (backbone/ files in the manifest's hashes, a 'training' entry), one epoch on 40 rows."""
+    folder = tmp_path_factory.mktemp("finetuned")
+    return gk.Graft(backbone=str(tiny_bert_dir), strategy="finetune", epochs=1, val_size=0, patience=0,
+                    use_cache=False, progress=False).fit(sentiment_frame(40)).save(folder / "m")
+
+
+RETYPED = {"string": "x", "list": [1], "number": 7, "null": None, "bool": True, "object": {"a": 1}}
+
+
+def _edit(model: Path, copy: Path, path: tuple, change: str) -> None:
+    shutil.copytree(model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    parent = manifest
+    for key in path[:-1]:
+        parent = parent[key]
+    if change == "delete":
+        parent.pop(path[-1])
+    else:
+        parent[path[-1]] = RETYPED[change]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _check_refused(copy: Path, path: tuple, original) -> None:
+    try:
+        gk.load(copy, progress=False).predict(["good film"])
+    except GraftkitError as exc:
+        message = str(exc)
+        assert "\n" not in message and "manifest.json" in message
+        assert any(repr(".".join(path[:i])) in message for i in range(1, len(path) + 1)), message  # names it
+        return
+    raise AssertionError(f"an edit of {'.'.join(path)} (was {original!r}) was accepted")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), change=st.sampled_from(["delete", *RETYPED]))
+def test_every_manifest_field_deleted_or_retyped_is_one_error(saved_model, tmp_path_factory, data, change):
+    """Any field, at any depth: deleted or given another type, the load fails in one line naming the field (or the
+    entry holding it, whose digest no longer matches) — never a traceback, never a silently different model."""
+    path = data.draw(st.sampled_from(_saved_paths(saved_model)), label="field")
+    manifest = json.loads((saved_model / "manifest.json").read_text())
+    original = manifest
+    for key in path:
+        original = original[key]
+    if path == ("backbone", "source", "spec") and change in ("string", "object"):
+        change = "null"  # another location is a legal edit (its weights are verified); "x" would be a Hub id
+    if original == RETYPED.get(change, object()):
+        return  # not a change
+    copy = tmp_path_factory.mktemp("edited") / "m"
+    _edit(saved_model, copy, path, change)
+    _check_refused(copy, path, original)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), change=st.sampled_from(["delete", "string", "null"]))
+def test_every_field_of_a_finetuned_manifest_deleted_or_retyped_is_one_error(finetuned_model, tmp_path_factory,
+                                                                             data, change):
+    path = data.draw(st.sampled_from([p for p in _saved_paths(finetuned_model)
+                                      if p != ("backbone", "source", "spec")]), label="field")
+    original = json.loads((finetuned_model / "manifest.json").read_text())
+    for key in path:
+        original = original[key]
+    if original == RETYPED.get(change, object()):
+        return
+    copy = tmp_path_factory.mktemp("edited-ft") / "m"
+    _edit(finetuned_model, copy, path, change)
+    _check_refused(copy, path, original)
+
+
+def _model_files(model: Path) -> list[str]:
+    return sorted(p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file() and p.name != "README.md")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(MANIFEST_KEYS), change=st.sampled_from(["delete", "string", "list", "number", "null"]))
-def test_every_manifest_field_deleted_or_retyped_is_one_error(saved_model, tmp_path_factory, key, change):
-    copy = tmp_path_factory.mktemp("edited") / "m"
-    shutil.copytree(saved_model, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    if change == "delete":
-        manifest.pop(key)
-    else:
-        manifest[key] = {"string": "x", "list": [1], "number": 7, "null": None}[change]
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    try:
-        predicted = gk.load(copy, progress=False).predict(["good film"])
-    except GraftkitError as exc:
-        assert "\n" not in str(exc) and (str(copy) in str(exc) or "manifest" in str(exc))  # names the model
-        return
-    # an edit the loader accepts is one of a field it does not read for prediction; it must still predict one
-    # of the fitted classes, never a silently different model
-    assert predicted[0] in ("neg", "pos")
-
-
-@pytest.mark.parametrize("name", ["head.safetensors", "labels.json", "manifest.json"])
-def test_every_model_file_truncated_is_one_error(saved_model, tmp_path, name):
-    copy = tmp_path / "m"
-    shutil.copytree(saved_model, copy)
-    path = copy / name
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+@given(data=st.data(), keep=st.floats(0, 0.99))
+def test_every_model_file_truncated_is_one_error(saved_model, finetuned_model, tmp_path_factory, data, keep):
+    """Every file the model reads (manifest, head, labels, fine-tuned backbone files), cut at any length."""
+    model = data.draw(st.sampled_from([saved_model, finetuned_model]), label="model")
+    name = data.draw(st.sampled_from(_model_files(model)), label="file")
+    copy = tmp_path_factory.mktemp("truncated") / "m"
+    shutil.copytree(model, copy)
+    content = (copy / name).read_bytes()
+    (copy / name).write_bytes(content[: int(len(content) * keep)])
     with pytest.raises(GraftkitError) as error:
         gk.load(copy, progress=False)
-    assert "\n" not in str(error.value)
+    message = str(error.value)
+    assert "\n" not in message and (name in message or "manifest.json" in message), message
+
+
+def test_every_file_the_model_reads_is_hashed(finetuned_model):
+    manifest = json.loads((finetuned_model / "manifest.json").read_text())
+    assert set(manifest["files"]) == set(_model_files(finetuned_model)) - {"manifest.json"}
+    assert manifest["schema_version"] == 2 and set(manifest["digest"]) == set(manifest) - {"digest"}
+
+
+def test_reordered_labels_in_the_manifest_are_refused(saved_model, tmp_path):
+    """Issue example 4: reordering the label list by hand silently halved the accuracy; now it is refused."""
+    copy = tmp_path / "m"
+    shutil.copytree(saved_model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["task"]["labels"] = manifest["task"]["labels"][::-1]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gk.ArtifactError, match=r"manifest\.json: the field 'task' does not match its digest"):
+        gk.load(copy, progress=False)
+
+
+def test_reordered_labels_json_with_its_hash_updated_is_refused(saved_model, tmp_path):
+    """labels.json rewritten in another order and its hash in 'files' updated to match: 'files' no longer matches its
+    digest; with the digests updated too (a deliberate forgery) labels.json still disagrees with 'task'."""
+    from graftkit.manifest import sign
+
+    copy = tmp_path / "m"
+    shutil.copytree(saved_model, copy)
+    labels = json.loads((copy / "labels.json").read_text())[::-1]
+    (copy / "labels.json").write_text(json.dumps(labels))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["labels.json"] = hashlib.sha256((copy / "labels.json").read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gk.ArtifactError, match=r"the field 'files' does not match its digest"):
+        gk.load(copy, progress=False)
+    manifest["digest"] = sign(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gk.ArtifactError, match=r"labels\.json and manifest\.json's 'task' give different labels"):
+        gk.load(copy, progress=False)
+
+
+def _as_schema_1(model: Path, copy: Path) -> dict:
+    """The model as graftkit wrote it before the schema had a version and a digest."""
+    shutil.copytree(model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest.pop("schema_version")
+    manifest.pop("digest")
+    manifest = {"format_version": 1, **manifest}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_a_schema_1_manifest_is_migrated_and_its_labels_checked(saved_model, tmp_path, caplog):
+    old = tmp_path / "old"
+    manifest = _as_schema_1(saved_model, old)
+    texts = ["good great film", "bad awful plot"]
+    expected = gk.load(saved_model, progress=False).predict_proba(texts)
+    np.testing.assert_array_equal(gk.load(old, progress=False).predict_proba(texts), expected)
+    assert "older graftkit (manifest schema 1" in caplog.text
+    manifest["task"]["labels"] = manifest["task"]["labels"][::-1]  # unsigned, but labels.json disagrees
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gk.ArtifactError, match=r"labels\.json and manifest\.json's 'task' give different labels"):
+        gk.load(old, progress=False)
+    manifest["format_version"] = 3
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gk.ArtifactError, match=r"format_version 3 is newer than this graftkit reads"):
+        gk.load(old, progress=False)
+
+
+def test_a_newer_schema_is_refused(saved_model, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(saved_model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["schema_version"] = 3
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gk.ArtifactError, match=r"schema_version 3 is newer than this graftkit reads \(2\); upgrade"):
+        gk.load(copy, progress=False)
+
+
+def test_the_base_location_may_be_edited(saved_model, tiny_bert_dir, tmp_path):
+    """The one unsigned value: the base moved, the user points the manifest at its new folder (weights verified)."""
+    moved = tmp_path / "moved-base"
+    shutil.copytree(tiny_bert_dir, moved)
+    copy = tmp_path / "m"
+    shutil.copytree(saved_model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["backbone"]["source"]["spec"] = str(moved)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert gk.load(copy, progress=False).predict(["good great film"])[0] in ("neg", "pos")
 
 
 def test_a_second_process_writing_the_same_output_is_refused(tiny_bert_dir, tmp_path, capsys):
