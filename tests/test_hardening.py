@@ -344,3 +344,58 @@ def test_a_second_process_writing_the_same_output_is_refused(tiny_bert_dir, tmp_
     # the holder is gone: its lock is stale, taken over, and released after the run
     assert main(["-q", "fit", str(data), "--backbone", str(tiny_bert_dir), "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "manifest.json").is_file() and not (tmp_path / ".out.lock").exists()
+
+
+# -- missing labels: refused, or dropped with --drop-missing ----------------------------------------------------
+def _with_missing_labels() -> pd.DataFrame:
+    frame = sentiment_frame(40)
+    frame.loc[[2, 5, 11], "label"] = ["NA", "", "null"]  # data rows 3, 6 and 12
+    return frame
+
+
+def test_drop_missing_drops_the_rows_and_says_which(caplog):
+    table = gk.load_data(_with_missing_labels(), drop_missing=True)
+    assert len(table) == 37 and list(table.frame.index[:3]) == [1, 2, 4]  # row numbers stay the file's
+    line = "dropped 3 of 40 row(s) whose label is missing (blank, NA, null, ...) (row 3, 6, 12)"
+    assert any(line in text for text in table.explanation) and line in caplog.text
+    assert gk.infer_task(table).labels == ("neg", "pos")
+    with pytest.raises(DataError, match=r"row 3, column 'label': label 'NA' looks like a missing value \(2 row\(s\)\); "
+                                        r"drop_missing=True / --drop-missing drops those rows"):
+        gk.infer_task(gk.load_data(_with_missing_labels().replace({"": "pos"})))
+
+
+def test_drop_missing_keeps_every_row_for_predict():
+    table = gk.load_data(_with_missing_labels(), drop_missing=True, require_label=False)
+    assert len(table) == 40
+
+
+def test_drop_missing_leaving_nothing_is_refused():
+    frame = pd.DataFrame({"text": ["a", "b"], "label": ["NA", "-"]})
+    with pytest.raises(DataError, match="every row's label is missing"):
+        gk.load_data(frame, drop_missing=True)
+
+
+def test_cli_drop_missing_fits_and_reports_the_count(tiny_bert_dir, tmp_path, capsys, caplog):
+    from graftkit.cli.main import main
+
+    data = tmp_path / "train.csv"
+    _with_missing_labels().to_csv(data, index=False)
+    argv = ["fit", str(data), "--backbone", str(tiny_bert_dir), "--C", "1", "--test-size", "0", "-o",
+            str(tmp_path / "m")]
+    assert main(argv) == 2
+    assert "--drop-missing drops those rows" in capsys.readouterr().err
+    assert main([*argv, "--drop-missing"]) == 0
+    assert "dropped 3 of 40 row(s) whose label is missing (blank, NA, null, ...) (row 3, 6, 12)" in caplog.text
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["task"]["labels"] == ["neg", "pos"] and manifest["data"]["rows"] == 37
+
+
+@settings(max_examples=40, deadline=None)
+@given(spellings=st.lists(st.sampled_from(["NA", "n/a", "NaN", "null", "None", "-", "?", "", " na "]), min_size=1,
+                          max_size=6), task=st.sampled_from(["classification", "regression"]))
+def test_generated_missing_spellings_are_dropped_for_every_task(spellings, task):
+    values = ["pos", "neg"] * 6 if task == "classification" else [str(i / 3) for i in range(12)]
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(12 + len(spellings))], "label": values + spellings})
+    table = gk.load_data(frame, drop_missing=True)
+    assert len(table) == 12
+    assert len(gk.infer_task(table, task).encode(table)) == 12

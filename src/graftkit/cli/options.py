@@ -47,6 +47,9 @@ def add_data_options(parser: argparse.ArgumentParser, label_required: bool = Tru
                        help="several 0/1 columns, one per label: a multi-label target")
     group.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet"], help="file format (default: by suffix)")
     group.add_argument("--encoding", default="utf-8", help="text encoding of CSV / TSV / JSONL files (default: utf-8)")
+    group.add_argument("--drop-missing", action="store_true",
+                       help="drop rows whose label is missing (blank, NA, N/A, nan, null, None, -, ?) and say how "
+                            "many, instead of refusing them")
 
 
 def data_kwargs(args) -> dict:
@@ -54,7 +57,7 @@ def data_kwargs(args) -> dict:
         raise ConfigError("give --label COLUMN (one target column) or --labels A B C (one 0/1 column per label), "
                           "not both")
     return {"text": args.text, "image": args.image, "audio": args.audio, "label": args.labels or args.label,
-            "format": args.format, "encoding": args.encoding}
+            "format": args.format, "encoding": args.encoding, "drop_missing": args.drop_missing}
 
 
 def add_task_options(parser: argparse.ArgumentParser) -> None:
