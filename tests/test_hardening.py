@@ -45,14 +45,100 @@ def test_transparent_palette_images_are_composited_on_white(tmp_path):
     assert np.asarray(load_image(str(path), "row 1")).min() == 255
 
 
-def test_a_decompression_bomb_is_one_clear_error(tmp_path, monkeypatch):
+def test_a_decompression_bomb_is_one_clear_error(tmp_path):
     from PIL import Image
 
     path = tmp_path / "big.png"
-    Image.new("RGB", (64, 64)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 4096 pixels > 2 x the limit: PIL refuses to decode
-    with pytest.raises(DataError, match=r"row 3: file '.*big\.png' is too large to decode safely"):
-        load_image(str(path), "row 3")
+    Image.new("RGB", (64, 32)).save(path)
+    with gk.max_image_pixels(2047):  # the option's Python form (CLI: --max-image-pixels)
+        with pytest.raises(DataError, match=r"row 3: file '.*big\.png' is too large to decode safely \(64 x 32 = "
+                                            r"2,048 pixels\): the limit is 2,047 pixels .*--max-image-pixels N"):
+            load_image(str(path), "row 3")
+    with gk.max_image_pixels(2048):
+        assert load_image(str(path), "row 3").size == (64, 32)
+    with gk.max_image_pixels(0):  # no limit
+        assert load_image(str(path), "row 3").size == (64, 32)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # PIL's own setting is left as it was
+
+
+def test_pils_default_limit_refuses_a_real_bomb(tmp_path):
+    """A 10000 x 10000 PNG of one colour: 0.1 MB on disk, 300 MB decoded; refused before decoding."""
+    from PIL import Image
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (10000, 10000)).save(path, optimize=True)
+    assert path.stat().st_size < 200_000
+    with pytest.raises(DataError, match=r"bomb\.png' is too large to decode safely \(10000 x 10000 = "
+                                        r"100,000,000 pixels\): the limit is 89,478,485 pixels"):
+        load_image(str(path), "row 1")
+
+
+def _saved(tmp_path, image, name, **options) -> str:
+    path = tmp_path / name
+    image.save(path, **options)
+    return str(path)
+
+
+def test_cmyk_images_convert_to_the_right_colours(tmp_path):
+    from PIL import Image
+
+    image = Image.new("CMYK", (2, 1))
+    image.putpixel((0, 0), (255, 0, 0, 0))  # pure cyan
+    image.putpixel((1, 0), (0, 0, 0, 0))  # no ink: white
+    for name in ("cmyk.tiff", "cmyk.jpg"):
+        options = {"quality": 100} if name.endswith("jpg") else {}
+        rgb = np.asarray(load_image(_saved(tmp_path, image.resize((16, 8), Image.NEAREST), name, **options), "row 1"))
+        assert np.abs(rgb[4, 2].astype(int) - (0, 255, 255)).max() <= 8, (name, rgb[4, 2])
+        assert np.abs(rgb[4, 13].astype(int) - (255, 255, 255)).max() <= 8, (name, rgb[4, 13])
+
+
+def test_palette_with_a_transparent_index_is_composited_on_white(tmp_path):
+    from PIL import Image
+
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)  # index 0 black (transparent), index 1 red
+    image.putpixel((0, 0), 1)
+    path = _saved(tmp_path, image, "palette.png", transparency=0)
+    rgb = np.asarray(load_image(path, "row 1"))
+    assert tuple(rgb[0, 0]) == (200, 30, 30) and tuple(rgb[3, 3]) == (255, 255, 255)  # not black
+    assert np.asarray(load_image(_saved(tmp_path, image, "palette.gif", transparency=0), "row 1"))[3, 3].min() == 255
+
+
+def test_grey_with_alpha_and_rgb_with_a_colour_key_are_composited_on_white(tmp_path):
+    from PIL import Image
+
+    grey = Image.new("LA", (2, 2), (0, 0))
+    assert np.asarray(load_image(_saved(tmp_path, grey, "la.png"), "row 1")).min() == 255
+    keyed = Image.new("RGB", (2, 2), (10, 20, 30))
+    keyed.putpixel((0, 0), (200, 30, 30))
+    rgb = np.asarray(load_image(_saved(tmp_path, keyed, "key.png", transparency=(10, 20, 30)), "row 1"))
+    assert tuple(rgb[0, 0]) == (200, 30, 30) and tuple(rgb[1, 1]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("orientation, size", [(1, (6, 4)), (3, (6, 4)), (6, (4, 6)), (8, (4, 6))])
+def test_exif_orientation_is_applied(tmp_path, orientation, size):
+    from PIL import Image
+
+    image = Image.new("RGB", (6, 4), (255, 255, 255))
+    image.putpixel((0, 0), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    rgb = load_image(_saved(tmp_path, image, f"o{orientation}.png", exif=exif), "row 1")
+    assert rgb.size == size
+    corners = {(0, 0): 1, (5, 3): 3, (3, 0): 6, (0, 5): 8}  # where the red pixel lands (x, y) after the rotation
+    x, y = next(c for c, o in corners.items() if o == orientation)
+    assert rgb.getpixel((x, y))[0] > 200 and rgb.getpixel((x, y))[1] < 60, (orientation, rgb.getpixel((x, y)))
+
+
+def test_one_bit_and_float_images_keep_their_range(tmp_path):
+    from PIL import Image
+
+    bits = Image.new("1", (2, 1), 0)
+    bits.putpixel((1, 0), 1)
+    assert np.asarray(load_image(bits, "row 1"))[0, :, 0].tolist() == [0, 255]
+    ramp = Image.fromarray(np.linspace(0, 1, 8, dtype=np.float32).reshape(1, 8), mode="F")
+    grey = np.asarray(load_image(ramp, "row 1"))[0, :, 0]
+    assert grey[0] == 0 and grey[-1] == 255 and np.all(np.diff(grey.astype(int)) > 0)
 
 
 def test_a_clip_with_non_finite_samples_is_refused(tmp_path):

@@ -11,6 +11,7 @@ import traceback
 
 from graftkit import __version__
 from graftkit.cli import auto, demo, fit, merge, models, rank, report, use
+from graftkit.cli.run_scope import run_scope
 from graftkit.errors import GraftkitError
 
 COMMAND_MODULES = (fit, use, merge, models, rank, auto, report, demo)
@@ -55,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _configure_logging(args.quiet)
     try:
-        return int(args.run(args) or 0)
+        with run_scope(args):  # the run's own temporary directory (compile caches too), removed at the end
+            return int(args.run(args) or 0)
     except GraftkitError as exc:
         print(f"graftkit: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("graftkit: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # fit says what its run left behind (checkpoints to resume from)
+        note = str(exc) if type(exc).__name__ == "Interrupted" else "interrupted; nothing was written"
+        print(f"graftkit: {note}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader closed early (`| head`): stop quietly, as Unix tools do
         _silence_stdout()

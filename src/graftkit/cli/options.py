@@ -25,6 +25,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def seed(text: str) -> int:
     """argparse type for --seed: an integer >= 0 (numpy's and scikit-learn's generators take no negative seed)."""
     try:
@@ -47,6 +57,9 @@ def add_data_options(parser: argparse.ArgumentParser, label_required: bool = Tru
                        help="several 0/1 columns, one per label: a multi-label target")
     group.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet"], help="file format (default: by suffix)")
     group.add_argument("--encoding", default="utf-8", help="text encoding of CSV / TSV / JSONL files (default: utf-8)")
+    group.add_argument("--max-image-pixels", type=non_negative_int, metavar="N",
+                       help="refuse images larger than N pixels (width x height) before decoding them, a "
+                            "decompression-bomb guard; 0: no limit (default: PIL's 89,478,485)")
     group.add_argument("--drop-missing", action="store_true",
                        help="drop rows whose label is missing (blank, NA, N/A, nan, null, None, -, ?) and say how "
                             "many, instead of refusing them")

@@ -104,6 +104,9 @@ def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
 def run_evaluate(args) -> int:
     from graftkit.evaluation.suite import evaluate_model, save_evaluation
 
+    if args.save and (Path(args.model).expanduser() / "evaluation.json").exists() and not args.overwrite:
+        raise ArtifactError(f"{Path(args.model) / 'evaluation.json'} exists (the results saved by fit or an earlier "
+                            "evaluate); pass --overwrite to replace it, or drop --save")
     model, table = _load(args, require_label=True)
     train = None
     if args.train:
