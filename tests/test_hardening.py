@@ -485,3 +485,109 @@ def test_generated_missing_spellings_are_dropped_for_every_task(spellings, task)
     table = gk.load_data(frame, drop_missing=True)
     assert len(table) == 12
     assert len(gk.infer_task(table, task).encode(table)) == 12
+
+
+# -- interrupts: what Ctrl-C leaves is what the message says --------------------------------------------------
+def _interrupt_lines(err: str) -> list[str]:
+    """The interrupt note (after a progress bar the interrupt left without its newline)."""
+    return ["graftkit: interrupted" + line.split("graftkit: interrupted", 1)[1] for line in err.splitlines()
+            if "graftkit: interrupted" in line]
+
+
+def _interrupt_training(monkeypatch, callback) -> None:
+    import graftkit.training.fit as training_fit
+
+    original = training_fit.train_model
+
+    def with_interrupt(*args, callbacks=(), **kwargs):
+        return original(*args, callbacks=[*callbacks, callback], **kwargs)
+
+    monkeypatch.setattr(training_fit, "train_model", with_interrupt)
+
+
+def test_ctrl_c_during_fine_tuning_keeps_the_checkpoints_and_says_how_to_resume(tiny_bert_dir, tmp_path, monkeypatch,
+                                                                                capsys):
+    """Issue example 5: the message is true. The sealed epoch is kept, the line gives the command's --resume, and
+    resuming finishes the run (the checkpoints go once the model is saved)."""
+    from conftest import stop_after_epoch
+    from graftkit.cli.main import main
+
+    data = tmp_path / "train.csv"
+    sentiment_frame(40).to_csv(data, index=False)
+    out, checkpoints = tmp_path / "out", tmp_path / "out.checkpoints"
+    argv = ["fit", str(data), "--backbone", str(tiny_bert_dir), "--strategy", "finetune", "--epochs", "2",
+            "--val-size", "0", "--patience", "0", "--test-size", "0", "-o", str(out)]
+    with monkeypatch.context() as patch:
+        _interrupt_training(patch, stop_after_epoch(1))
+        assert main(argv) == 130
+    last = _interrupt_lines(capsys.readouterr().err)
+    assert last == [f"graftkit: interrupted; the model was not written; 1 complete epoch checkpoint(s) are kept in "
+                    f"{checkpoints}: run the same command with --resume {checkpoints} to continue, or delete that "
+                    "folder"]
+    assert not out.exists() and (checkpoints / "graftkit-run.json").is_file()
+    assert main([*argv, "--resume", str(checkpoints)]) == 0
+    assert (out / "manifest.json").is_file() and not checkpoints.exists()
+
+
+def test_ctrl_c_before_the_first_checkpoint_leaves_nothing(tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    from transformers import TrainerCallback
+
+    from graftkit.cli.main import main
+
+    class CtrlC(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt
+
+    data = tmp_path / "train.csv"
+    sentiment_frame(40).to_csv(data, index=False)
+    _interrupt_training(monkeypatch, CtrlC())
+    code = main(["fit", str(data), "--backbone", str(tiny_bert_dir), "--strategy", "finetune", "--epochs", "2",
+                 "--val-size", "0", "--patience", "0", "--test-size", "0", "-o", str(tmp_path / "out")])
+    lines = _interrupt_lines(capsys.readouterr().err)
+    assert code == 130 and lines == ["graftkit: interrupted; nothing was written"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]  # no out, no out.checkpoints, no lock
+
+
+# -- temporary files: under the run's own directory, gone when it ends ----------------------------------------
+def test_a_run_keeps_its_temporary_files_and_compile_caches_in_its_own_directory(monkeypatch, capsys):
+    import os
+    import tempfile
+
+    import graftkit.cli.models
+    from graftkit.cli.main import main
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    seen = {}
+
+    def command(args):
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        scratch = Path(tempfile.gettempdir())
+        handle = tempfile.NamedTemporaryFile(delete=False)  # a library's scratch file, never cleaned up by it
+        handle.close()
+        seen.update(scratch=scratch, file=Path(handle.name), inductor=Path(cache_dir()),
+                    triton=Path(os.environ["TRITON_CACHE_DIR"]), tmpdir=Path(os.environ["TMPDIR"]))
+        Path(cache_dir()).mkdir(parents=True, exist_ok=True)
+        raise KeyboardInterrupt  # the run ends badly: its directory still goes
+
+    monkeypatch.setattr(graftkit.cli.models, "run_models", command)
+    before = tempfile.gettempdir()
+    assert main(["models"]) == 130
+    scratch = seen["scratch"]
+    assert scratch.name.startswith("graftkit-run-") and str(scratch.parent) == before
+    assert all(seen[k].is_relative_to(scratch) for k in ("file", "inductor", "triton", "tmpdir"))
+    assert not scratch.exists() and tempfile.gettempdir() == before
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ and "TRITON_CACHE_DIR" not in os.environ
+
+
+def test_a_compile_cache_the_user_placed_is_left_where_it_is(monkeypatch, tmp_path):
+    import os
+
+    from graftkit.cli.run_scope import run_scope
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    with run_scope() as scratch:
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+        assert os.environ["TRITON_CACHE_DIR"].startswith(str(scratch))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
