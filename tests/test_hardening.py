@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graftkit as gk
-from conftest import sentiment_frame
+from conftest import examples, sentiment_frame
 from graftkit.data.media import load_audio, load_image
 from graftkit.errors import DataError, GraftkitError
 from graftkit.features.cache import FeatureCache
@@ -183,7 +183,7 @@ def test_output_piped_into_a_reader_that_closes_early_exits_quietly(tiny_bert_di
 
 
 # -- generated inputs ---------------------------------------------------------------------------------------------
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".parquet"]))
 def test_arbitrary_bytes_as_a_data_file_load_or_fail_in_one_line(tmp_path_factory, content, suffix):
     path = tmp_path_factory.mktemp("bytes") / f"data{suffix}"
@@ -195,7 +195,7 @@ def test_arbitrary_bytes_as_a_data_file_load_or_fail_in_one_line(tmp_path_factor
         assert "\n" not in str(exc) and str(exc)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(names=st.lists(st.text(min_size=1, max_size=8), min_size=2, max_size=4),
        labels=st.lists(st.one_of(st.sampled_from(["NA", "null", "None", "-", "nan", "1", "1.0", "", " pos "]),
                                  st.text(max_size=6)), min_size=4, max_size=12))
@@ -265,12 +265,13 @@ def _check_refused(copy: Path, path: tuple, original) -> None:
     except GraftkitError as exc:
         message = str(exc)
         assert "\n" not in message and "manifest.json" in message
-        assert any(repr(".".join(path[:i])) in message for i in range(1, len(path) + 1)), message  # names it
+        # names the field, the entry holding it, or the field inside it that went missing
+        assert any(f"'{'.'.join(path[:i])}" in message for i in range(1, len(path) + 1)), message
         return
     raise AssertionError(f"an edit of {'.'.join(path)} (was {original!r}) was accepted")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), change=st.sampled_from(["delete", *RETYPED]))
 def test_every_manifest_field_deleted_or_retyped_is_one_error(saved_model, tmp_path_factory, data, change):
     """Any field, at any depth: deleted or given another type, the load fails in one line naming the field (or the
@@ -289,7 +290,7 @@ def test_every_manifest_field_deleted_or_retyped_is_one_error(saved_model, tmp_p
     _check_refused(copy, path, original)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), change=st.sampled_from(["delete", "string", "null"]))
 def test_every_field_of_a_finetuned_manifest_deleted_or_retyped_is_one_error(finetuned_model, tmp_path_factory,
                                                                              data, change):
@@ -309,7 +310,7 @@ def _model_files(model: Path) -> list[str]:
     return sorted(p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file() and p.name != "README.md")
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), keep=st.floats(0, 0.99))
 def test_every_model_file_truncated_is_one_error(saved_model, finetuned_model, tmp_path_factory, data, keep):
     """Every file the model reads (manifest, head, labels, fine-tuned backbone files), cut at any length."""
@@ -386,7 +387,7 @@ def test_a_schema_1_manifest_is_migrated_and_its_labels_checked(saved_model, tmp
         gk.load(old, progress=False)
     manifest["format_version"] = 3
     (old / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(gk.ArtifactError, match=r"format_version 3 is newer than this graftkit reads"):
+    with pytest.raises(gk.ArtifactError, match=r"the field 'format_version' is 3, newer than this graftkit reads"):
         gk.load(old, progress=False)
 
 
@@ -396,7 +397,7 @@ def test_a_newer_schema_is_refused(saved_model, tmp_path):
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["schema_version"] = 3
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(gk.ArtifactError, match=r"schema_version 3 is newer than this graftkit reads \(2\); upgrade"):
+    with pytest.raises(gk.ArtifactError, match=r"the field 'schema_version' is 3, newer than this graftkit reads \(2\); upgrade"):
         gk.load(copy, progress=False)
 
 
@@ -476,7 +477,7 @@ def test_cli_drop_missing_fits_and_reports_the_count(tiny_bert_dir, tmp_path, ca
     assert manifest["task"]["labels"] == ["neg", "pos"] and manifest["data"]["rows"] == 37
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(spellings=st.lists(st.sampled_from(["NA", "n/a", "NaN", "null", "None", "-", "?", "", " na "]), min_size=1,
                           max_size=6), task=st.sampled_from(["classification", "regression"]))
 def test_generated_missing_spellings_are_dropped_for_every_task(spellings, task):

@@ -124,7 +124,8 @@ def migrate(manifest: dict, file: Path) -> dict:
     if not isinstance(version, int) or isinstance(version, bool):
         raise _field_error(file, "schema_version", "the field {name} is missing")
     if version > 1:
-        raise ArtifactError(f"{file}: format_version {version} is newer than this graftkit reads; upgrade graftkit")
+        raise ArtifactError(f"{file}: the field 'format_version' is {version}, newer than this graftkit reads; "
+                            "upgrade graftkit")
     logger.warning("%s was written by an older graftkit (manifest schema 1, unsigned); it loads, and labels.json is "
                    "checked against it, but save it again to sign its entries", file)
     migrated = {k: v for k, v in manifest.items() if k != "format_version"}
@@ -147,7 +148,7 @@ def validate(manifest, file: Path) -> Manifest:
     if not _fits(version, (int,)):
         raise _field_error(file, "schema_version", f"the field {{name}} must be an integer; got {_kind(version)}")
     if version > SCHEMA_VERSION:
-        raise ArtifactError(f"{file}: schema_version {version} is newer than this graftkit reads "
+        raise ArtifactError(f"{file}: the field 'schema_version' is {version}, newer than this graftkit reads "
                             f"({SCHEMA_VERSION}); upgrade graftkit")
     if version < SCHEMA_VERSION:
         raise _field_error(file, "schema_version", f"the field {{name}} is {version}; schema 1 manifests have no "
