@@ -256,6 +256,9 @@ CASES = [
          r"argument --seed: expected an integer from 0 to 2\*\*32 - 1, got '-5'"),
     Case("checkpoint-dir-around-output", reviews(), (*FIT, "--strategy", "finetune", "--checkpoint-dir", "{w}"),
          r"--checkpoint-dir '[^']*' and -o '[^']*out' contain one another"),
+    Case("checkpoint-dir-inside-output", reviews(),
+         (*FIT, "--strategy", "finetune", "--checkpoint-dir", "{w}/out/checkpoints"),
+         r"--checkpoint-dir '[^']*out/checkpoints' and -o '[^']*out' contain one another"),
     # ---- media references -------------------------------------------------------------------------------
     Case("image-path-does-not-exist",
          combine(write("pics/a.png", tiny_png()),

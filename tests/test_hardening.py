@@ -5,6 +5,7 @@ ends in a correct result or one clean error, never a traceback or a silently wro
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import shutil
 import subprocess
@@ -592,3 +593,88 @@ def test_a_compile_cache_the_user_placed_is_left_where_it_is(monkeypatch, tmp_pa
         assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
         assert os.environ["TRITON_CACHE_DIR"].startswith(str(scratch))
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+# -- the issue's examples, each as its own test (the rest are named in docs/hostile_inputs.md) ----------------------
+@pytest.mark.parametrize("spelling", ["NA", "null", "None", "nan", "-"])
+def test_issue_a_missing_value_spelling_in_a_csv_is_not_a_class(spelling, tmp_path):
+    path = tmp_path / "train.csv"
+    frame = sentiment_frame(20)
+    frame.loc[4, "label"] = spelling
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=rf"train\.csv: row 5, column 'label': label '{spelling}' looks like a missing "
+                                        r"value .*--drop-missing"):
+        gk.infer_task(gk.load_data(path))
+    assert gk.infer_task(gk.load_data(path, drop_missing=True)).labels == ("neg", "pos")
+
+
+def test_issue_labels_1_and_1_0_in_one_csv_column_are_one_class(tmp_path):
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"text": [f"t {i}" for i in range(8)], "label": ["1", "1.0", "0", "0.0"] * 2}).to_csv(path, index=False)
+    task = gk.infer_task(gk.load_data(path))
+    assert task.labels == ("0", "1") and task.encode(gk.load_data(path)).tolist() == [1, 1, 0, 0] * 2
+
+
+def test_issue_list_labels_in_a_jsonl_file_are_multi_label_not_strings(tmp_path):
+    path = tmp_path / "train.jsonl"
+    rows = [{"text": f"t {i}", "label": [["card_arrival"], ["top_up"], ["card_arrival", "top_up"]][i % 3]}
+            for i in range(9)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = gk.infer_task(gk.load_data(path))
+    assert task.kind == "multilabel-classification" and task.labels == ("card_arrival", "top_up")
+    assert "['card_arrival']" not in task.labels
+    with pytest.raises(DataError, match=r"the label is a list \(\['card_arrival'\]\); .*--task multilabel"):
+        gk.infer_task(gk.load_data(path), "classification")
+
+
+def test_issue_a_clip_with_nan_samples_fails_the_cli_in_one_line(tmp_path, capsys):
+    """Through `graftkit fit` on an audio folder: the clip is named, exit 2, no traceback."""
+    import soundfile
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from graftkit.cli.main import main
+
+    backbone = tmp_path / "w2v"
+    torch.manual_seed(0)
+    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                 conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(backbone)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(backbone)
+    for label, freq in (("high", 880.0), ("low", 220.0)):
+        (tmp_path / "clips" / label).mkdir(parents=True)
+        for i in range(3):
+            tone = (np.sin(2 * np.pi * freq * np.arange(1600) / 16000) * 0.3).astype(np.float32)
+            if label == "low" and i == 1:
+                tone[10:20] = np.nan
+            soundfile.write(tmp_path / "clips" / label / f"{i}.wav", tone, 16000, subtype="FLOAT")
+    code = main(["-q", "fit", str(tmp_path / "clips"), "--backbone", str(backbone), "--C", "1", "--test-size", "0",
+                 "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and not (tmp_path / "out").exists()
+    assert re.search(r"row \d+, column 'path': file '[^']*low/1\.wav' holds 10 non-finite sample", err.splitlines()[-1])
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "report"])
+def test_a_second_process_writing_a_prediction_file_report_or_evaluation_is_refused(saved_model, tmp_path, command,
+                                                                                    capsys):
+    from graftkit.cli.main import main
+
+    model = tmp_path / "m"
+    shutil.copytree(saved_model, model)
+    data = tmp_path / "new.csv"
+    sentiment_frame(10).to_csv(data, index=False)
+    argv, locked = {"predict": (["predict", str(model), str(data), "-o", str(tmp_path / "p.csv")], tmp_path / "p.csv"),
+                    "evaluate": (["evaluate", str(model), str(data), "--save", "--no-baseline"], model),
+                    "report": (["report", str(model), "-o", str(tmp_path / "r.html")], tmp_path / "r.html")}[command]
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = locked.parent / f".{locked.name}.lock"
+    try:
+        lock.write_text(str(holder.pid))
+        assert main(argv) == 2
+        assert f"another graftkit process (pid {holder.pid}) is writing" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+        lock.unlink()
+    assert main(argv) == 0 and not lock.exists()

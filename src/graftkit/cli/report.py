@@ -50,7 +50,11 @@ def run_report(args) -> int:
     if not args.output and default.is_file() and not args.overwrite and not _written_by_graftkit(default):
         raise ArtifactError(f"{str(default)!r} exists and is not a report graftkit wrote; pass --overwrite to replace "
                             "it, or -o FILE to write the report elsewhere")
-    path = write_report(args.model, args.output)
+    from graftkit.atomic import output_lock
+
+    target = Path(args.output).expanduser() if args.output else default
+    with output_lock(target):
+        path = write_report(args.model, args.output)
     if args.json:
         emit_json({"report": str(path)})
     else:
