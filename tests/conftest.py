@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from hypothesis import settings
 
-
 # Hypothesis profiles (HYPOTHESIS_PROFILE): "default", the fast local run, and "ci" (.ci/run), which generates
 # CI_FACTOR times the cases of every property test. Tests give their own per-run count as ``examples(n)``.
 CI_FACTOR = 4

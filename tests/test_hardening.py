@@ -5,8 +5,8 @@ ends in a correct result or one clean error, never a traceback or a silently wro
 from __future__ import annotations
 
 import hashlib
-import re
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import examples, sentiment_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graftkit as gk
-from conftest import examples, sentiment_frame
 from graftkit.data.media import load_audio, load_image
 from graftkit.errors import DataError, GraftkitError
 from graftkit.features.cache import FeatureCache
@@ -51,10 +51,10 @@ def test_a_decompression_bomb_is_one_clear_error(tmp_path):
 
     path = tmp_path / "big.png"
     Image.new("RGB", (64, 32)).save(path)
-    with gk.max_image_pixels(2047):  # the option's Python form (CLI: --max-image-pixels)
-        with pytest.raises(DataError, match=r"row 3: file '.*big\.png' is too large to decode safely \(64 x 32 = "
-                                            r"2,048 pixels\): the limit is 2,047 pixels .*--max-image-pixels N"):
-            load_image(str(path), "row 3")
+    refused = pytest.raises(DataError, match=r"row 3: file '.*big\.png' is too large to decode safely \(64 x 32 = "
+                                             r"2,048 pixels\): the limit is 2,047 pixels .*--max-image-pixels N")
+    with gk.max_image_pixels(2047), refused:  # the option's Python form (CLI: --max-image-pixels)
+        load_image(str(path), "row 3")
     with gk.max_image_pixels(2048):
         assert load_image(str(path), "row 3").size == (64, 32)
     with gk.max_image_pixels(0):  # no limit
@@ -512,6 +512,7 @@ def test_ctrl_c_during_fine_tuning_keeps_the_checkpoints_and_says_how_to_resume(
     """Issue example 5: the message is true. The sealed epoch is kept, the line gives the command's --resume, and
     resuming finishes the run (the checkpoints go once the model is saved)."""
     from conftest import stop_after_epoch
+
     from graftkit.cli.main import main
 
     data = tmp_path / "train.csv"
@@ -523,9 +524,9 @@ def test_ctrl_c_during_fine_tuning_keeps_the_checkpoints_and_says_how_to_resume(
         _interrupt_training(patch, stop_after_epoch(1))
         assert main(argv) == 130
     last = _interrupt_lines(capsys.readouterr().err)
-    assert last == [f"graftkit: interrupted; the model was not written; 1 complete epoch checkpoint(s) are kept in "
-                    f"{checkpoints}: run the same command with --resume {checkpoints} to continue, or delete that "
-                    "folder"]
+    expected = (f"graftkit: interrupted; the model was not written; 1 complete epoch checkpoint(s) are kept in "
+                f"{checkpoints}: run the same command with --resume {checkpoints} to continue, or delete that folder")
+    assert last == [expected]
     assert not out.exists() and (checkpoints / "graftkit-run.json").is_file()
     assert main([*argv, "--resume", str(checkpoints)]) == 0
     assert (out / "manifest.json").is_file() and not checkpoints.exists()
@@ -566,8 +567,8 @@ def test_a_run_keeps_its_temporary_files_and_compile_caches_in_its_own_directory
         from torch._inductor.runtime.cache_dir_utils import cache_dir
 
         scratch = Path(tempfile.gettempdir())
-        handle = tempfile.NamedTemporaryFile(delete=False)  # a library's scratch file, never cleaned up by it
-        handle.close()
+        with tempfile.NamedTemporaryFile(delete=False) as handle:  # a library's scratch file, left behind by it
+            handle.write(b"x")
         seen.update(scratch=scratch, file=Path(handle.name), inductor=Path(cache_dir()),
                     triton=Path(os.environ["TRITON_CACHE_DIR"]), tmpdir=Path(os.environ["TMPDIR"]))
         Path(cache_dir()).mkdir(parents=True, exist_ok=True)

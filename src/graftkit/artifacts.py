@@ -19,7 +19,15 @@ import numpy as np
 
 from graftkit.atomic import output_lock
 from graftkit.errors import ArtifactError
-from graftkit.manifest import FORMAT, HEAD, LABELS, MANIFEST, SCHEMA_VERSION, sign, validate
+from graftkit.manifest import (
+    FORMAT,
+    HEAD,
+    LABELS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    sign,
+    validate,
+)
 
 CARD = "README.md"
 

@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from graftkit.loading import load_model
-from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
+from graftkit.atomic import output_lock, write_atomic
+from graftkit.cli.eval_options import (
+    add_evaluation_options,
+    evaluation_kwargs,
+    format_evaluation,
+)
 from graftkit.cli.options import add_data_options, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
 from graftkit.errors import ArtifactError, ConfigError
-from graftkit.atomic import output_lock, write_atomic
+from graftkit.loading import load_model
 from graftkit.scoring.regression import check_level
 
 
