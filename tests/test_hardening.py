@@ -679,3 +679,24 @@ def test_a_second_process_writing_a_prediction_file_report_or_evaluation_is_refu
         holder.wait()
         lock.unlink()
     assert main(argv) == 0 and not lock.exists()
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+                                  "LAB", "HSV", "I", "I;16", "I;16B", "I;16L", "F"])
+def test_every_pil_mode_converts_to_rgb(mode):
+    from PIL import Image
+
+    rgb = load_image(Image.new(mode, (3, 2)), "row 1")
+    assert rgb.mode == "RGB" and rgb.size == (3, 2)
+
+
+def test_a_lab_image_keeps_its_colours_in_a_tiff(tmp_path):
+    """LAB's A is a colour axis, not alpha: a red CIELab TIFF stays red (it was once composited as if transparent)."""
+    from PIL import Image
+
+    lab = Image.new("LAB", (2, 1))
+    lab.putpixel((0, 0), (136, 208, 195))  # L 53, a +80, b +67 (signed): red
+    lab.putpixel((1, 0), (0, 128, 128))  # L 0: dark
+    path = _saved(tmp_path, lab, "lab.tif")
+    rgb = np.asarray(load_image(path, "row 1")).astype(int)
+    assert rgb[0, 0, 0] > 200 and rgb[0, 0, 1] < 60 and rgb[0, 1].max() < 200

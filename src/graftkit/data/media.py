@@ -55,6 +55,10 @@ def _open_source(item, where: str):
     raise DataError(f"{where}: expected a file path or encoded bytes, got {type(item).__name__}")
 
 
+ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}  # not "LAB", whose A is a colour axis
+PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}
+
+
 def to_rgb(image):
     """RGB with the right scaling: PIL's own ``convert("RGB")`` clips 16-bit and float images (``I;16``, ``I``,
     ``F``) at 255, which turns a 16-bit PNG white; those are scaled from their full range instead. EXIF
@@ -70,7 +74,9 @@ def to_rgb(image):
             top = 1.0
         grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
         return Image.fromarray(grey, mode="L").convert("RGB")
-    if "A" in image.mode or transparency or "transparency" in image.info:  # P / L / RGB with a tRNS key, LA, RGBA
+    if image.mode in ALPHA_MODES or transparency or "transparency" in image.info:  # alpha, or a tRNS key
+        if image.mode in PREMULTIPLIED:  # La / RGBa: PIL converts them to RGB only through their straight form
+            image = image.convert(PREMULTIPLIED[image.mode])
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
