@@ -700,3 +700,55 @@ def test_a_lab_image_keeps_its_colours_in_a_tiff(tmp_path):
     path = _saved(tmp_path, lab, "lab.tif")
     rgb = np.asarray(load_image(path, "row 1")).astype(int)
     assert rgb[0, 0, 0] > 200 and rgb[0, 0, 1] < 60 and rgb[0, 1].max() < 200
+
+
+@pytest.mark.parametrize("labels", [["pos", "pos"], ["neg", 1], "neg"])
+def test_a_damaged_label_list_in_an_unsigned_manifest_is_refused(saved_model, tmp_path, labels):
+    """Schema 1 manifests carry no digest: the task entry itself is checked (task_from_dict)."""
+    old = tmp_path / "old"
+    manifest = _as_schema_1(saved_model, old)
+    manifest["task"]["labels"] = labels
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gk.ArtifactError, match=r"manifest\.json: the field 'task\.labels' must be a list of distinct "
+                                               r"strings"):
+        gk.load(old, progress=False)
+
+
+@pytest.mark.parametrize("raised, expected, code", [
+    (OSError(28, "No space left on device", "/data/out/head.safetensors"),
+     "graftkit: error: No space left on device: '/data/out/head.safetensors'; free some space or write elsewhere", 2),
+    (OSError(30, "Read-only file system"), "graftkit: error: Read-only file system; the file system is read-only", 2),
+    (MemoryError(), "graftkit: error: out of memory; lower --batch-size", 2),
+    (OSError(5, "Input/output error"), "graftkit: internal error (the traceback above)", 1),
+    (RuntimeError("a bug"), "graftkit: internal error (the traceback above)", 1),
+])
+def test_the_cli_turns_user_caused_os_errors_into_one_line(monkeypatch, capsys, raised, expected, code):
+    import graftkit.cli.models
+    from graftkit.cli.main import main
+
+    def command(args):
+        raise raised
+
+    monkeypatch.setattr(graftkit.cli.models, "run_models", command)
+    assert main(["models"]) == code
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(expected), err
+    if code == 2:
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+    else:
+        assert "Traceback" in err
+
+
+def test_a_device_out_of_memory_is_one_line(monkeypatch, capsys):
+    import torch
+
+    import graftkit.cli.models
+    from graftkit.cli.main import main
+
+    def command(args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(graftkit.cli.models, "run_models", command)
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err == ("graftkit: error: the device ran out of memory (CUDA out of memory. Tried to "
+                                       "allocate 2.00 GiB); lower --batch-size, or use --device cpu\n")
