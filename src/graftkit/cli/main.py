@@ -13,6 +13,7 @@ import traceback
 from graftkit import __version__
 from graftkit.cli import auto, demo, fit, merge, models, rank, report, use
 from graftkit.cli.run_scope import run_scope
+from graftkit.cli.train_options import Interrupted
 from graftkit.errors import GraftkitError
 
 COMMAND_MODULES = (fit, use, merge, models, rank, auto, report, demo)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"graftkit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # fit says what its run left behind (checkpoints to resume from)
-        note = str(exc) if type(exc).__name__ == "Interrupted" else "interrupted; nothing was written"
+        note = str(exc) if isinstance(exc, Interrupted) else "interrupted; nothing was written"
         print(f"graftkit: {note}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader closed early (`| head`): stop quietly, as Unix tools do
