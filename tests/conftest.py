@@ -8,6 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles (HYPOTHESIS_PROFILE): "default", the fast local run, and "ci" (.ci/run), which generates
+# CI_FACTOR times the cases of every property test. Tests give their own per-run count as ``examples(n)``.
+CI_FACTOR = 4
+settings.register_profile("default", deadline=None)
+settings.register_profile("ci", deadline=None, print_blob=True)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
+settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> int:
+    """The number of generated cases a property test runs: ``n`` by default, ``CI_FACTOR * n`` in the ci profile."""
+    return n * CI_FACTOR if PROFILE == "ci" else n
+
 
 SHARED = Path(os.environ.get("GRAFTKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 

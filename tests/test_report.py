@@ -172,7 +172,7 @@ def test_evaluate_save_rewrites_the_record_for_the_report(report_dir, tmp_path, 
     shutil.copytree(report_dir, copy)
     folder = report_dir.parent
     code = main(["evaluate", str(copy), str(folder / "test.csv"), "--train", str(folder / "reviews<i>.csv"),
-                 "--save", "--drop-leaked", "--no-baseline", "--json"])
+                 "--save", "--overwrite", "--drop-leaked", "--no-baseline", "--json"])
     printed = json.loads(capsys.readouterr().out)
     assert code == 0 and printed["leakage"]["dropped"] and "baseline" not in printed
     record = json.loads((copy / "evaluation.json").read_text())

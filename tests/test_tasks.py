@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graftkit as gk
-from conftest import WORDS
+from conftest import WORDS, examples
 from graftkit.errors import ArtifactError, ConfigError, DataError
 from graftkit.strategies import get_strategy
 from graftkit.tasks import Classification, MultiLabel, Regression, infer_task, task_from_dict
@@ -97,7 +97,7 @@ def test_bad_regression_targets_name_the_row(value, message):
     assert "\n" not in str(error.value)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(row=st.integers(0, 29), bad=st.one_of(
     st.text(min_size=1, max_size=12).filter(lambda t: not _finite(t) and t.strip() != ""),
     st.sampled_from(["nan", "NaN", "-inf", "inf", "1e999", "--1", "1,5"])))
@@ -116,7 +116,7 @@ def _finite(text: str) -> bool:
         return False
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(sets=st.lists(st.sets(st.sampled_from(["a", "b", "c d", "é"]), max_size=4), min_size=4, max_size=12),
        sep=st.sampled_from(["|", ";", " / "]))
 def test_generated_label_lists_encode_back_to_their_sets(sets, sep):

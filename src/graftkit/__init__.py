@@ -3,6 +3,7 @@
 from graftkit.adapters import load_adapters
 from graftkit.loading import load_model as load
 from graftkit.data import Table, load_data
+from graftkit.data.media import max_image_pixels
 from graftkit.errors import ArtifactError, BackboneError, ConfigError, DataError, GraftkitError
 from graftkit.graft import Graft
 from graftkit.playbook import auto
@@ -12,4 +13,5 @@ from graftkit.tasks import infer_task
 __version__ = "0.1.0"
 
 __all__ = ["ArtifactError", "BackboneError", "ConfigError", "DataError", "Graft", "GraftkitError", "Table",
-           "__version__", "auto", "infer_task", "load", "load_adapters", "load_data", "rank"]
+           "__version__", "auto", "infer_task", "load", "load_adapters", "load_data", "max_image_pixels",
+           "rank"]

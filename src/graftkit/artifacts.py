@@ -19,12 +19,16 @@ import numpy as np
 
 from graftkit.atomic import output_lock
 from graftkit.errors import ArtifactError
+from graftkit.manifest import (
+    FORMAT,
+    HEAD,
+    LABELS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    sign,
+    validate,
+)
 
-FORMAT = "graftkit-model"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-HEAD = "head.safetensors"
-LABELS = "labels.json"
 CARD = "README.md"
 
 
@@ -63,7 +67,7 @@ def check_destination(path: Path, overwrite: bool) -> None:
 def build_manifest(graft) -> dict:
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "task": graft.task_.to_dict(),
         "input": graft.input_,
@@ -108,6 +112,7 @@ def _save_locked(graft, path: Path, overwrite: bool) -> Path:
             weights = save_finetuned(graft, staging)
         manifest = build_manifest(graft)
         manifest["files"] = {name: _sha256(staging / name) for name in (HEAD, LABELS, *weights)}
+        manifest["digest"] = sign(manifest)  # the label order and every setting, not only the files
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         (staging / CARD).write_text(render_card(manifest))
         _move_into_place(staging, path)
@@ -135,6 +140,8 @@ def _move_into_place(staging: Path, path: Path) -> None:
 
 
 def read_manifest(path) -> dict:
+    """The manifest of the model in ``path``, validated against the schema (``graftkit.manifest``), its digest and
+    every file's hash verified; any failure is one ``ArtifactError`` naming the field or the file."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ArtifactError(f"model directory {str(path)!r} does not exist; give the -o DIR of `graftkit fit`")
@@ -142,19 +149,11 @@ def read_manifest(path) -> dict:
     if not manifest_file.is_file():
         raise ArtifactError(f"{str(path)!r} holds no {MANIFEST}; it is not a graftkit model directory")
     try:
-        manifest = json.loads(manifest_file.read_text())
+        parsed = json.loads(manifest_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{manifest_file} is corrupt ({exc}); refit the model") from None
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{manifest_file} holds a JSON {type(manifest).__name__}, not an object; refit the model")
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{manifest_file} is not a graftkit model manifest")
-    if not isinstance(manifest.get("format_version", 0), int) or not isinstance(manifest.get("files", {}), dict):
-        raise ArtifactError(f"{manifest_file}: 'format_version' must be an integer and 'files' an object; the "
-                            "manifest was edited or damaged, refit the model")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ArtifactError(f"{path} was written by a newer graftkit (format {manifest['format_version']}); upgrade graftkit")
-    for name, digest in manifest.get("files", {}).items():
+        raise ArtifactError(f"{manifest_file} is corrupt ({exc}); restore it or refit the model") from None
+    manifest = validate(parsed, manifest_file).as_dict()
+    for name, digest in manifest["files"].items():
         file = path / name
         if not file.is_file():
             raise ArtifactError(f"{path}: {name} is missing; the model directory is incomplete, refit it")
@@ -164,27 +163,17 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-# the manifest entries load needs, and the JSON type each must have
-REQUIRED = {"task": dict, "input": dict, "backbone": dict, "strategy": dict, "head": dict, "hyperparameters": dict,
-            "seed": int, "data": dict, "metrics": dict}
-
-
-def require_keys(manifest, path: Path) -> None:
-    """A hand-edited or damaged manifest fails as one ``ArtifactError`` naming the key, not as a traceback."""
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path / MANIFEST} holds a JSON {type(manifest).__name__}, not an object; refit the model")
-    for key, kind in REQUIRED.items():
-        if key not in manifest:
-            raise ArtifactError(f"{path / MANIFEST}: the key {key!r} is missing; the manifest was edited or damaged, "
-                                "refit the model")
-        if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
-            raise ArtifactError(f"{path / MANIFEST}: {key!r} must be a JSON {'object' if kind is dict else 'integer'}; "
-                                f"got {type(manifest[key]).__name__}; refit the model")
-    source = manifest["backbone"].get("source")
-    if not isinstance(source, dict) or not isinstance(source.get("spec"), str):
-        raise ArtifactError(f"{path / MANIFEST}: 'backbone.source.spec' is missing; refit the model")
-    if not isinstance(manifest["hyperparameters"].get("batch_size"), int):
-        raise ArtifactError(f"{path / MANIFEST}: 'hyperparameters.batch_size' must be an integer; refit the model")
+def read_labels(path: Path, task) -> None:
+    """``labels.json`` read back and compared with the task's label order: the file and the manifest must agree, or
+    class ids would map to the wrong names."""
+    try:
+        labels = json.loads((path / LABELS).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path / LABELS} cannot be read ({exc}); restore it or refit the model") from None
+    if labels != list(task.labels):
+        raise ArtifactError(f"{path / LABELS} and {MANIFEST}'s 'task' give different labels or a different order "
+                            f"({str(labels)[:60]} vs {str(list(task.labels))[:60]}); predictions would be named "
+                            "wrongly: restore the model or refit it")
 
 
 def restore_fitted_state(graft, path: Path, manifest: dict) -> None:
@@ -194,8 +183,8 @@ def restore_fitted_state(graft, path: Path, manifest: dict) -> None:
     from graftkit.tasks import task_from_dict
     from graftkit.tasks.heads import head_from_state
 
-    require_keys(manifest, path)
     graft.task_ = task_from_dict(manifest["task"], source=str(path / MANIFEST))
+    read_labels(path, graft.task_)
     graft.adaptation_ = None  # a parameter-efficient model's adapter is put on by load_finetuned
     graft.head_ = head_from_state(load_file(str(path / HEAD)), manifest["head"])
     graft.training_ = manifest.get("training")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graftkit.artifacts import MANIFEST, read_manifest, require_keys, restore_fitted_state
+from graftkit.artifacts import MANIFEST, read_manifest, restore_fitted_state
 from graftkit.errors import ArtifactError, BackboneError
 from graftkit.graft import Graft
 from graftkit.strategies.base import strategy_from_dict
@@ -15,8 +15,7 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
     """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on.
     ``adapter_name``: the name a peft adapter (lora, ia3) gets on the base model (see ``load_adapters``)."""
     path = Path(path).expanduser()
-    manifest = read_manifest(path)
-    require_keys(manifest, path)
+    manifest = read_manifest(path)  # schema, digest and file hashes verified
     backbone = manifest["backbone"]
     source = backbone["source"]
     try:

@@ -33,13 +33,17 @@ def register(commands) -> None:
         epilog="example:\n  graftkit demo\n  graftkit demo -o runs/demo --json")
     demo.add_argument("--backbone", default="all-MiniLM-L6-v2", help="text backbone (default: all-MiniLM-L6-v2)")
     demo.add_argument("-o", "--output", help="keep the fitted model here (default: a temporary folder)")
+    demo.add_argument("--overwrite", action="store_true", help="replace a model already in the -o directory")
     demo.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     demo.set_defaults(run=run_demo)
 
 
 def run_demo(args) -> int:
+    from graftkit.artifacts import check_destination
     from graftkit.loading import load_model
 
+    if args.output:
+        check_destination(Path(args.output).expanduser(), args.overwrite)  # before the work, not after
     folder = demo_data_dir()
     train = load_data(folder / "banking77_train.csv", text="text", label="category")
     test = load_data(folder / "banking77_test.csv", text="text", label="category")
@@ -51,7 +55,7 @@ def run_demo(args) -> int:
         metrics = model.evaluate(test)
         output = Path(args.output) if args.output else Path(scratch) / "model"
         model.metrics_["test"] = {k: metrics[k] for k in ("n", "accuracy", "macro_f1")}
-        model.save(output, overwrite=bool(args.output))
+        model.save(output, overwrite=args.overwrite)
         reloaded = load_model(output, cache_dir=Path(scratch) / "cache2")
         examples = ["I still have not received my new card", "why was I charged a fee for a transfer?",
                     "my top-up failed"]

@@ -58,6 +58,8 @@ def add_evaluation_options(parser: argparse.ArgumentParser, *, fit: bool) -> Non
     else:
         group.add_argument("--save", action="store_true",
                            help="write the results into MODEL/evaluation.json for `graftkit report`")
+        group.add_argument("--overwrite", action="store_true",
+                           help="with --save: replace an evaluation.json the model directory already holds")
         group.add_argument("--train", metavar="FILE",
                            help="the training data (same columns): enables leakage, baseline and learning curve")
 

@@ -26,6 +26,7 @@ from graftkit.cli.options import (
 )
 from graftkit.cli.train_options import (
     add_training_options,
+    interrupted,
     remove_checkpoints,
     training_kwargs,
 )
@@ -98,6 +99,15 @@ def run_fit(args) -> int:
 def _fit(args, output: Path) -> int:
     _check_settings(args)
     training = training_kwargs(args, output, strategy_kwargs(args))
+    existed = bool(training.get("checkpoint_dir")) and Path(training["checkpoint_dir"]).exists()
+    state = {"saved": False}
+    try:
+        return _fit_and_save(args, output, training, state)
+    except KeyboardInterrupt:  # say what is left: the checkpoints to resume from, or nothing
+        raise interrupted(training, existed, output, state["saved"]) from None
+
+
+def _fit_and_save(args, output: Path, training: dict, state: dict) -> int:
     if args.test_size and not 0 < args.test_size < 1:
         raise ConfigError(f"--test-size must be a fraction between 0 and 1 (or 0 for none); got {args.test_size}")
     if args.cv and (args.cv < 2 or not (args.test or args.test_size)):
@@ -132,6 +142,7 @@ def _fit(args, output: Path) -> int:
         result["evaluation"] = {k: record[k] for k in ("leakage", "baseline", "scratch", "forgetting",
                                                        "learning_curve", "cv")}
     model.save(output, overwrite=args.overwrite)
+    state["saved"] = True
     remove_checkpoints(args, training)
     if not is_main_process():  # data-parallel run (torchrun): the main process reports
         return 0

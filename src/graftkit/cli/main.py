@@ -4,6 +4,7 @@ line on stderr and exit code 2 (never a traceback for bad input)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -11,9 +12,19 @@ import traceback
 
 from graftkit import __version__
 from graftkit.cli import auto, demo, fit, merge, models, rank, report, use
+from graftkit.cli.run_scope import run_scope
+from graftkit.cli.train_options import Interrupted
 from graftkit.errors import GraftkitError
 
 COMMAND_MODULES = (fit, use, merge, models, rank, auto, report, demo)
+
+
+# OS errors a user's environment causes (a full disk, a read-only folder, a name too long), with the fix
+USER_ERRNOS = {errno.ENOSPC: "free some space or write elsewhere (-o, --cache-dir, TMPDIR)",
+               errno.EDQUOT: "free some space or write elsewhere (-o, --cache-dir, TMPDIR)",
+               errno.EROFS: "the file system is read-only: write elsewhere (-o, --cache-dir)",
+               errno.ENAMETOOLONG: "use a shorter path", errno.ELOOP: "the path loops through symbolic links",
+               errno.EMFILE: "too many open files: raise `ulimit -n`"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _configure_logging(args.quiet)
     try:
-        return int(args.run(args) or 0)
+        with run_scope(args):  # the run's own temporary directory (compile caches too), removed at the end
+            return int(args.run(args) or 0)
     except GraftkitError as exc:
         print(f"graftkit: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("graftkit: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # fit says what its run left behind (checkpoints to resume from)
+        note = str(exc) if isinstance(exc, Interrupted) else "interrupted; nothing was written"
+        print(f"graftkit: {note}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader closed early (`| head`): stop quietly, as Unix tools do
         _silence_stdout()
@@ -68,11 +81,30 @@ def main(argv: list[str] | None = None) -> int:
     except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         print(f"graftkit: error: {exc.strerror}: {exc.filename!r}; check the path and its permissions", file=sys.stderr)
         return 2
-    except Exception:  # a bug, not bad input: keep the traceback, and say where to send it
-        traceback.print_exc()
-        print("graftkit: internal error (the traceback above); please report it with the command you ran",
+    except OSError as exc:
+        if exc.errno not in USER_ERRNOS:
+            return _internal_error()
+        where = f": {exc.filename!r}" if exc.filename else ""
+        print(f"graftkit: error: {exc.strerror or exc}{where}; {USER_ERRNOS[exc.errno]}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("graftkit: error: out of memory; lower --batch-size, or use a smaller backbone or fewer rows",
               file=sys.stderr)
-        return 1
+        return 2
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch's (CUDA / MPS): a batch too large for the device
+            print(f"graftkit: error: the device ran out of memory ({str(exc).splitlines()[0][:120]}); lower "
+                  "--batch-size, or use --device cpu", file=sys.stderr)
+            return 2
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    """A bug, not bad input: keep the traceback, and say where to send it."""
+    traceback.print_exc()
+    print("graftkit: internal error (the traceback above); please report it with the command you ran",
+          file=sys.stderr)
+    return 1
 
 
 def _silence_stdout() -> None:

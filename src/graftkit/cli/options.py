@@ -25,6 +25,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def seed(text: str) -> int:
     """argparse type for --seed: an integer >= 0 (numpy's and scikit-learn's generators take no negative seed)."""
     try:
@@ -48,6 +58,12 @@ def add_data_options(parser: argparse.ArgumentParser, label_required: bool = Tru
     group.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet", "conll"],
                        help="file format (default: by suffix; .conll / .iob / .bio and CoNLL-looking .txt are conll)")
     group.add_argument("--encoding", default="utf-8", help="text encoding of CSV / TSV / JSONL files (default: utf-8)")
+    group.add_argument("--max-image-pixels", type=non_negative_int, metavar="N",
+                       help="refuse images larger than N pixels (width x height) before decoding them, a "
+                            "decompression-bomb guard; 0: no limit (default: PIL's 89,478,485)")
+    group.add_argument("--drop-missing", action="store_true",
+                       help="drop rows whose label is missing (blank, NA, N/A, nan, null, None, -, ?) and say how "
+                            "many, instead of refusing them")
 
 
 def data_kwargs(args) -> dict:
@@ -55,7 +71,7 @@ def data_kwargs(args) -> dict:
         raise ConfigError("give --label COLUMN (one target column) or --labels A B C (one 0/1 column per label), "
                           "not both")
     return {"text": args.text, "image": args.image, "audio": args.audio, "label": args.labels or args.label,
-            "format": args.format, "encoding": args.encoding}
+            "format": args.format, "encoding": args.encoding, "drop_missing": args.drop_missing}
 
 
 def add_task_options(parser: argparse.ArgumentParser) -> None:

@@ -27,16 +27,34 @@ def register(commands) -> None:
     report.set_defaults(run=run_report)
 
 
+def _written_by_graftkit(path) -> bool:
+    """A report graftkit rendered (regenerated freely at its default place), not a file of the user's."""
+    from graftkit.report.html import REPORT_MARK
+
+    try:
+        return REPORT_MARK.encode() in path.read_bytes()
+    except OSError:
+        return False
+
+
 def run_report(args) -> int:
     from pathlib import Path
 
     from graftkit.errors import ArtifactError
     from graftkit.report import write_report
 
-    if args.output and Path(args.output).expanduser().is_file() and not args.overwrite:
+    if args.output and Path(args.output).expanduser().exists() and not args.overwrite:
         raise ArtifactError(f"report output {args.output!r} exists; pass --overwrite to replace it or choose another "
                             "-o FILE")
-    path = write_report(args.model, args.output)
+    default = Path(args.model).expanduser() / "report.html"
+    if not args.output and default.is_file() and not args.overwrite and not _written_by_graftkit(default):
+        raise ArtifactError(f"{str(default)!r} exists and is not a report graftkit wrote; pass --overwrite to replace "
+                            "it, or -o FILE to write the report elsewhere")
+    from graftkit.atomic import output_lock
+
+    target = Path(args.output).expanduser() if args.output else default
+    with output_lock(target):
+        path = write_report(args.model, args.output)
     if args.json:
         emit_json({"report": str(path)})
     else:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from graftkit.errors import ConfigError
 from graftkit.strategies import get_strategy
+from graftkit.training.checkpoints import SEAL, checkpoints
 from graftkit.training.distributed import is_main_process
 
 logger = logging.getLogger("graftkit.cli")
@@ -62,3 +63,26 @@ def remove_checkpoints(args, kwargs: dict) -> None:
     if folder and not args.keep_checkpoints and is_main_process() and (Path(folder) / "graftkit-run.json").is_file():
         shutil.rmtree(folder, ignore_errors=True)
         logger.info("removed the training checkpoints in %s (--keep-checkpoints keeps them)", folder)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the line that says what the interrupted run left behind (``main`` prints it)."""
+
+
+def interrupted(kwargs: dict, existed: bool, output: Path, saved: bool) -> Interrupted:
+    """What is left after Ctrl-C, said truthfully: the sealed checkpoints are kept with the command that resumes
+    from them; a checkpoint folder this run created and never completed an epoch in is removed."""
+    if saved:
+        return Interrupted(f"interrupted after the model was written to {output}; its evaluation.json may be missing "
+                           f"(`graftkit evaluate {output} TEST --save` writes it)")
+    folder = Path(kwargs["checkpoint_dir"]) if kwargs.get("checkpoint_dir") else None
+    if folder is None or not folder.is_dir() or not is_main_process():
+        return Interrupted("interrupted; nothing was written")
+    sealed = [c for c in checkpoints(folder) if (c / SEAL).is_file()]
+    if sealed:
+        return Interrupted(f"interrupted; the model was not written; {len(sealed)} complete epoch checkpoint(s) are "
+                           f"kept in {folder}: run the same command with --resume {folder} to continue, or delete "
+                           "that folder")
+    if not existed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Interrupted("interrupted; nothing was written")

@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from graftkit.loading import load_model
-from graftkit.cli.eval_options import add_evaluation_options, evaluation_kwargs, format_evaluation
+from graftkit.atomic import output_lock, write_atomic
+from graftkit.cli.eval_options import (
+    add_evaluation_options,
+    evaluation_kwargs,
+    format_evaluation,
+)
 from graftkit.cli.options import add_data_options, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
 from graftkit.errors import ArtifactError, ConfigError
-from graftkit.atomic import write_atomic
+from graftkit.loading import load_model
 from graftkit.scoring.regression import check_level
 
 
@@ -81,8 +85,19 @@ def _read_json(path: str):
 def run_predict(args) -> int:
     if args.output and Path(args.output).is_dir():
         raise ArtifactError(f"output {args.output!r} is a directory; give a CSV file path (-o FILE)")
+    _refuse_existing(args)
+    if args.output and not args.json:
+        with output_lock(Path(args.output).expanduser()):  # a second process writing the same file is refused
+            return _predict(args)
+    return _predict(args)
+
+
+def _refuse_existing(args) -> None:
     if args.output and Path(args.output).exists() and not args.overwrite:
         raise ArtifactError(f"output file {args.output!r} exists; pass --overwrite or choose another -o")
+
+
+def _predict(args) -> int:
     model, table = _load(args, require_label=False)
     options = {"level": args.interval} if args.interval is not None else {}
     records = model.predict_records(table, **options)
@@ -90,6 +105,7 @@ def run_predict(args) -> int:
     if args.json:
         emit_json(frame.to_dict(orient="records"))
     elif args.output:
+        _refuse_existing(args)  # again: another process may have written it while this one predicted
         _write_atomic(frame, Path(args.output))
     else:
         frame.to_csv(sys.stdout, index=False)
@@ -102,6 +118,20 @@ def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def run_evaluate(args) -> int:
+    _refuse_saved_evaluation(args)
+    if args.save:  # the model directory's lock: not while a fit --overwrite or another evaluate --save writes it
+        with output_lock(Path(args.model).expanduser()):
+            return _evaluate(args)
+    return _evaluate(args)
+
+
+def _refuse_saved_evaluation(args) -> None:
+    if args.save and (Path(args.model).expanduser() / "evaluation.json").exists() and not args.overwrite:
+        raise ArtifactError(f"{Path(args.model) / 'evaluation.json'} exists (the results saved by fit or an earlier "
+                            "evaluate); pass --overwrite to replace it, or drop --save")
+
+
+def _evaluate(args) -> int:
     from graftkit.evaluation.suite import evaluate_model, save_evaluation
 
     model, table = _load(args, require_label=True)
@@ -112,6 +142,7 @@ def run_evaluate(args) -> int:
     record = evaluate_model(model, table, train=train, interval=args.interval, **evaluation_kwargs(args))
     metrics = record["metrics"]
     if args.save:
+        _refuse_saved_evaluation(args)
         save_evaluation(args.model, record)
     if args.json:
         extra = {k: record[k] for k in ("leakage", "baseline", "scratch", "forgetting", "learning_curve")

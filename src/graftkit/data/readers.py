@@ -29,6 +29,10 @@ LABEL_NAMES = ("label", "labels", "target", "class", "category", "y", "intent", 
                "ner_tags", "entities", "spans")
 TEXT_NAMES = ("text", "sentence", "review", "content", "body", "message", "utterance", "description", "tokens",
               "words")
+# Values that stand for "no label" in exported data (R's NA, JSON's null, pandas' nan, a dash): a class named so is
+# almost always a missing label. The tasks refuse them; ``drop_missing=True`` (``--drop-missing``) drops their rows.
+MISSING_LABELS = frozenset({"na", "n/a", "nan", "null", "none", "-", "?"})
+DROP_HINT = "drop_missing=True / --drop-missing drops those rows"
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
                   ".parquet": "parquet", ".pq": "parquet", **{suffix: "conll" for suffix in CONLL_SUFFIXES}}
 
@@ -40,7 +44,7 @@ def _sniffed(path: Path, encoding: str) -> str | None:
 
 def load_data(source, *, text: str | None = None, image: str | None = None, audio: str | None = None,
               label: str | list[str] | None = None, format: str | None = None, encoding: str = "utf-8",
-              require_label: bool = True, known_columns: dict | None = None) -> Table:
+              require_label: bool = True, known_columns: dict | None = None, drop_missing: bool = False) -> Table:
     """Load a data set into a Table.
 
     ``source`` is a file path (CSV, TSV, JSONL, Parquet), a folder of class sub-folders holding
@@ -55,16 +59,16 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
         given = ", ".join(f"{k}={v!r}" for k, v in roles.items() if v is not None)
         raise DataError(f"give one input column (text=, image= or audio=); got {given}")
     if isinstance(source, pd.DataFrame):
-        return _from_frame(source.astype(object), "DataFrame", None, roles, label, require_label, known)
+        return _from_frame(source.astype(object), "DataFrame", None, roles, label, require_label, known, drop_missing)
     if hasattr(source, "to_pandas") and hasattr(source, "features"):  # datasets.Dataset, duck-typed
-        return _from_frame(_dataset_frame(source), "Dataset", None, roles, label, require_label, known)
+        return _from_frame(_dataset_frame(source), "Dataset", None, roles, label, require_label, known, drop_missing)
     if not isinstance(source, (str, Path)):
         raise DataError(f"data must be a file path, folder, pandas.DataFrame or datasets.Dataset; got {type(source).__name__}")
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data file or folder {str(path)!r} does not exist; check the path")
     if path.is_dir():
-        return _from_folder(path, roles, label)
+        return _from_folder(path, roles, label)  # the label is the folder name: never missing
     try:
         codec = codecs.lookup(encoding)
     except LookupError:
@@ -78,7 +82,7 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
         raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; use .csv, .tsv, .jsonl, "
                         ".parquet or .conll, or pass format='csv'|'tsv'|'jsonl'|'parquet'|'conll' (CLI: --format)")
     frame = _read_file(path, kind, encoding)
-    return _from_frame(frame, str(path), path.parent.resolve(), roles, label, require_label, known)
+    return _from_frame(frame, str(path), path.parent.resolve(), roles, label, require_label, known, drop_missing)
 
 
 def _dataset_frame(dataset) -> pd.DataFrame:
@@ -193,7 +197,7 @@ def _require_column(name: str, frame: pd.DataFrame, where: str, flag: str) -> No
 
 
 def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: dict, label: str | None,
-                require_label: bool, known: dict) -> Table:
+                require_label: bool, known: dict, drop_missing: bool = False) -> Table:
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
     twice = sorted(set(frame.columns[frame.columns.duplicated()]))
@@ -218,6 +222,8 @@ def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: d
         label, columns = None, ()
     for name in columns:
         frame[name] = _clean_labels(frame[name])
+    if drop_missing and columns and require_label:  # predict keeps every row
+        frame = _drop_missing(frame, where, columns, explanation)
     _check_inputs(frame, where, modality, column, base_dir)
     _check_encodable(frame, where, [column, *columns])
     for line in explanation:
@@ -296,6 +302,27 @@ def _infer_input(frame, where, roles, label, explanation):
 def _clean_labels(series: pd.Series) -> pd.Series:
     """Labels as stripped strings ("" where missing); lists (JSONL) stay lists for the task to read or refuse."""
     return series.map(lambda v: v if isinstance(v, list) else "" if _is_missing(v) else str(v).strip())
+
+
+def is_missing_label(value) -> bool:
+    """A blank label or a missing-value spelling (``NA``, ``null``, ``None``, ``nan``, ``-``, ...)."""
+    return isinstance(value, str) and (value == "" or value.strip().lower() in MISSING_LABELS)
+
+
+def _drop_missing(frame: pd.DataFrame, where: str, columns, explanation: list) -> pd.DataFrame:
+    """The rows whose label is missing in any label column dropped; the row numbers stay the file's."""
+    missing = frame[list(columns)].map(is_missing_label).any(axis=1)
+    if not missing.any():
+        return frame
+    dropped = frame.index[missing].tolist()
+    if len(dropped) == len(frame):
+        raise DataError(f"{where}: every row's label is missing ({len(dropped)} rows), so --drop-missing leaves "
+                        "nothing; fill in the labels")
+    line = (f"dropped {len(dropped)} of {len(frame)} row(s) whose label is missing (blank, NA, null, ...) "
+            f"(row {_rows(dropped)}) (--drop-missing)")
+    explanation.append(line)
+    logger.warning("%s: %s", where, line)
+    return frame.loc[~missing]
 
 
 def _rows(index) -> str:

@@ -34,6 +34,7 @@ from graftkit.report.svg import bars_svg, esc, learning_curve_svg
 from graftkit.tasks import task_from_dict
 
 REPORT = "report.html"
+REPORT_MARK = "Written by graftkit from manifest.json and evaluation.json"  # how `report` knows its own file
 # The learning curve's x: its column header, and its unit (the extrapolation header and the axis label).
 X_NAMES = {"per_class": ("per class", "labelled examples per class"), "rows": ("train rows", "training rows")}
 PERCENT = ("accuracy", "subset_accuracy")  # target values shown as percentages
@@ -328,7 +329,7 @@ def render_report(manifest: dict, record: dict | None, *, name: str = "model") -
         _summary(manifest, record, task), _warnings(record), task_sections(task, "lead", record),
         _learning_curve(record), _transfer(record, task), _forgetting(record, task),
         task_sections(task, "details", record), _leakage(record), _cv(record), _manifest(manifest, task),
-        ("<p class='note'>Written by graftkit from manifest.json and evaluation.json; self-contained (inline SVG, "
+        (f"<p class='note'>{REPORT_MARK}; self-contained (inline SVG, "
          "no scripts, no network).</p>"),
     ])
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

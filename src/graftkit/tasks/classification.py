@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from graftkit.data.readers import DROP_HINT, MISSING_LABELS
 from graftkit.errors import DataError
 from graftkit.scoring.calibration import fit_temperature, scaled_probabilities
 from graftkit.scoring.metrics import classification_metrics, format_table, probability_metrics
@@ -19,9 +20,8 @@ from graftkit.tasks.base import Task
 from graftkit.tasks.heads import LogRegHead, MLPHead
 from graftkit.tasks.registry import register_task
 
-# Values that stand for "no label" in exported data (R's NA, JSON's null, pandas' nan, a dash): a class named
-# so is almost always a missing label, so it is refused rather than learnt as a class of its own.
-MISSING_TOKENS = frozenset({"na", "n/a", "nan", "null", "none", "-", "?"})
+# A class named NA / null / - is almost always a missing label: refused rather than learnt as a class of its own.
+MISSING_TOKENS = MISSING_LABELS
 METHOD = "temperature scaling (Guo et al. 2017), T minimising held-out NLL"
 
 
@@ -58,11 +58,11 @@ def read_classes(table) -> list[str]:
     if blank:
         rows = ", ".join(str(table.frame.index[i]) for i in blank[:5]) + (" ..." if len(blank) > 5 else "")
         raise DataError(f"{table.source}: column {column!r} is blank in {len(blank)} row(s) (row {rows}); "
-                        "fill in the labels or drop those rows")
+                        f"fill in the labels or drop those rows ({DROP_HINT})")
     missing = [i for i, v in enumerate(values) if v.lower() in MISSING_TOKENS]
     if missing:
         raise DataError(f"{table.where(missing[0], column)}: label {values[missing[0]]!r} looks like a missing value "
-                        f"({len(missing)} row(s)); drop those rows, or rename the class if it is a real one")
+                        f"({len(missing)} row(s)); {DROP_HINT}, or rename the class if it is a real one")
     return [_canonical_number(v) for v in values]
 
 

@@ -68,6 +68,11 @@ def task_from_dict(data, source: str = "manifest.json") -> object:
 
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
         raise ArtifactError(f"{source}: 'task' must be an object with a 'kind'; got {str(data)[:80]}; refit the model")
+    labels = data.get("labels", [])
+    if (not isinstance(labels, list) or not all(isinstance(label, str) for label in labels)
+            or len(set(labels)) < len(labels)):
+        raise ArtifactError(f"{source}: the field 'task.labels' must be a list of distinct strings; got "
+                            f"{str(labels)[:80]}; restore the manifest or refit the model")
     try:
         return task_class(data["kind"]).from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:

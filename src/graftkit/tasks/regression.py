@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from graftkit.data.readers import is_missing_label
 from graftkit.errors import ConfigError, DataError
 from graftkit.scoring.regression import check_level, conformal_quantile, interval_coverage, regression_metrics
 from graftkit.tasks.base import Task
@@ -41,14 +42,17 @@ def read_numbers(table) -> np.ndarray:
         where = table.where(position, column)
         if isinstance(value, list) or value == "":
             raise DataError(f"{where}: the target is {'blank' if value == '' else 'a list'}; a regression target needs "
-                            "a number in every row (fill it in or drop the row)")
+                            "a number in every row (fill it in, or --drop-missing / drop_missing=True drops such rows)")
         try:
             number = float(value)
         except (TypeError, ValueError):
+            hint = "; it reads as a missing value: --drop-missing drops such rows" if is_missing_label(value) else ""
             raise DataError(f"{where}: {value!r:.40} is not a number; a regression target must be numeric (fix the "
-                            "value, drop the row, or use --task classification for categories)") from None
+                            f"value, drop the row, or use --task classification for categories){hint}") from None
         if not math.isfinite(number):
-            raise DataError(f"{where}: the target is {value!r}; a regression target must be a finite number")
+            raise DataError(f"{where}: the target is {value!r}; a regression target must be a finite number"
+                            + ("; it reads as a missing value: --drop-missing drops such rows"
+                               if is_missing_label(value) else ""))
         out[position] = number
     return out
 
