@@ -10,10 +10,10 @@ import sys
 import traceback
 
 from graftkit import __version__
-from graftkit.cli import auto, demo, fit, merge, models, rank, report, serve, use
+from graftkit.cli import auto, demo, export, fit, merge, models, rank, report, serve, use
 from graftkit.errors import GraftkitError
 
-COMMAND_MODULES = (fit, use, merge, models, rank, auto, report, serve, demo)
+COMMAND_MODULES = (fit, use, merge, export, models, rank, auto, report, serve, demo)
 
 
 class _Parser(argparse.ArgumentParser):

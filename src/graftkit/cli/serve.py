@@ -42,6 +42,8 @@ def register(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=_port, default=8000, help="TCP port (default: 8000)")
     serve.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    serve.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                       help="onnx: every DIR is a `graftkit export --format onnx` directory, run with onnxruntime")
     serve.add_argument("--api-key-file", metavar="FILE",
                        help="file holding a bearer token that /v1/* requests must send (Authorization: Bearer ...)")
     limits = serve.add_argument_group("limits (a request past one gets a 4xx naming the field)")
@@ -95,7 +97,7 @@ def run_serve(args) -> int:
                              timeout_s=args.timeout, batching=not args.no_batching,
                              max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms,
                              api_key=read_api_key(args.api_key_file) if args.api_key_file else None)
-    served = load_served(parse_model_args(args.models), device=args.device)
+    served = load_served(parse_model_args(args.models), device=args.device, runtime=args.runtime)
     access_logging(sys.stderr)
     serve(create_app(served, settings), host=args.host, port=args.port, settings=settings,
           max_connections=args.max_connections)

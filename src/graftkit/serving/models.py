@@ -56,6 +56,7 @@ class ServedModel:
         task = graft.task_
         return {"name": self.name, "task": task.kind, "labels": list(task.labels), "input": self.input_keys[0],
                 "input_column": graft.input_["column"], "backbone": graft.backbone, "strategy": graft.strategy_.name,
+                "runtime": getattr(graft, "runtime", "torch"),
                 "metrics": graft.metrics_, "shares_base_with": self.shares_base_with}
 
 
@@ -80,8 +81,13 @@ def parse_model_args(args: list[str]) -> dict[str, Path]:
     return named
 
 
-def load_served(named: dict[str, Path], *, device: str = "cpu") -> dict[str, ServedModel]:
-    """Load every model once; adapters fitted on one base share it."""
+def load_served(named: dict[str, Path], *, device: str = "cpu", runtime: str = "torch") -> dict[str, ServedModel]:
+    """Load every model once; adapters fitted on one base share it. ``runtime="onnx"``: every directory is an
+    ONNX export (``graftkit export``), run by onnxruntime."""
+    if runtime == "onnx":
+        from graftkit.export import load_onnx
+
+        return {name: ServedModel(name, path, load_onnx(path)) for name, path in named.items()}
     manifests = {name: read_manifest(path) for name, path in named.items()}  # every file's hash, before loading
     groups: dict[tuple, list[str]] = {}
     for name, manifest in manifests.items():
