@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Clock, load, machine, save, shared  # noqa: E402
+from common import Clock, load, machine, save, shared
 
 ROOT = Path(__file__).resolve().parents[1]
 

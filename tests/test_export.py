@@ -52,7 +52,8 @@ def test_fp32_graph_reproduces_pytorch(fitted, name, tmp_path):
     onnx_model, torch_model = load_onnx(out), gk.load(fitted[name], progress=False)
     texts = _texts()
     np.testing.assert_allclose(onnx_model.outputs(texts), torch_model.outputs(texts), atol=1e-4)
-    assert onnx_model.predict(texts) == torch_model.predict(texts)
+    ours, theirs = onnx_model.predict(texts), torch_model.predict(texts)
+    assert ours == (pytest.approx(theirs, abs=1e-4) if name == "regression" else theirs)
     for ours, theirs in zip(onnx_model.predict_records(texts), torch_model.predict_records(texts)):
         assert ours.keys() == theirs.keys()
 
