@@ -92,6 +92,9 @@ def test_refusals_write_nothing(fitted, tmp_path, tiny_vit_dir):
     export_onnx(fitted["probe"], out, overwrite=True)
     with pytest.raises(ArtifactError, match="is not an ONNX export"):
         export_onnx(fitted["probe"], tmp_path / "vision")  # never written over a model directory
+    (out / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ArtifactError, match="does not load in onnxruntime"):
+        load_onnx(out)
 
 
 def test_cli_export_and_predict_with_onnx_runtime(fitted, tmp_path, capsys):

@@ -67,7 +67,7 @@ class OnnxModel:
         self.tokenizer = AutoTokenizer.from_pretrained(path / TOKENIZER)
         try:
             self.session = onnxruntime.InferenceSession(str(path / GRAPH), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for a damaged graph
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's pybind errors (InvalidProtobuf, ...) subclass Exception only
             raise ArtifactError(f"{path / GRAPH} does not load in onnxruntime ({str(exc).splitlines()[0][:200]}); "
                                 "export the model again") from None
 

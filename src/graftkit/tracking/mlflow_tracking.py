@@ -110,7 +110,6 @@ def log_model_run(model_dir, *, params: dict | None = None, artifacts: list | No
     """One MLflow run for the saved model in ``model_dir``; returns ``{"run_id", "model_uri", "tracking_uri"}``."""
     import mlflow
 
-    from graftkit import __version__
     from graftkit.artifacts import read_manifest
     from graftkit.report import write_report
     from graftkit.tracking.pyfunc import GraftkitModel
@@ -135,11 +134,22 @@ def log_model_run(model_dir, *, params: dict | None = None, artifacts: list | No
             warnings.simplefilter("ignore")  # MLflow's notes on signatures and the file store
             info = mlflow.pyfunc.log_model(name="model", python_model=GraftkitModel(),
                                            artifacts={"model_dir": str(model_dir)},
-                                           pip_requirements=[f"graftkit=={__version__}"])
+                                           pip_requirements=[_requirement()])
         logged = {"run_id": run.info.run_id, "model_uri": info.model_uri,
                   "tracking_uri": mlflow.get_tracking_uri()}
     logger.info("MLflow run %s logged to %s (model: %s)", logged["run_id"], logged["tracking_uri"], logged["model_uri"])
     return logged
+
+
+def _requirement() -> str:
+    """The pip requirement of the pyfunc's environment (the installed graftkit; read from package metadata, as
+    importing ``graftkit`` itself would reach above this layer)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"graftkit=={version('graftkit')}"
+    except PackageNotFoundError:
+        return "graftkit"
 
 
 def log_cv(result: dict, *, params: dict, root=".", run_name: str = "cv") -> dict:
