@@ -110,10 +110,11 @@ def _fit(args, work: Path) -> dict[str, Path]:
     table = gk.load_data(subset.reset_index(drop=True), text="text", label="category")
     common = {"progress": False, "use_cache": False, "seed": args.seed}
     dirs = {}
-    with Clock() as clock:
-        dirs["probe"] = gk.Graft("all-MiniLM-L6-v2", **common).fit(table).save(work / "probe")
-    print(f"linear-probe fitted on {len(table)} rows in {clock.wall:.0f} s", flush=True)
-    for name, seed in (("lora-a", 0), ("lora-b", 1)):
+    if "probe" in args.models:
+        with Clock() as clock:
+            dirs["probe"] = gk.Graft("all-MiniLM-L6-v2", **common).fit(table).save(work / "probe")
+        print(f"linear-probe fitted on {len(table)} rows in {clock.wall:.0f} s", flush=True)
+    for name, seed in (("lora-a", 0), ("lora-b", 1)) if "lora" in args.models else ():
         with Clock() as clock:
             model = gk.Graft("all-MiniLM-L6-v2", strategy="lora", epochs=args.epochs, batch_size=16, val_size=0.0,
                              patience=0, calibrate=False, learning_rate=2e-3, **{**common, "seed": seed})
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each server (default: 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", nargs="+", choices=["probe", "lora"], default=["probe", "lora"])
     args = parser.parse_args()
     print(machine(), flush=True)
     print(load(), "at the start", flush=True)
@@ -137,11 +139,15 @@ def main() -> None:
     rows, memory = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         dirs = _fit(args, Path(tmp))
-        runs = [("linear-probe", [f"probe={dirs['probe']}"], "probe", []),
-                ("linear-probe", [f"probe={dirs['probe']}"], "probe", ["--no-batching"]),
-                ("lora (2 adapters, one base)", [f"lora-a={dirs['lora-a']}", f"lora-b={dirs['lora-b']}"], "lora-a", []),
-                ("lora", [f"lora-a={dirs['lora-a']}"], "lora-a", ["--no-batching"]),
-                ("lora", [f"lora-b={dirs['lora-b']}"], "lora-b", [])]
+        runs = []
+        if "probe" in dirs:
+            runs += [("linear-probe", [f"probe={dirs['probe']}"], "probe", []),
+                     ("linear-probe", [f"probe={dirs['probe']}"], "probe", ["--no-batching"])]
+        if "lora-a" in dirs:
+            runs += [("lora (2 adapters, one base)", [f"lora-a={dirs['lora-a']}", f"lora-b={dirs['lora-b']}"],
+                      "lora-a", []),
+                     ("lora", [f"lora-a={dirs['lora-a']}"], "lora-a", ["--no-batching"]),
+                     ("lora", [f"lora-b={dirs['lora-b']}"], "lora-b", [])]
         for label, models, target, flags in runs:
             server = Server(models, flags, args.threads)
             try:
@@ -163,14 +169,15 @@ def main() -> None:
     for r in rows:
         print(f"| {r['model']} | {r['batching']} | {r['clients']} | {r['requests']} | {r['rows_per_s']} | "
               f"{r['p50_ms']} | {r['p99_ms']} | {r['status_5xx']} |")
-    for model in ("linear-probe", "lora"):
+    for model in [m for m in ("linear-probe", "lora") if any(r["model"].startswith(m) for r in rows)]:
         on = next(r for r in rows if r["model"].startswith(model) and r["batching"] == "on" and r["clients"] == 32)
         off = next(r for r in rows if r["model"].startswith(model) and r["batching"] == "off")
         print(f"{model}: micro-batching at 32 clients: {on['rows_per_s'] / off['rows_per_s']:.1f}x the rows/s")
     print(f"\nserver RSS after warm-up (MB): {memory}")
-    print(f"two adapters on one base: {memory['lora-a+lora-b']} MB; two servers with one each: "
-          f"{memory['lora-a'] + memory['lora-b']:.1f} MB")
-    save("serve", {"machine": machine(), "args": vars(args), "runs": rows, "rss_mb": memory})
+    if "lora-a+lora-b" in memory:
+        print(f"two adapters on one base: {memory['lora-a+lora-b']} MB; two servers with one each: "
+              f"{memory['lora-a'] + memory['lora-b']:.1f} MB")
+    save("serve-" + "-".join(args.models), {"machine": machine(), "args": vars(args), "runs": rows, "rss_mb": memory})
 
 
 if __name__ == "__main__":

@@ -203,6 +203,7 @@ def test_predictions_equal_the_library(server, model_dirs):
 
 
 def test_adapters_share_one_base(served, model_dirs):
+    assert [m.graft.batch_size for m in load_served({"s": model_dirs["sentiment"]}, batch_rows=64).values()] == [64]
     a, b = served["lora-a"], served["lora-b"]
     assert a.adapters is b.adapters and a.fitted().backbone_ is b.fitted().backbone_
     assert served["sentiment"].adapters is None

@@ -97,7 +97,8 @@ def run_serve(args) -> int:
                              timeout_s=args.timeout, batching=not args.no_batching,
                              max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms,
                              api_key=read_api_key(args.api_key_file) if args.api_key_file else None)
-    served = load_served(parse_model_args(args.models), device=args.device, runtime=args.runtime)
+    served = load_served(parse_model_args(args.models), device=args.device, runtime=args.runtime,
+                         batch_rows=settings.max_batch_rows if settings.batching else None)
     access_logging(sys.stderr)
     serve(create_app(served, settings), host=args.host, port=args.port, settings=settings,
           max_connections=args.max_connections)

@@ -81,9 +81,19 @@ def parse_model_args(args: list[str]) -> dict[str, Path]:
     return named
 
 
-def load_served(named: dict[str, Path], *, device: str = "cpu", runtime: str = "torch") -> dict[str, ServedModel]:
+def load_served(named: dict[str, Path], *, device: str = "cpu", runtime: str = "torch",
+                batch_rows: int | None = None) -> dict[str, ServedModel]:
     """Load every model once; adapters fitted on one base share it. ``runtime="onnx"``: every directory is an
-    ONNX export (``graftkit export``), run by onnxruntime."""
+    ONNX export (``graftkit export``), run by onnxruntime. ``batch_rows``: forward passes take at least this many
+    rows (a micro-batch of 64 requests would otherwise be cut into the fitted batch size, 16 for a LoRA fit)."""
+    served = _load(named, device=device, runtime=runtime)
+    for model in served.values():
+        if batch_rows is not None and model.graft.batch_size < batch_rows:
+            model.graft.batch_size = batch_rows
+    return served
+
+
+def _load(named: dict[str, Path], *, device: str, runtime: str) -> dict[str, ServedModel]:
     if runtime == "onnx":
         from graftkit.export import load_onnx
 
