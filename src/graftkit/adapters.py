@@ -44,7 +44,8 @@ def _named(models) -> dict[str, Path]:
     return named
 
 
-def _base_identity(manifest: dict) -> tuple:
+def base_identity(manifest: dict) -> tuple:
+    """What must match for two artifacts to share one loaded base: the spec, weight hashes and settings."""
     backbone = manifest["backbone"]
     return backbone["source"]["spec"], backbone["source"]["files"], backbone.get("settings", {})
 
@@ -102,7 +103,7 @@ def load_adapters(models, *, device: str = "cpu", progress: bool = True) -> Adap
         if kind != manifests[first_name]["strategy"]["name"]:
             raise ConfigError(f"{named[name]} is a {kind} adapter but {first_path} is "
                               f"{manifests[first_name]['strategy']['name']}; load adapters of one kind together")
-        if _base_identity(manifest) != _base_identity(manifests[first_name]):
+        if base_identity(manifest) != base_identity(manifests[first_name]):
             spec = manifest["backbone"]["source"]["spec"]
             raise ArtifactError(f"{named[name]} was fitted on base {spec!r} with other weights or settings than "
                                 f"{first_path} ({manifests[first_name]['backbone']['source']['spec']!r}); adapters "

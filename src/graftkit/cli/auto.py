@@ -75,9 +75,9 @@ def _auto(args) -> int:
                   val_size=args.val_size, ladder=args.ladder, epochs=args.epochs, probe_top=args.probe_top,
                   min_gain_per_minute=args.min_gain_per_minute, batch_size=args.batch_size,
                   cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device,
-                  calibrate=not args.no_calibration, **task_kwargs(args), **data_kwargs(args))
+                  calibrate=not args.no_calibration, track=args.track, **task_kwargs(args), **data_kwargs(args))
     if args.json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), **({"tracking": result.tracking} if result.tracking else {})})
         return 0
     print(format_text(result))
     print(f"model and leaderboard (leaderboard.md, leaderboard.json) written to {result.output}")

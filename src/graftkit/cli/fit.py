@@ -36,6 +36,7 @@ from graftkit.evaluation.cv import cross_validate
 from graftkit.evaluation.suite import evaluate_model, save_evaluation
 from graftkit.graft import Graft, check_device
 from graftkit.strategies import get_strategy
+from graftkit.tracking import check_tracker, log_cv, log_model_run
 from graftkit.training.distributed import is_main_process
 
 logger = logging.getLogger("graftkit.cli")
@@ -98,6 +99,7 @@ def run_fit(args) -> int:
 
 def _fit(args, output: Path) -> int:
     _check_settings(args)
+    check_tracker(args.track)
     training = training_kwargs(args, output, strategy_kwargs(args))
     existed = bool(training.get("checkpoint_dir")) and Path(training["checkpoint_dir"]).exists()
     state = {"saved": False}
@@ -149,6 +151,8 @@ def _fit_and_save(args, output: Path, training: dict, state: dict) -> int:
     if record is not None:
         save_evaluation(output, record)
     result["output"] = str(output)
+    if args.track:
+        result["tracking"] = log_model_run(output, params={"command": "fit", "data": args.data})
     if args.json:
         emit_json(result)
     else:
@@ -159,14 +163,23 @@ def _fit_and_save(args, output: Path, training: dict, state: dict) -> int:
         print(f"trained {counts['trainable']:,} of {counts['total']:,} parameters ({100 * counts['share']:.3g}%)")
         print(f"model written to {output}" + (f" (with evaluation.json: `graftkit report {output}`)"
                                               if record is not None else ""))
+        if args.track:
+            print(f"MLflow run {result['tracking']['run_id']} in {result['tracking']['tracking_uri']} (model: "
+                  f"{result['tracking']['model_uri']})")
     return 0
 
 
 def run_cv(args) -> int:
     _check_settings(args)
+    check_tracker(args.track)
     table = load_data(args.data, **data_kwargs(args))
     # fold scores do not depend on a temperature: skip fitting it (thresholds and intervals are still fitted)
-    result = cross_validate(Graft(**{**graft_kwargs(args), "calibrate": False}), table, k=args.folds, seed=args.seed)
+    settings = {**graft_kwargs(args), "calibrate": False}
+    result = cross_validate(Graft(**settings), table, k=args.folds, seed=args.seed)
+    if args.track:
+        params = {**{k: v for k, v in settings.items() if k not in ("cache_dir", "use_cache", "progress")},
+                  "folds": args.folds, "data": args.data}
+        result["tracking"] = log_cv(result, params=params, run_name=f"cv {Path(args.data).name}")
     if args.json:
         emit_json(result)
     else:

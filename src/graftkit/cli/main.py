@@ -11,12 +11,12 @@ import sys
 import traceback
 
 from graftkit import __version__
-from graftkit.cli import auto, demo, fit, merge, models, rank, report, use
+from graftkit.cli import auto, demo, export, fit, merge, models, rank, report, serve, use
 from graftkit.cli.run_scope import run_scope
 from graftkit.cli.train_options import Interrupted
 from graftkit.errors import GraftkitError
 
-COMMAND_MODULES = (fit, use, merge, models, rank, auto, report, demo)
+COMMAND_MODULES = (fit, use, merge, export, models, rank, auto, report, serve, demo)
 
 
 # OS errors a user's environment causes (a full disk, a read-only folder, a name too long), with the fix

@@ -108,6 +108,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     group.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    group.add_argument("--track", choices=["mlflow"],
+                       help="log the run to MLflow (parameters, per-epoch history, metrics, evaluation and report, the "
+                            "model as a pyfunc); $MLFLOW_TRACKING_URI, else ./mlruns beside the output")
     group.add_argument("--no-calibration", action="store_true",
                        help="do not fit a temperature on held-out logits (temperature scaling, Guo et al. 2017); "
                             "probabilities stay as the head gives them")

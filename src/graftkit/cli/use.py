@@ -31,6 +31,9 @@ def register(commands) -> None:
     predict.add_argument("data", help="data file or folder (a label column is not needed)")
     predict.add_argument("-o", "--output", help="CSV file to write (default: stdout)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    predict.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                         help="onnx: MODEL is a directory written by `graftkit export --format onnx`, run with "
+                              "onnxruntime (default: torch)")
     _add_common(predict)
     predict.set_defaults(run=run_predict)
 
@@ -64,7 +67,14 @@ def _add_common(parser) -> None:
 def _load(args, require_label: bool):
     if args.interval is not None:
         check_level(args.interval)
-    model = load_model(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    if getattr(args, "runtime", "torch") == "onnx":
+        from graftkit.export import load_onnx
+
+        model = load_onnx(args.model)
+    else:
+        if (Path(args.model) / "onnx.json").is_file():
+            raise ConfigError(f"{args.model} is an ONNX export; pass --runtime onnx to run it with onnxruntime")
+        model = load_model(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
     if args.batch_size is not None:
         model.batch_size = args.batch_size
     if args.thresholds:

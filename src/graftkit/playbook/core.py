@@ -18,6 +18,7 @@ from graftkit.evaluation.baselines import ClassicalBaseline
 from graftkit.playbook.budget import Clock, estimate_trainable, format_seconds, parse_budget
 from graftkit.playbook.leaderboard import choose, write_leaderboard
 from graftkit.playbook.steps import Run
+from graftkit.tracking import check_tracker, log_model_run
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class AutoResult:
     ranking: object = None
     output: str | None = None
     settings: dict = field(default_factory=dict)
+    tracking: dict | None = None  # the MLflow run (track="mlflow"): run_id, model_uri, tracking_uri
 
     @property
     def leaderboard(self) -> list[dict]:
@@ -203,7 +205,7 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
          probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
          cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
          calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, task: str | None = None,
-         task_options: dict | None = None, **data_options) -> AutoResult:
+         task_options: dict | None = None, track: str | None = None, **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
 
     One seeded, stratified ``val_size`` split of ``data`` is the validation set (or ``validation`` when given);
@@ -233,6 +235,8 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
 
         task_class(task)
     budget_s = parse_budget(budget)
+    if check_tracker(track) and output is None:
+        raise ConfigError("track= logs the saved model; give output= (the CLI's -o DIR) too")
     clock = Clock(budget_s)
     backbones, ladder = _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, val_size)
     if output is not None:
@@ -343,4 +347,9 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
         run.log("save", f"saved step {shipped['step']} to {output} with leaderboard.json and leaderboard.md")
         result.seconds = clock.elapsed
         write_leaderboard(output, result)
+        if track:
+            params = {"budget": result.budget, "backbones": ",".join(map(str, backbones)), "seed": seed,
+                      "chosen_step": result.to_dict()["chosen_step"], "saved_step": result.to_dict()["saved_step"]}
+            result.tracking = log_model_run(output, params=params, run_name=f"auto {output.name}",
+                                            artifacts=[output / "leaderboard.json", output / "leaderboard.md"])
     return result
