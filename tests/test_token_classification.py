@@ -335,3 +335,39 @@ def test_learning_curve_counts_labelled_sentences(conll_files, tiny_bert_dir):
     sizes = [point["n"] if "n" in point else point.get("rows") for point in curve["points"]]
     assert sizes[0] == 25 and sizes[-1] == 60, curve["points"]
     assert curve["metric"] == "f1"
+
+
+def test_a_crashed_tagging_run_resumes_to_the_uninterrupted_model(conll_files, tiny_bert_dir, tmp_path, one_thread):
+    import torch
+
+    from conftest import model_weights, stop_after_epoch
+
+    train, _ = conll_files
+    table = gk.load_data(train)
+    settings = {"strategy": "lp-ft", "epochs": 3, "patience": 0, "deterministic": True, "progress": False,
+                "use_cache": False}
+    reference = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "a", **settings).fit(table)
+    with pytest.raises(KeyboardInterrupt):
+        gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", **settings).fit(
+            table, callbacks=[stop_after_epoch(2)])
+    resumed = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", resume=True, **settings).fit(table)
+    assert resumed.training_["resumed_from"] is not None
+    assert resumed.training_["history"] == reference.training_["history"]
+    a, b = model_weights(reference), model_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.calibration_ == reference.calibration_
+
+
+def test_the_server_answers_a_tagger_with_entities(conll_files, tiny_bert_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from graftkit.serving.app import create_app
+    from graftkit.serving.models import load_served
+
+    train, _ = conll_files
+    gk.Graft(backbone=str(tiny_bert_dir), progress=False).fit(train).save(tmp_path / "ner")
+    with TestClient(create_app(load_served({"ner": tmp_path / "ner"}))) as client:
+        answer = client.post("/v1/models/ner/predict", json={"inputs": [{"tokens": "the great movie"}]})
+    assert answer.status_code == 200, answer.text
+    record = answer.json()["predictions"][0]
+    assert record["tags"] == "O B-PER O" and json.loads(record["entities"])[0]["text"] == "great"
