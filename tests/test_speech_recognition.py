@@ -12,14 +12,19 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
+from conftest import shared_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file
 
 import graftkit as gk
-from conftest import shared_path
 from graftkit.errors import BackboneError, ConfigError, DataError
-from graftkit.scoring.transcripts import edit_counts, error_rate, normalize, resampled_error_rate
+from graftkit.scoring.transcripts import (
+    edit_counts,
+    error_rate,
+    normalize,
+    resampled_error_rate,
+)
 
 RATE = 16000
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -28,7 +33,12 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory):
     """A tiny WhisperForConditionalGeneration (d_model 32, 2 + 2 layers) with tiny.en's processor."""
-    from transformers import AutoFeatureExtractor, AutoTokenizer, WhisperConfig, WhisperForConditionalGeneration
+    from transformers import (
+        AutoFeatureExtractor,
+        AutoTokenizer,
+        WhisperConfig,
+        WhisperForConditionalGeneration,
+    )
 
     source = shared_path("models", "whisper-tiny.en")
     folder = tmp_path_factory.mktemp("tiny-whisper-seq2seq")
@@ -230,6 +240,43 @@ def test_bootstrap_sums_counts_per_utterance(pairs, seed):
     np.testing.assert_allclose(resampled_error_rate(counts, np.arange(len(refs))[None]), [error_rate(counts)])
 
 
+def test_lower_wer_is_a_positive_transfer_gain_and_a_higher_auto_score():
+    from graftkit.evaluation.baselines import transfer_gain
+    from graftkit.playbook.leaderboard import choose
+
+    task = gk.tasks.SpeechRecognition()
+    y = np.array(["seven", "three", "hello world"] * 6, dtype=object)
+    worse = np.array(["eight"] * len(y), dtype=object)
+    result = transfer_gain(task, y, y.copy(), worse, model_name="tuned", baseline_name="zero-shot")
+    assert result["model"] == 0.0 and result["baseline"] > 0.9
+    assert result["gain"] > 0 and result["ci95"][0] > 0 and not result["negative_transfer"]
+    assert transfer_gain(task, y, worse, y.copy())["negative_transfer"]
+    rows = [{"status": "ran", "kind": "trainable", "strategy": "lora",
+             "validation": {"wer": w, "score": -w}} for w in (0.4, 0.1, 0.3)]
+    assert choose(rows)["validation"]["wer"] == 0.1
+
+
+def test_cli_fit_predict_evaluate_and_auto_refusal(tiny_whisper, tmp_path, capsys):
+    from graftkit.cli.main import main
+
+    frame = _clips(tmp_path / "clips", n=4)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "model"
+    assert main(["fit", str(tmp_path / "train.csv"), "--task", "speech-recognition", "--backbone", str(tiny_whisper),
+                 "--strategy", "zero-shot", "--label", "transcript", "--audio", "audio", "-o", str(out)]) == 0
+    assert main(["predict", str(out), str(tmp_path / "train.csv"), "-o", str(tmp_path / "pred.csv")]) == 0
+    predictions = pd.read_csv(tmp_path / "pred.csv")
+    assert list(predictions.columns) == ["row", "transcript"] and len(predictions) == 4
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(tmp_path / "train.csv")]) == 0
+    assert "WER" in capsys.readouterr().out
+    assert main(["fit", str(tmp_path / "train.csv"), "--task", "speech-recognition", "--backbone", str(tiny_whisper),
+                 "--label", "transcript", "-o", str(tmp_path / "m2")]) == 2
+    assert "--strategy zero-shot" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="auto does not run speech-recognition yet"):
+        gk.auto(_table(frame), backbones=[str(tiny_whisper)], task="speech-recognition")
+
+
 # -- the real model -----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_whisper_tiny_en_on_fsdd_zero_shot_then_decoder_only(tmp_path):
@@ -237,7 +284,7 @@ def test_whisper_tiny_en_on_fsdd_zero_shot_then_decoder_only(tmp_path):
     recordings = shared_path("data", "fsdd", "recordings")
     train_files = [recordings / f"{d}_jackson_{i}.wav" for d in range(10) for i in (5,)]
     test_files = [recordings / f"{d}_theo_0.wav" for d in range(0, 10, 2)]
-    frame = lambda files: pd.DataFrame({"audio": [str(f) for f in files],  # noqa: E731
+    frame = lambda files: pd.DataFrame({"audio": [str(f) for f in files],
                                         "transcript": [DIGITS[int(f.name[0])] for f in files]})
     zero = gk.Graft(backbone=str(model_dir), strategy="zero-shot", task="speech-recognition", progress=False,
                     batch_size=5).fit(_table(frame(train_files[:2])))

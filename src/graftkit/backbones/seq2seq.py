@@ -54,7 +54,11 @@ class WhisperSeq2Seq(Backbone):
     modality = "audio"
 
     def __init__(self, source: BackboneSource, *, trust_remote_code: bool = False):
-        from transformers import AutoFeatureExtractor, AutoTokenizer, WhisperForConditionalGeneration
+        from transformers import (
+            AutoFeatureExtractor,
+            AutoTokenizer,
+            WhisperForConditionalGeneration,
+        )
 
         try:
             model, info = WhisperForConditionalGeneration.from_pretrained(

@@ -9,12 +9,16 @@ with a bootstrap interval over utterances; there is no calibration and no classi
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from graftkit.errors import ConfigError, DataError
-from graftkit.scoring.transcripts import bootstrap_interval, edit_counts, error_rate, normalize, resampled_error_rate
+from graftkit.scoring.transcripts import (
+    bootstrap_interval,
+    edit_counts,
+    error_rate,
+    normalize,
+    resampled_error_rate,
+)
 from graftkit.tasks.base import Task
 from graftkit.tasks.heads import LOADABLE_HEADS
 from graftkit.tasks.registry import register_task
@@ -163,7 +167,7 @@ class SpeechRecognition(Task):
         return edit_counts(normalize(y, self.spelling), normalize(outputs, self.spelling), unit)
 
     def summary(self, y, outputs, calibration=None) -> dict:
-        return {"n": int(len(y)), "wer": round(error_rate(self.counts(y, outputs)), 6),
+        return {"n": len(y), "wer": round(error_rate(self.counts(y, outputs)), 6),
                 "cer": round(error_rate(self.counts(y, outputs, "char")), 6)}
 
     def primary(self, y, outputs, calibration=None) -> float:
@@ -178,7 +182,7 @@ class SpeechRecognition(Task):
         refs, hyps = normalize(y, self.spelling), normalize(raw, self.spelling)
         errors = words[:, :3].sum(axis=1)
         worst = [int(i) for i in np.argsort(-errors, kind="stable")[:examples] if errors[i] > 0]
-        return {"n": int(len(y)), "wer": round(error_rate(words), 6), "cer": round(error_rate(chars), 6),
+        return {"n": len(y), "wer": round(error_rate(words), 6), "cer": round(error_rate(chars), 6),
                 "wer_interval": bootstrap_interval(words, seed=seed), "cer_interval": bootstrap_interval(chars, seed=seed),
                 "interval": "95% percentile bootstrap over utterances (1000 draws; edit counts summed per draw)",
                 "words": {"reference": int(words[:, 4].sum()), "substitutions": int(words[:, 0].sum()),

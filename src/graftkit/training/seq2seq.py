@@ -189,7 +189,7 @@ def _history(log_history: list[dict]) -> list[dict]:
     for entry in log_history:
         if "epoch" not in entry or "train_runtime" in entry:
             continue
-        row = rows.setdefault(int(round(entry["epoch"])), {"epoch": int(round(entry["epoch"]))})
+        row = rows.setdefault(round(entry["epoch"]), {"epoch": round(entry["epoch"])})
         if "loss" in entry:
             row["train_loss"], row["lr"] = entry["loss"], entry.get("learning_rate")
         for key in ("loss", "wer", "cer"):
@@ -218,8 +218,13 @@ def _run_dir(graft) -> tuple[Path, bool]:
 
 
 def _train(graft, backbone, task, strategy, train, y_train, val, y_val, max_new_tokens, callbacks) -> dict:
-    from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, Seq2SeqTrainer
-    from transformers import Seq2SeqTrainingArguments
+    from transformers import (
+        EarlyStoppingCallback,
+        PrinterCallback,
+        ProgressCallback,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+    )
 
     started = time.perf_counter()
     metric = task.check_engine_metric(strategy.metric)
@@ -307,7 +312,9 @@ def fit_generative(graft, table, task, strategy, *, validation=None, callbacks=(
     graft.data_ = {"source": table.source, "rows": len(table), "fingerprint": table.fingerprint(),
                    **task.describe_targets(task.encode(table))}
     graft.calibration_ = task.skipped_calibration("transcripts are generated, not scored per class")
-    graft.metrics_, graft.training_ = {}, None
+    # the training clips are not transcribed again (a full generate pass); validation and test rows are
+    graft.metrics_ = {"train": {"n": len(train), "transcribed": False}}
+    graft.training_ = None
 
     def score(rows, y):
         return task.summary(y, transcribe(graft, rows))
