@@ -114,6 +114,9 @@ def test_decoder_only_trains_the_decoder_blocks_and_round_trips(tiny_whisper, tm
     saved = load_file(str(out / "trained.safetensors"))
     assert saved and all(k.startswith("model.decoder.layer") for k in saved)
     assert manifest["task"] == {"kind": "speech-recognition", "column": "transcript"}
+    # the bare generation config got Whisper's decoding settings (no timestamps, OpenAI's suppressed tokens)
+    filled = manifest["backbone"]["settings"]["decoding_filled_in"]
+    assert filled["no_timestamps_token_id"] == 50362 and filled["suppress_tokens"] > 80
     loaded = gk.load(out, progress=False)
     assert loaded.predict(frame["audio"].tolist()) == predictions
     assert loaded.evaluate(_table(frame))["wer"] == result["wer"]

@@ -29,8 +29,10 @@ SEQ2SEQ_TYPES = ("whisper",)
 TIED = ("proj_out.weight",)  # the output projection is tied to the decoder's token embedding
 
 
-def load_seq2seq(spec: str, *, revision: str | None = None, trust_remote_code: bool = False, **options):
-    """The encoder-decoder model of ``spec`` for a generative task; a ``BackboneError`` for anything else."""
+def load_seq2seq(spec: str, *, revision: str | None = None, trust_remote_code: bool = False,
+                 decoding_filled_in: dict | None = None, **options):
+    """The encoder-decoder model of ``spec`` for a generative task; a ``BackboneError`` for anything else.
+    ``decoding_filled_in`` (a saved model's settings) is derived again from the verified files, not read."""
     if options:
         raise BackboneError(f"backbone options {', '.join(sorted(options))} do not apply to an encoder-decoder "
                             "speech model (speech recognition); drop them")
@@ -47,6 +49,39 @@ def load_seq2seq(spec: str, *, revision: str | None = None, trust_remote_code: b
                             f"encoder-decoder; speech recognition generates text with a Whisper-style model "
                             f"(model_type {', '.join(SEQ2SEQ_TYPES)}; e.g. whisper-tiny.en) (--backbone)")
     return WhisperSeq2Seq(source, trust_remote_code=trust_remote_code)
+
+
+# OpenAI's default decoding suppresses these symbols (whisper/tokenizer.py, ``non_speech_tokens``) and the special
+# tokens that are not text; a checkpoint re-saved with a bare generation_config.json (the local tiny.en) has lost
+# them, and without them tiny.en answers short clips with <|nocaptions|> or "[BLANK_AUDIO]".
+NON_SPEECH = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』') + (
+    "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split())
+MUSIC = set("♩♪♫♬♭♮♯")
+NOT_TEXT = ("<|startoftranscript|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
+            "<|nocaptions|>", "<|nospeech|>")
+
+
+def whisper_decoding(config, tokenizer) -> dict:
+    """Fill in Whisper's decoding settings where the checkpoint's generation config lacks them: transcribe without
+    timestamps (prompt ``<|startoftranscript|><|notimestamps|>``, as the training labels) and suppress
+    non-speech symbols and non-text special tokens as OpenAI's decoder does. Returns what was set."""
+    filled = {}
+    no_timestamps = tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+    if getattr(config, "no_timestamps_token_id", None) is None and no_timestamps != tokenizer.unk_token_id:
+        config.no_timestamps_token_id = filled["no_timestamps_token_id"] = int(no_timestamps)
+        config.return_timestamps = False
+    if not getattr(config, "suppress_tokens", None):
+        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+        ids = {encode(" -")[0], encode(" '")[0]}
+        for symbol in NON_SPEECH + sorted(MUSIC):
+            for tokens in (encode(symbol), encode(" " + symbol)):
+                if len(tokens) == 1 or (symbol in MUSIC and tokens):
+                    ids.add(tokens[0])
+        special = {tokenizer.convert_tokens_to_ids(t) for t in NOT_TEXT} - {tokenizer.unk_token_id,
+                                                                            tokenizer.eos_token_id, None}
+        config.suppress_tokens = sorted(int(i) for i in ids | special)
+        filled["suppress_tokens"] = len(config.suppress_tokens)
+    return filled
 
 
 class WhisperSeq2Seq(Backbone):
@@ -86,7 +121,11 @@ class WhisperSeq2Seq(Backbone):
         self.max_target = int(model.config.max_target_positions)
         self.spelling = getattr(self.tokenizer, "english_spelling_normalizer", None) or None
         model.generation_config.max_length = None  # max_new_tokens bounds each transcript (set per model)
+        self.decoding = whisper_decoding(model.generation_config, self.tokenizer)
         super().__init__(model, source, int(model.config.d_model))
+
+    def settings(self) -> dict:
+        return {"decoding_filled_in": self.decoding} if self.decoding else {}
 
     # -- inputs --------------------------------------------------------------------------------------------
     def load_item(self, item, where: str):
