@@ -54,8 +54,8 @@ def load_seq2seq(spec: str, *, revision: str | None = None, trust_remote_code: b
 # OpenAI's default decoding suppresses these symbols (whisper/tokenizer.py, ``non_speech_tokens``) and the special
 # tokens that are not text; a checkpoint re-saved with a bare generation_config.json (the local tiny.en) has lost
 # them, and without them tiny.en answers short clips with <|nocaptions|> or "[BLANK_AUDIO]".
-NON_SPEECH = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』') + (
-    "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split())
+NON_SPEECH = [*'"#()*+/:;<=>@[\\]^_`{|}~「」『』', "<<", ">>", "<<<", ">>>", "--", "---", "-(", "-[", "('", '("',
+              "((", "))", "(((", ")))", "[[", "]]", "{{", "}}", "♪♪", "♪♪♪"]
 MUSIC = set("♩♪♫♬♭♮♯")
 NOT_TEXT = ("<|startoftranscript|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
             "<|nocaptions|>", "<|nospeech|>")
@@ -71,7 +71,9 @@ def whisper_decoding(config, tokenizer) -> dict:
         config.no_timestamps_token_id = filled["no_timestamps_token_id"] = int(no_timestamps)
         config.return_timestamps = False
     if not getattr(config, "suppress_tokens", None):
-        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+        def encode(text):
+            return tokenizer.encode(text, add_special_tokens=False)
+
         ids = {encode(" -")[0], encode(" '")[0]}
         for symbol in NON_SPEECH + sorted(MUSIC):
             for tokens in (encode(symbol), encode(" " + symbol)):
