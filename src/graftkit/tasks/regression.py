@@ -135,7 +135,8 @@ class Regression(Task):
             return None
         return conformal_quantile(residuals, self.interval if level is None else level)
 
-    def records(self, outputs: np.ndarray, calibration: dict | None = None, level: float | None = None) -> list[dict]:
+    def records(self, outputs: np.ndarray, calibration: dict | None = None, level: float | None = None,
+                **_) -> list[dict]:
         values = self.values(outputs)
         q = self.half_width(calibration, level)
         if q is None:
