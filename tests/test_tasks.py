@@ -158,7 +158,7 @@ def test_task_settings_are_checked():
         Regression(interval=1.5)
     with pytest.raises(ConfigError, match="--task"):
         infer_task(gk.load_data(scored_frame(10), label="score"), "ranking")
-    with pytest.raises(ConfigError, match="not available yet"):
+    with pytest.raises(DataError, match="speech recognition reads audio clips"):
         infer_task(gk.load_data(scored_frame(10), label="score"), "speech-recognition")
     with pytest.raises(DataError, match="'ten' is not a number"):
         frame = scored_frame(10)

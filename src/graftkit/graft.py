@@ -115,10 +115,19 @@ class Graft:
             if not isinstance(self.batch_size, int) or self.batch_size < 1:
                 raise ConfigError(f"batch_size must be an integer >= 1; got {self.batch_size!r} (--batch-size)")
             check_device(self.device)
-            self.backbone_ = load_backbone(self.backbone, revision=self.revision,
-                                           trust_remote_code=self.trust_remote_code,
-                                           **self.backbone_options).to(self.device)
+            loader = load_backbone
+            if self._generative():  # an encoder-decoder with its own generate, not a pooled encoder
+                from graftkit.backbones.seq2seq import load_seq2seq as loader
+            self.backbone_ = loader(self.backbone, revision=self.revision, trust_remote_code=self.trust_remote_code,
+                                    **self.backbone_options).to(self.device)
         return self.backbone_
+
+    def _generative(self) -> bool:
+        """Whether the task (fitted, or asked for by ``task``) writes its outputs with the model's ``generate``."""
+        task = getattr(self, "task_", None)
+        if task is None and isinstance(self.task, str):
+            task = task_class(self.task)
+        return bool(getattr(task, "generative", False))
 
     def check_modality(self, table: Table):
         """The loaded backbone, after checking that it reads what the table's input column holds."""
@@ -214,6 +223,11 @@ class Graft:
             self.backbone_, self.finetuned_ = None, False
         self.training_ = self.adaptation_ = None
         seed_everything(self.seed)
+        if task.generative:  # the model writes the output: fit, zero-shot first, in training/seq2seq.py
+            from graftkit.training.seq2seq import fit_generative
+
+            fit_generative(self, table, task, strategy, validation=validation, callbacks=callbacks or [])
+            return self
         started = time.perf_counter()
         if getattr(strategy, "trainable", False):
             from graftkit.training.fit import fit_trainable
@@ -318,10 +332,19 @@ class Graft:
             return calibration
         return {k: v for k, v in calibration.items() if k not in ("temperature", "temperatures")}
 
+    def raw_outputs(self, table: Table) -> np.ndarray:
+        """The head's raw outputs on ``table`` (logits, values), or the transcripts of a generative task."""
+        if self.task_.generative:
+            from graftkit.training.seq2seq import transcribe
+
+            return transcribe(self, table)
+        return self.head_.logits(self.features(table))
+
     def outputs(self, data, calibrated: bool = True) -> np.ndarray:
-        """The task's outputs for ``data``: class probabilities, per-label probabilities, or predicted values."""
+        """The task's outputs for ``data``: class probabilities, per-label probabilities, predicted values, or
+        transcripts."""
         self.check_fitted()
-        raw = self.head_.logits(self.features(self.as_table(data, require_label=False)))
+        raw = self.raw_outputs(self.as_table(data, require_label=False))
         return self.task_.outputs(raw, self.active_calibration(calibrated))
 
     def predict_proba(self, data, calibrated: bool = True) -> np.ndarray:
@@ -360,7 +383,7 @@ class Graft:
         self.check_fitted()
         table = self.as_table(data, require_label=True)
         y = self.task_.encode(table)
-        raw = self.head_.logits(self.features(table))
+        raw = self.raw_outputs(table)
         calibration = self.active_calibration()
         self.last_predictions_ = {"y_true": y, "raw": raw, "outputs": self.task_.outputs(raw, calibration)}
         return self.task_.metrics(y, raw, calibration, target_recall=target_recall, target_precision=target_precision,

@@ -387,6 +387,10 @@ def _check_inputs(frame, where, modality, column, base_dir):
 
 
 def _from_folder(path: Path, roles: dict, label: str | None) -> Table:
+    from graftkit.data.transcripts import read_transcript_folder, transcript_file
+
+    if transcript_file(path) is not None:  # clips + transcripts.csv / .tsv (speech recognition)
+        return read_transcript_folder(path, transcript_file(path))
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{path} is a folder with no class sub-folders; lay it out as {path}/<class>/<file> "

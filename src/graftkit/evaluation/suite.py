@@ -86,7 +86,11 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
     y_true, outputs = model.last_predictions_["y_true"], model.last_predictions_["outputs"]
     calibration = model.active_calibration()
     name = f"{model.backbone} + {model.strategy_.name}"
-    if train is None or not baseline:
+    if task.generative:  # a transcript has no classical estimator; rung 0 (zero-shot) is the comparison
+        record["baseline"] = _skipped("a generative task has no classical baseline; the zero-shot model (rung 0) is "
+                                      "the comparison: manifest.json -> metrics.validation_zero_shot, or fit "
+                                      "--strategy zero-shot")
+    elif train is None or not baseline:
         record["baseline"] = _skipped(no_train if train is None else "turned off (--no-baseline)")
     else:
         result = run_baseline(train, test, task, seed=model.seed, progress=progress)
@@ -112,8 +116,12 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
         if result["transfer_gain"]["warning"]:
             logger.warning("transfer gain against scratch: %s", result["transfer_gain"]["warning"])
         record["scratch"] = result
-    record["forgetting"] = (measure_forgetting(model, test, reference=reference) if forgetting
-                            else _skipped("turned off (forgetting=False)"))
+    if task.generative:
+        record["forgetting"] = _skipped("not built for generative tasks (the trained part is the decoder; the "
+                                        "pooled-encoder probe measures nothing there)")
+    else:
+        record["forgetting"] = (measure_forgetting(model, test, reference=reference) if forgetting
+                                else _skipped("turned off (forgetting=False)"))
     if not learning_curve:
         record["learning_curve"] = _skipped("not requested (Python: learning_curve=True; CLI: --learning-curve)")
     elif train is None:

@@ -245,6 +245,9 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
     check_device(device)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
     task = infer_task(table, task, **(task_options or {}))
+    if task.generative:  # its ladder (zero-shot, decoder-only, lora) has no probe or classical rung to stand on
+        raise ConfigError(f"auto does not run {task.kind} yet; fit its rungs one by one: --strategy zero-shot, then "
+                          "decoder-only or lora (each fit measures zero-shot first on its validation split)")
     logger.info("auto: %s", task.reason or task.kind)
     roles = {table.modality: table.input_column, "label": table.label_column}
     if validation is None:

@@ -41,6 +41,9 @@ class Task(ABC):
     # what one feature vector describes: "row" (pooled over the input) or "word" (one per word of a sentence:
     # features, targets and outputs are then ragged, one array per row; ``tasks.ragged``)
     unit: ClassVar[str] = "row"
+    # the model writes the output itself (speech recognition: ``generate`` of an encoder-decoder): no head on
+    # features; ``Graft`` hands fit / transcription / artifacts to ``training/seq2seq.py``
+    generative: ClassVar[bool] = False
 
     reason: str = ""  # why this task was inferred (printed, as column roles are)
 

@@ -6,8 +6,8 @@ from graftkit.errors import ConfigError
 
 _REGISTRY: dict = {}
 # Named from the start so that a request for one of them gets a clear answer until its module exists.
-PLANNED_KINDS = ("speech-recognition",)
-ALIASES = {"ner": "token-classification", "token": "token-classification", "multilabel": "multilabel-classification", "multi-label": "multilabel-classification",
+PLANNED_KINDS: tuple[str, ...] = ()
+ALIASES = {"asr": "speech-recognition", "ner": "token-classification", "token": "token-classification", "multilabel": "multilabel-classification", "multi-label": "multilabel-classification",
            "multi-label-classification": "multilabel-classification"}
 
 

@@ -39,6 +39,10 @@ def save_finetuned(graft, staging: Path) -> list[str]:
     """Write the fine-tuned backbone into ``staging``; returns the files written, relative to it."""
     from safetensors.torch import save_model
 
+    if graft.task_.generative:  # only what trained: the adapter, or the trained parameters (training/seq2seq.py)
+        from graftkit.training.seq2seq import save_trained
+
+        return save_trained(graft, staging)
     if getattr(graft, "adaptation_", None) is not None:
         from graftkit.training.efficient import save_adaptation
 
@@ -64,6 +68,11 @@ def load_finetuned(graft, path: Path, adapter_name: str = "default") -> None:
 
     from graftkit.training.efficient import ADAPTER_FILE, PEFT_DIR, load_adaptation
 
+    if graft.task_.generative:
+        from graftkit.training.seq2seq import load_trained
+
+        load_trained(graft, path)
+        return
     if (path / PEFT_DIR).is_dir() or (path / ADAPTER_FILE).is_file():
         load_adaptation(graft, path, adapter_name=adapter_name)
         graft.finetuned_ = True
