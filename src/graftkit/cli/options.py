@@ -101,6 +101,9 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
                             "`graftkit models` lists what is here")
     group.add_argument("--revision", help="Hub revision (branch, tag or commit) to pin")
     group.add_argument("--pooling", help="feature pooling of text / vision / audio backbones, e.g. mean or cls")
+    group.add_argument("--audio-window", choices=["clip", "padded"],
+                       help="Whisper encoders: run each clip on its own length rounded up to whole seconds (clip, "
+                            "the default: a 1 s clip costs 1 s, not 30 s) or padded to Whisper's 30 s window")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="allow a Hub model to run its own Python code (off by default)")
     group.add_argument("--strategy", default="linear-probe", help=f"one of: {', '.join(strategy_names())}")
@@ -160,6 +163,8 @@ def strategy_kwargs(args) -> dict:
 
 def graft_kwargs(args) -> dict:
     options = {"pooling": args.pooling} if args.pooling else {}
+    if getattr(args, "audio_window", None):
+        options["window"] = args.audio_window
     task = task_kwargs(args) if hasattr(args, "task") else {}
     return {"backbone": args.backbone, "strategy": args.strategy, "batch_size": args.batch_size, "seed": args.seed,
             "cache_dir": args.cache_dir, "use_cache": not args.no_cache, "device": args.device,
