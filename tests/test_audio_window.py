@@ -73,19 +73,19 @@ def test_whisper_encode_matches_upstream(whisper_dir):
 
 def test_clip_window_runs_own_length_and_ignores_batch_mates(whisper_dir):
     backbone = load_backbone(str(whisper_dir))
-    assert backbone.settings() == {"pooling": "mean", "window": "clip", "bucket_seconds": 1}
+    assert backbone.settings() == {"pooling": "mean", "window": "clip", "bucket_seconds": 2}
     short, long = _clip(0.7, 1), _clip(2.3, 2)
     batch = backbone.preprocess([long, short])
-    assert batch["input_frames"].tolist() == [300, 100]  # whole seconds of mel frames (100 per second)
+    assert batch["input_frames"].tolist() == [400, 200]  # 2 s steps of mel frames (100 per second)
     assert batch["num_frames"].tolist() == [math.ceil(len(long) / 320), math.ceil(len(short) / 320)]
     batched = _embed(backbone, [long, short])
     assert torch.allclose(_embed(backbone, [short])[0], batched[1], atol=1e-5)
     assert torch.allclose(_embed(backbone, [short, long]), batched.flip(0), atol=1e-5)
-    # The input is the 30 s window's first second (same log-mel values), run with its first 50 positions.
+    # The input is the 30 s window's first 2 s (same log-mel values), run with its first 100 positions.
     padded = load_backbone(str(whisper_dir), window="padded")
     window = padded.preprocess([short])["input_features"]
     with torch.inference_mode():
-        last, _ = whisper_encode(padded.model, window[:, :, :100])
+        last, _ = whisper_encode(padded.model, window[:, :, :200])
     frames = math.ceil(len(short) / 320)
     assert torch.allclose(batched[1], last[0, :frames].mean(0), atol=1e-5)
     # ... and differs from the padded window's features (the setting changes the features).
@@ -115,7 +115,7 @@ def test_clip_features_do_not_depend_on_batch(whisper_dir, lengths, rotate):
     batch = backbone.preprocess(clips)
     buckets = batch["input_frames"].tolist()
     for clip, bucket, frames in zip(clips, buckets, batch["num_frames"].tolist()):
-        assert bucket % 100 == 0 and math.ceil(len(clip) / 160) <= bucket <= 3000 and 2 * frames <= bucket
+        assert bucket % 200 == 0 and math.ceil(len(clip) / 160) <= bucket <= 3000 and 2 * frames <= bucket
     together = _embed(backbone, clips)
     shift = rotate % len(clips)
     rotated = _embed(backbone, clips[shift:] + clips[:shift])
@@ -142,6 +142,11 @@ def test_clips_over_30_seconds_are_cut(whisper_dir, caplog):
 def test_window_setting_is_checked(whisper_dir):
     with pytest.raises(ConfigError, match="window must be one of clip, padded"):
         load_backbone(str(whisper_dir), window="10s")
+    with pytest.raises(ConfigError, match=r"bucket_seconds must be a number of seconds in \(0, 30\]"):
+        load_backbone(str(whisper_dir), bucket_seconds=0)
+    finer = load_backbone(str(whisper_dir), bucket_seconds=1)
+    assert finer.preprocess([_clip(0.7, 1)])["input_frames"].tolist() == [100]
+    assert finer.fingerprint() != _cached_backbone(whisper_dir).fingerprint()
     with pytest.raises(ConfigError, match="has no setting image_size"):
         load_backbone(str(whisper_dir), image_size=224)
 

@@ -167,7 +167,7 @@ class HFSpeechBackbone(_AudioBackbone):
 
 
 WINDOWS = ("clip", "padded")
-BUCKET_SECONDS = 1  # own-length inputs are padded up to whole seconds: few distinct shapes, little padding
+BUCKET_SECONDS = 2  # own-length inputs are padded up to 2 s steps: 1 s lost a point on FSDD (bench/RESULTS.md)
 
 
 def _check_window(window: str | None) -> str:
@@ -221,9 +221,9 @@ class WhisperEncoderBackbone(_AudioBackbone):
     """The Whisper encoder, mean-pooled over the encoder frames that cover the real audio (one frame per two mel
     hops), so silence padding does not dilute the features.
 
-    ``window="clip"`` (default): each clip runs on its own length rounded up to ``bucket_seconds`` (1: a 0.5 s
-    digit costs 1 s of encoder frames, not 30 s), keeping the pretrained positional embeddings of the positions used. Every clip
-    is padded to its own bucket, never to a batch-mate's, so its features do not depend on the batch (the feature
+    ``window="clip"`` (default): each clip runs on its own length rounded up to ``bucket_seconds`` (2: a 0.5 s
+    digit costs 2 s of encoder frames, not 30 s), keeping the pretrained positional embeddings of the positions
+    used. Every clip is padded to its own bucket, never to a batch-mate's, so its features do not depend on the batch (the feature
     cache keys them by content alone); a batch runs one forward pass per distinct bucket. ``window="padded"``:
     Whisper's 30 s window, as it was trained (what models saved before the setting existed ran with, see
     ``legacy_settings``).

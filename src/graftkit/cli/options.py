@@ -102,8 +102,8 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--revision", help="Hub revision (branch, tag or commit) to pin")
     group.add_argument("--pooling", help="feature pooling of text / vision / audio backbones, e.g. mean or cls")
     group.add_argument("--audio-window", choices=["clip", "padded"],
-                       help="Whisper encoders: run each clip on its own length rounded up to whole seconds (clip, "
-                            "the default: a 1 s clip costs 1 s, not 30 s) or padded to Whisper's 30 s window")
+                       help="Whisper encoders: run each clip on its own length rounded up to 2 s steps (clip, "
+                            "the default: a 1 s clip costs 2 s, not 30 s) or padded to Whisper's 30 s window")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="allow a Hub model to run its own Python code (off by default)")
     group.add_argument("--strategy", default="linear-probe", help=f"one of: {', '.join(strategy_names())}")

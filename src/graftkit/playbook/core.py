@@ -165,7 +165,7 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
             continue
         estimate, basis = estimate_trainable(strategy, forward_s_per_row=run.forward_s[spec],
                                              train_rows=len(run.train), val_rows=len(run.val), epochs=epochs,
-                                             correction=run.correction)
+                                             correction=run.correction, feature_rows=run.feature_rows)
         fits, note = run.budget_note(estimate)
         if not fits:
             run.row("trainable", spec, strategy, "skipped", f"skipped: would not fit the budget ({note}; {basis})",
@@ -254,7 +254,8 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
                 "probe_top": probe_top, "min_gain_per_minute": min_gain_per_minute, "seed": seed,
                 "val_size": None if validation is not None else val_size, "train_rows": len(train),
                 "validation_rows": len(val), "test_rows": None if test_table is None else len(test_table),
-                "task": task.to_dict(), "metric": task.primary_metric, "second_metric": task.headline[1]}
+                "task": task.to_dict(), "metric": task.primary_metric, "second_metric": task.headline[1],
+                "use_cache": use_cache}
     run = Run(clock, train, val, test_table, task, settings)  # encodes every split's labels before the work
     run.log("split", f"{len(train)} training rows, {len(val)} validation rows ({validation_source})"
             + (f", {len(test_table)} test rows scored after every decision" if test_table is not None else ""))
