@@ -12,6 +12,7 @@ import traceback
 from graftkit import __version__
 from graftkit.cli import auto, demo, fit, merge, models, rank, report, use
 from graftkit.errors import GraftkitError
+from graftkit.threads import set_threads
 
 COMMAND_MODULES = (fit, use, merge, models, rank, auto, report, demo)
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _configure_logging(args.quiet)
     try:
+        if hasattr(args, "threads"):  # the commands that compute: one thread setting for torch, BLAS, tokenizers
+            set_threads(args.threads)
         return int(args.run(args) or 0)
     except GraftkitError as exc:
         print(f"graftkit: error: {exc}", file=sys.stderr)

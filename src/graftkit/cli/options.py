@@ -81,6 +81,12 @@ def task_kwargs(args) -> dict:
     return {"task": args.task, "task_options": options}
 
 
+def add_threads_option(parser) -> None:
+    parser.add_argument("--threads", type=positive_int,
+                        help="threads for torch, BLAS and the tokenizers (default: one per physical core; on a "
+                             "machine other jobs share, fewer can be faster)")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run")
     group.add_argument("--batch-size", type=positive_int, default=32, help="examples per forward pass (default: 32)")
@@ -88,6 +94,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-dir", help="feature cache folder (default: $GRAFTKIT_CACHE or ~/.cache/graftkit)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_threads_option(group)
     group.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     group.add_argument("--no-calibration", action="store_true",
                        help="do not fit a temperature on held-out logits (temperature scaling, Guo et al. 2017); "
