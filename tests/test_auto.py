@@ -307,3 +307,34 @@ def test_the_estimate_counts_uncached_pretrained_features_not_a_training_metrics
     # 3 x 100 x 2 training + 20 x 3 validation passes (2 epochs + calibration), no pass over the 100 training rows
     assert cached == pytest.approx(0.01 * (600 + 60) + 5.0) and "3 validation passes" in basis
     assert uncached == pytest.approx(cached + 1.0) and "100 rows' pretrained features" in more
+
+
+def test_installed_backbones_by_modality_cheapest_first():
+    from graftkit.backbones.registry import installed_backbones
+
+    text = installed_backbones("text")
+    assert "all-MiniLM-L6-v2" in [c["name"] for c in text]
+    for modality in ("text", "image", "audio"):
+        sizes = [c["bytes"] for c in installed_backbones(modality)]
+        assert sizes == sorted(sizes)
+    assert not {c["name"] for c in installed_backbones("image")} & {c["name"] for c in text}
+
+
+def test_auto_without_backbones_takes_the_installed_ones_and_says_so(tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    _noisy(sentiment_frame(60)).to_csv(data, index=False)
+    code = main(["auto", str(data), "--budget", "2m", "--ladder", "-o", str(tmp_path / "model"), "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "no backbones given: took the" in out and "all-MiniLM-L6-v2" in out.splitlines()[0]
+    board = json.loads((tmp_path / "model" / "leaderboard.json").read_text())
+    assert "all-MiniLM-L6-v2" in board["settings"]["backbones"]
+    assert any(step["action"] == "backbones" for step in board["steps"])
+
+
+def test_auto_without_backbones_and_none_installed_says_how_to_get_one(monkeypatch):
+    from graftkit.backbones import registry
+
+    monkeypatch.setattr(registry, "installed_backbones", lambda modality: [])
+    with pytest.raises(ConfigError, match="no installed backbone reads text; install one"):
+        graftkit.auto(sentiment_frame(20), budget="1m")

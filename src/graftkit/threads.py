@@ -56,14 +56,10 @@ def set_threads(threads: int | None = None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be a whole number >= 1; got {threads!r} (--threads)")
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=threads, user_api="blas")
-    except ImportError:  # scikit-learn brings threadpoolctl; without it BLAS keeps its own default
-        pass
+    threadpool_limits(limits=threads, user_api="blas")
     logger.debug("compute threads: %d (torch, BLAS, tokenizers)", threads)
     return threads

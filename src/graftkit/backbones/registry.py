@@ -68,3 +68,52 @@ def load_backbone(spec: str, *, revision: str | None = None, trust_remote_code: 
             return _build(name, build, source, {"trust_remote_code": trust_remote_code, **options})
     raise BackboneError(f"backbone {source.spec!r} has model_type {config.get('model_type')!r}, which no "
                         f"graftkit family handles ({', '.join(families())})")
+
+
+def _modality_of(source_path: Path, family_hint: str | None) -> str | None:
+    """The modality a model reads: the family's (its claim on ``config.json`` decides, as ``load_backbone`` does)."""
+    if family_hint and family_hint != "hf":
+        return getattr(_FAMILIES.get(family_hint, (None, None))[1], "modality", None)
+    try:
+        config = json.loads((source_path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    for _, (claims, build) in _FAMILIES.items():
+        if claims(config):
+            return getattr(build, "modality", None)
+    return None
+
+
+def _weights_bytes(path: Path) -> int:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and p.suffix in (
+        ".safetensors", ".pth", ".pt", ".bin")]
+    return sum(f.stat().st_size for f in files)
+
+
+def installed_backbones(modality: str) -> list[dict]:
+    """The backbones ready on this machine that read ``modality`` (``graftkit models``' sources: installed packages
+    and the Hugging Face cache's newest snapshots), cheapest first by the size of their weights (a forward pass
+    costs in proportion to the parameters). Each: ``{"name", "source", "bytes"}``."""
+    from graftkit.backbones.sources import PACKAGED
+
+    found = []
+    for entry in PACKAGED.values():
+        if not entry.installed():
+            continue
+        try:
+            path = entry.path()
+        except Exception:  # noqa: BLE001 - a broken package is not a candidate; `graftkit models` shows it
+            continue
+        if _modality_of(path, entry.family) == modality:
+            found.append({"name": entry.name, "source": "package", "bytes": _weights_bytes(path)})
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repos = [r for r in scan_cache_dir().repos if r.repo_type == "model"]
+    except Exception:  # noqa: BLE001 - no cache folder, or one the scanner cannot read: nothing cached
+        repos = []
+    for repo in repos:
+        newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
+        if newest is not None and _modality_of(Path(newest.snapshot_path), None) == modality:
+            found.append({"name": repo.repo_id, "source": "hub-cache", "bytes": _weights_bytes(Path(newest.snapshot_path))})
+    return sorted(found, key=lambda c: (c["bytes"], c["name"]))
