@@ -78,7 +78,7 @@ def _modality_of(source_path: Path, family_hint: str | None) -> str | None:
         config = json.loads((source_path / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    for _, (claims, build) in _FAMILIES.items():
+    for claims, build in _FAMILIES.values():
         if claims(config):
             return getattr(build, "modality", None)
     return None
@@ -102,7 +102,8 @@ def installed_backbones(modality: str) -> list[dict]:
             continue
         try:
             path = entry.path()
-        except Exception:  # noqa: BLE001 - a broken package is not a candidate; `graftkit models` shows it
+        except Exception as exc:  # noqa: BLE001 - a broken package is not a candidate
+            logger.warning("backbone package %s is installed but unusable (%s); skipping it", entry.name, exc)
             continue
         if _modality_of(path, entry.family) == modality:
             found.append({"name": entry.name, "source": "package", "bytes": _weights_bytes(path)})
