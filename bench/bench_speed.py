@@ -6,6 +6,17 @@ alternating chunks (the order flips per chunk), so a busy machine slows both ali
 logistic-regression probe (graftkit's LogRegHead, C by 5-fold CV) on each feature set.
 
     python bench/bench_speed.py audio --per-digit 10        # 5 speakers x 10 digits x 10 takes = 500 clips
+
+images: CIFAR-10 JPEGs (a seeded stratified subset of ../shared/data/cifar10_jpg) with EfficientNet-Lite0 at 224 x 224:
+graftkit's extraction decoding in the main process, graftkit's extraction with decoding worker processes, and a
+plain PyTorch loop over the same files (PIL decode, bicubic resize, the same normalisation, batched forward in
+inference mode), alternating per chunk; each as images/s and as a share of this CPU's measured float32 GEMM
+throughput (a 2048 x 2048 matmul, same threads, same run) given the model's FLOPs per image (torch's FlopCounterMode).
+text: all-MiniLM-L6-v2 on SST-2 sentences, graftkit's extraction against sentence-transformers' encode (same batch
+size, alternating per chunk), and its share of the same GEMM peak.
+
+    python bench/bench_speed.py images --images 600 --chunks 4
+    python bench/bench_speed.py text --sentences 2000 --chunks 4
 """
 
 from __future__ import annotations
@@ -86,6 +97,130 @@ def audio(args) -> dict:
     return result
 
 
+def gemm_flops(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """Best-of-``repeats`` float32 FLOP/s of a ``size`` x ``size`` matmul (2 n^3 FLOPs) at ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def model_flops(model, batch: dict) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(**batch) if not callable(getattr(model, "embed", None)) else model.embed(batch)
+    return float(counter.get_total_flops())
+
+
+def _alternate(arms: dict, chunks: list) -> dict:
+    seconds = {name: [] for name in arms}
+    for i, chunk in enumerate(chunks):
+        for name in (list(arms) if i % 2 == 0 else list(arms)[::-1]):
+            start = time.perf_counter()
+            arms[name](chunk)
+            seconds[name].append(time.perf_counter() - start)
+        print(f"chunk {i + 1}: " + ", ".join(f"{n} {seconds[n][-1]:.1f} s" for n in arms) + f"; {load()}", flush=True)
+    return seconds
+
+
+def images(args) -> dict:
+    import tempfile
+
+    import torch
+    from bench_media import unpack_cifar
+    from PIL import Image
+
+    from graftkit.backbones import load_backbone
+    from graftkit.features.extract import default_workers, extract_features
+
+    torch.set_num_threads(args.threads)
+    backbone = load_backbone("efficientnet-lite0")
+    workers = default_workers(backbone)
+    peak = gemm_flops(args.threads)
+    with tempfile.TemporaryDirectory() as scratch:
+        unpack_cifar(Path(scratch), {"train": args.images // 10})
+        files = sorted(str(p) for p in Path(scratch).rglob("*.jpg"))
+        rng = np.random.default_rng(0)
+        chunks = np.array_split(rng.permutation(files).tolist(), args.chunks)
+        per_image = model_flops(backbone, backbone.preprocess([backbone.load_item(files[0], "row 1")]))
+
+        def plain(chunk):
+            out = []
+            with torch.inference_mode():
+                for start in range(0, len(chunk), args.batch_size):
+                    pixels = np.stack([np.asarray(Image.open(f).convert("RGB").resize((224, 224), Image.BICUBIC),
+                                                  dtype=np.float32) for f in chunk[start:start + args.batch_size]])
+                    x = torch.from_numpy((pixels / 255.0 - 0.5) / 0.5).permute(0, 3, 1, 2).contiguous()
+                    out.append(backbone.embed({"pixel_values": x}))
+            return out
+
+        arms = {"graftkit, decode in-process": lambda c: extract_features(backbone, list(c), batch_size=args.batch_size,
+                                                                          progress=False, workers=0),
+                f"graftkit, {workers} decode worker(s)": lambda c: extract_features(
+                    backbone, list(c), batch_size=args.batch_size, progress=False, workers=workers),
+                "plain PyTorch loop": plain}
+        print(f"{len(files)} CIFAR-10 images in {len(chunks)} chunks, {args.threads} threads, batch {args.batch_size};"
+              f" GEMM {peak / 1e9:.1f} GFLOP/s; EfficientNet-Lite0 {per_image / 1e9:.3f} GFLOP per image; {load()}",
+              flush=True)
+        seconds = _alternate(arms, chunks)
+    return _report("speed_images", "images", len(files), seconds, per_image, peak, args)
+
+
+def text(args) -> dict:
+    import torch
+    from common import sst2_sentences
+    from sentence_transformers import SentenceTransformer
+
+    from graftkit.backbones import load_backbone
+    from graftkit.features.extract import extract_features
+
+    torch.set_num_threads(args.threads)
+    backbone = load_backbone("all-MiniLM-L6-v2")
+    reference = SentenceTransformer(backbone.source.path, device="cpu")
+    sentences = sst2_sentences()
+    picked = [sentences[i] for i in np.random.default_rng(0).permutation(len(sentences))[:args.sentences]]
+    peak = gemm_flops(args.threads)
+    sample = picked[:256]
+    total = 0.0
+    for start in range(0, len(sample), args.batch_size):  # FLOPs of the padded batches graftkit runs
+        total += model_flops(backbone, backbone.preprocess(sorted(sample, key=len)[start:start + args.batch_size]))
+    per_sentence = total / len(sample)
+    chunks = np.array_split(np.array(picked, dtype=object), args.chunks)
+    arms = {"graftkit": lambda c: extract_features(backbone, list(c), batch_size=args.batch_size, progress=False),
+            "sentence-transformers": lambda c: reference.encode(list(c), batch_size=args.batch_size,
+                                                                show_progress_bar=False)}
+    print(f"{len(picked)} SST-2 sentences in {len(chunks)} chunks, {args.threads} threads, batch {args.batch_size}; "
+          f"GEMM {peak / 1e9:.1f} GFLOP/s; MiniLM {per_sentence / 1e9:.4f} GFLOP per sentence (length-sorted "
+          f"batches of a 256-sentence sample); {load()}", flush=True)
+    seconds = _alternate(arms, chunks)
+    return _report("speed_text", "sentences", len(picked), seconds, per_sentence, peak, args)
+
+
+def _report(name, unit, count, seconds, flops_per_item, peak, args) -> dict:
+    rates = {arm: count / float(sum(s)) for arm, s in seconds.items()}
+    first = next(iter(seconds))
+    result = {"machine": machine(), unit: count, "threads": args.threads, "batch_size": args.batch_size,
+              "gemm_gflops": peak / 1e9, "gflop_per_item": flops_per_item / 1e9, "seconds": {a: float(sum(s)) for a, s
+                                                                                            in seconds.items()},
+              "per_s": rates, "share_of_gemm": {a: r * flops_per_item / peak for a, r in rates.items()},
+              "median_chunk_ratio_to_first": {a: float(np.median([f / x for f, x in zip(seconds[first], s)]))
+                                              for a, s in seconds.items()}}
+    for arm, rate in rates.items():
+        print(f"{arm}: {rate:.1f} {unit}/s, {100 * result['share_of_gemm'][arm]:.0f}% of the GEMM peak; "
+              f"median chunk speed vs {first}: {result['median_chunk_ratio_to_first'][arm]:.2f}x")
+    save(name, result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +233,18 @@ def main() -> None:
     a.add_argument("--bucket-seconds", type=float, nargs="+", default=[1.0, 2.0],
                    help="own-length bucket sizes to run (graftkit's default: 2)")
     a.set_defaults(run=audio)
+    i = sub.add_parser("images", help="EfficientNet-Lite0 on CIFAR-10: in-process vs worker decoding vs plain loop")
+    i.add_argument("--images", type=int, default=600)
+    i.add_argument("--chunks", type=int, default=4)
+    i.add_argument("--batch-size", type=int, default=32)
+    i.add_argument("--threads", type=int, default=2)
+    i.set_defaults(run=images)
+    t = sub.add_parser("text", help="all-MiniLM-L6-v2: graftkit vs sentence-transformers")
+    t.add_argument("--sentences", type=int, default=2000)
+    t.add_argument("--chunks", type=int, default=4)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--threads", type=int, default=2)
+    t.set_defaults(run=text)
     args = parser.parse_args()
     args.run(args)
 

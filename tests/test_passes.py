@@ -79,3 +79,28 @@ def test_deadline_lets_a_run_within_budget_finish(tiny_bert_dir, sentiment):
     assert model.training_["stopped"] is None and model.training_["epochs_run"] == 2
     assert deadline.eval_s > 0  # measured on the epochs' evaluation + checkpoint, for the next stop decision
     assert np.isfinite(model.metrics_["train"]["accuracy"])
+
+
+def test_text_is_tokenised_once_per_run_and_batches_are_unchanged(tiny_bert_dir, sentiment, monkeypatch):
+    import torch
+
+    from graftkit.backbones import load_backbone
+    from graftkit.backbones.hf_text import HFTextBackbone
+    from graftkit.training.data import BackboneCollator, Examples
+
+    train, _ = sentiment
+    backbone = load_backbone(str(tiny_bert_dir))
+    examples = Examples(train, np.arange(len(train)) % 2)
+    tokenized = examples.tokenized(backbone)
+    collate = BackboneCollator(backbone)
+    for rows in (range(0, 8), range(8, 13), [3, 40, 7]):
+        plain, ahead = collate([examples[i] for i in rows]), collate([tokenized[i] for i in rows])
+        assert plain["inputs"].keys() == ahead["inputs"].keys()
+        assert all(torch.equal(plain["inputs"][k], ahead["inputs"][k]) for k in plain["inputs"])
+        assert torch.equal(plain["labels"], ahead["labels"])
+    sizes: list[int] = []
+    original = HFTextBackbone.tokenize
+    monkeypatch.setattr(HFTextBackbone, "tokenize", lambda self, texts: sizes.append(len(texts)) or original(self, texts))
+    gk.Graft(str(tiny_bert_dir), strategy="finetune", epochs=2, val_size=0.25, use_cache=False, **FAST).fit(train)
+    # whole splits at once, never one batch per step; the 2 are the layer probe's sample before training
+    assert [n for n in sizes if n <= FAST["batch_size"]] == [2] and len(sizes) < 8

@@ -221,6 +221,10 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
                                epochs=stopped or strategy.epochs, metric=metric, greater_is_better=greater)
     if augmenter is not None:  # training rows only; the collator learns each epoch from AugmentEpoch
         train, callbacks = train.augmented(), [AugmentEpoch(collator), *callbacks]
+    else:  # text: tokenised once per run, not per batch per epoch
+        train = train.tokenized(backbone)
+    if validation is not None:
+        validation = validation.tokenized(backbone)
     running = RunningOutputs(model)
     trainer = _trainer(model, strategy, args, collator=collator, train=train, validation=validation,
                        task=task, schedule=schedule, callbacks=[running, *callbacks], progress=progress)
