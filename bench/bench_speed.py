@@ -144,7 +144,7 @@ def images(args) -> dict:
 
     torch.set_num_threads(args.threads)
     backbone = load_backbone("efficientnet-lite0")
-    workers = default_workers(backbone)
+    workers = max(1, default_workers(backbone))  # the worker arm runs at least one, whatever the default
     peak = gemm_flops(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         unpack_cifar(Path(scratch), {"train": args.images // 10})

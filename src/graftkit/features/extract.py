@@ -20,13 +20,15 @@ WINDOW = 8192
 
 
 def default_workers(backbone) -> int:
-    """Decoding processes for media backbones: one per core beyond the first (the forward pass keeps its threads),
-    at most 4; none for text, whose batches are tokenised ahead in windows."""
+    """Decoding processes for media backbones: half the physical cores (at most 4) from 4 cores up, so the forward
+    pass keeps cores of its own; none on fewer cores (on 2 busy cores a worker did not pay for itself:
+    bench/RESULTS.md, issue 17) and none for text, whose batches are tokenised ahead in windows."""
     if backbone.modality not in MEDIA:
         return 0
     from graftkit.threads import physical_cores
 
-    return min(4, max(0, physical_cores() - 1))
+    cores = physical_cores()
+    return min(4, cores // 2) if cores >= 4 else 0
 
 
 MEDIA = ("image", "audio")
