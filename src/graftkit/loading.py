@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graftkit.artifacts import (
-    MANIFEST,
-    read_manifest,
-    require_keys,
-    restore_fitted_state,
-)
+from graftkit.artifacts import MANIFEST, read_manifest, require_keys, restore_fitted_state
 from graftkit.backbones.registry import recorded_settings
 from graftkit.errors import ArtifactError, BackboneError
 from graftkit.graft import Graft
