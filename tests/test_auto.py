@@ -274,3 +274,67 @@ def test_a_chosen_linear_probe_is_refitted_on_training_and_validation_rows(tiny_
     assert result.model.data_["rows"] == 60  # the saved model saw every row; validation scored the 48-row fit
     kept = graftkit.auto(data, refit=False, **options)
     assert "refit" not in _by_strategy(kept)["linear-probe"] and kept.model.data_["rows"] == 48
+
+
+def test_a_rung_past_the_budget_stops_cleanly_and_the_leaderboard_says_so(tiny_bert_dir, monkeypatch, tmp_path):
+    """The estimate is made to undershoot 1000-fold: the Deadline ends the rung at the budget with its best
+    checkpoint so far, the row says so, and later rungs are skipped for the budget (early stopping is switched off,
+    so only the budget can end the 500 epochs)."""
+    from transformers import TrainerCallback
+
+    from graftkit.playbook import budget
+    from graftkit.training import engine
+
+    monkeypatch.setattr(engine, "EarlyStoppingCallback", lambda **_: TrainerCallback())
+    monkeypatch.setattr(budget, "TRAIN_FACTOR", {k: v / 1000 for k, v in budget.TRAIN_FACTOR.items()})
+    monkeypatch.setattr(budget, "STEP_OVERHEAD_S", 0.0)
+    result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="25s", epochs=500,
+                           ladder=["finetune", "lp-ft"], seed=0, batch_size=8, output=tmp_path / "model")
+    rows = _by_strategy(result)
+    tuned = rows["finetune"]
+    assert tuned["status"] == "ran" and tuned["stopped_at_budget"] is True
+    assert "stopped at the time budget after" in tuned["reason"] and tuned["validation"] is not None
+    assert rows["lp-ft"]["status"] == "skipped" and "budget" in rows["lp-ft"]["reason"]
+    markdown = (tmp_path / "model" / "leaderboard.md").read_text()
+    assert "ran, stopped at budget" in markdown
+    assert json.loads((tmp_path / "model" / "leaderboard.json").read_text())["rows"][2]["stopped_at_budget"]
+
+
+def test_the_estimate_counts_uncached_pretrained_features_not_a_training_metrics_pass():
+    cached, basis = estimate_trainable("finetune", forward_s_per_row=0.01, train_rows=100, val_rows=20, epochs=2)
+    uncached, more = estimate_trainable("finetune", forward_s_per_row=0.01, train_rows=100, val_rows=20, epochs=2,
+                                        feature_rows=100)
+    # 3 x 100 x 2 training + 20 x 3 validation passes (2 epochs + calibration), no pass over the 100 training rows
+    assert cached == pytest.approx(0.01 * (600 + 60) + 5.0) and "3 validation passes" in basis
+    assert uncached == pytest.approx(cached + 1.0) and "100 rows' pretrained features" in more
+
+
+def test_installed_backbones_by_modality_cheapest_first():
+    from graftkit.backbones.registry import installed_backbones
+
+    text = installed_backbones("text")
+    assert "all-MiniLM-L6-v2" in [c["name"] for c in text]
+    for modality in ("text", "image", "audio"):
+        sizes = [c["bytes"] for c in installed_backbones(modality)]
+        assert sizes == sorted(sizes)
+    assert not {c["name"] for c in installed_backbones("image")} & {c["name"] for c in text}
+
+
+def test_auto_without_backbones_takes_the_installed_ones_and_says_so(tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    _noisy(sentiment_frame(60)).to_csv(data, index=False)
+    code = main(["auto", str(data), "--budget", "2m", "--ladder", "-o", str(tmp_path / "model"), "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "no backbones given: took the" in out and "all-MiniLM-L6-v2" in out.splitlines()[0]
+    board = json.loads((tmp_path / "model" / "leaderboard.json").read_text())
+    assert "all-MiniLM-L6-v2" in board["settings"]["backbones"]
+    assert any(step["action"] == "backbones" for step in board["steps"])
+
+
+def test_auto_without_backbones_and_none_installed_says_how_to_get_one(monkeypatch):
+    from graftkit.backbones import registry
+
+    monkeypatch.setattr(registry, "installed_backbones", lambda modality: [])
+    with pytest.raises(ConfigError, match="no installed backbone reads text; install one"):
+        graftkit.auto(sentiment_frame(20), budget="1m")

@@ -359,7 +359,7 @@ def test_audio_folder_end_to_end(w2v_dirs, tmp_path):
 # -- audio: Whisper encoder -----------------------------------------------------------------------------------
 
 def test_whisper_encoder_family(whisper_dir):
-    backbone = load_backbone(str(whisper_dir))
+    backbone = load_backbone(str(whisper_dir), window="padded")
     assert (backbone.family, backbone.modality, backbone.hidden_size) == ("whisper-encoder", "audio", 32)
     assert all(p.dtype == torch.float32 for p in backbone.model.parameters())  # stored fp16, loaded fp32
     assert not hasattr(backbone.model, "decoder")

@@ -232,11 +232,11 @@ class Graft:
         if getattr(strategy, "trainable", False):
             from graftkit.training.fit import fit_trainable
 
-            train, val, how = fit_trainable(self, table, task, strategy, validation=validation,
-                                            callbacks=callbacks or [])
+            train, val, how, running = fit_trainable(self, table, task, strategy, validation=validation,
+                                                     callbacks=callbacks or [])
             X = y = None
         else:
-            train, how = table, None
+            train, how, running = table, None, None
             val = None if validation is None else self.as_table(validation, require_label=True)
             y = task.encode(table)
             X = self.features(table, task)
@@ -252,9 +252,7 @@ class Graft:
         self.data_ = {"source": table.source, "rows": len(table), "fingerprint": table.fingerprint(),
                       **task.describe_targets(y_table)}
         held_out = self._fit_calibration(strategy, X=X, y=y, val=val, how=how)
-        y_train = y if y is not None else task.encode(train)
-        train_raw = self.head_.logits(X if X is not None else self.features(train))
-        self.metrics_ = {"train": task.summary(y_train, task.outputs(train_raw, self.calibration_), self.calibration_)}
+        self.metrics_ = {"train": self._train_metrics(task, train, X, y, running)}
         if val is not None and getattr(strategy, "trainable", False):
             raw_val, y_val = held_out or (self.head_.logits(self.features(val)), task.encode(val))
             self.metrics_["validation"] = task.summary(y_val, task.outputs(raw_val, self.calibration_),
@@ -262,6 +260,26 @@ class Graft:
         logger.info("fitted %s (%s) on %d rows in %.1fs", strategy.name, task.kind, len(table),
                     time.perf_counter() - started)
         return self
+
+    def _train_metrics(self, task, train, X, y, running) -> dict:
+        """The training split's metrics: on the frozen features already in hand (a head on frozen features), or
+        from the fine-tuning loop's own outputs on the training batches of the epoch kept (``RunningOutputs``),
+        so no extra pass of the tuned backbone runs over the training split; only where the loop has none (that
+        epoch ran before a resume) the split is embedded again, with a progress bar. ``training_["train_metrics"]``
+        says which."""
+        if X is not None:
+            raw, y_train = self.head_.logits(X), y
+        elif running is not None:
+            raw, y_train, epoch = running
+            self.training_["train_metrics"] = (
+                f"running: the training loop's outputs on the {len(y_train)} training rows of epoch {epoch} as it "
+                "trained on them (dropout / augmentation on, weights moving during the epoch), not a separate pass")
+        else:
+            logger.info("training metrics: embedding the %d training rows once more with the tuned backbone (the "
+                        "epoch kept ran before the resume, so the loop's own outputs are not at hand)", len(train))
+            raw, y_train = self.head_.logits(self.features(train)), task.encode(train)
+            self.training_["train_metrics"] = "a pass of the tuned model over the training split after training"
+        return task.summary(y_train, task.outputs(raw, self.calibration_), self.calibration_)
 
     def parameter_counts(self) -> dict:
         """Trained and total parameters of the fitted model (backbone + head), and the trained share."""

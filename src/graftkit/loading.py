@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from graftkit.artifacts import MANIFEST, read_manifest, restore_fitted_state
+from graftkit.backbones.registry import recorded_settings
 from graftkit.errors import ArtifactError, BackboneError
 from graftkit.graft import Graft
 from graftkit.strategies.base import strategy_from_dict
@@ -26,7 +27,7 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
                   task=manifest["task"].get("kind"),
                   batch_size=manifest["hyperparameters"]["batch_size"], seed=manifest["seed"], device=device,
                   cache_dir=cache_dir, use_cache=use_cache, progress=progress,
-                  backbone_options=backbone.get("settings", {}))
+                  backbone_options=recorded_settings(backbone.get("family"), backbone.get("settings", {})))
     graft.backbone_ = graft.loaded_backbone()
     found = graft.backbone_.source.files
     if found != source["files"]:

@@ -7,6 +7,7 @@ import json
 import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -44,6 +45,9 @@ class Backbone(ABC):
 
     family: str = ""
     modality: str = ""
+    # Settings a manifest written before they existed implies (the old behaviour, where a new default changed
+    # the features): loading fills them in, so an old model is never rebuilt with the new default.
+    legacy_settings: ClassVar[dict] = {}
 
     def __init__(self, model: nn.Module, source: BackboneSource, hidden_size: int):
         self.model = model.eval()

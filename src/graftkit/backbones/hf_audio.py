@@ -1,5 +1,6 @@
 """Hugging Face speech encoders: wav2vec 2.0 / HuBERT / WavLM / data2vec-audio (raw waveform in) and the
-Whisper encoder (log-mel in), mean-pooled over the frames that cover real audio only.
+Whisper encoder (log-mel in, on each clip's own length by default), mean-pooled over the frames that cover real
+audio only.
 
 wav2vec 2.0: Baevski et al., 2020 (arXiv:2006.11477); HuBERT: Hsu et al., 2021 (arXiv:2106.07447);
 WavLM: Chen et al., 2022 (arXiv:2110.13900); Whisper: Radford et al., 2022 (arXiv:2212.04356).
@@ -11,6 +12,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -164,44 +166,144 @@ class HFSpeechBackbone(_AudioBackbone):
         return groups
 
 
+WINDOWS = ("clip", "padded")
+BUCKET_SECONDS = 2  # own-length inputs are padded up to 2 s steps: 1 s lost a point on FSDD (bench/RESULTS.md)
+
+
+def _check_window(window: str | None) -> str:
+    window = window or "clip"
+    if window not in WINDOWS:
+        raise ConfigError(f"window must be one of {', '.join(WINDOWS)} for Whisper encoders (clip: each clip's own "
+                          f"length rounded up to {BUCKET_SECONDS} s; padded: Whisper's 30 s window); got {window!r} "
+                          "(--audio-window)")
+    return window
+
+
+def _check_bucket(seconds) -> float:
+    if seconds is None:
+        return BUCKET_SECONDS
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 30:
+        raise ConfigError(f"bucket_seconds must be a number of seconds in (0, 30]; got {seconds!r}")
+    return seconds
+
+
+def whisper_encode(encoder: nn.Module, input_features: torch.Tensor, *, output_hidden_states: bool = False):
+    """``WhisperEncoder.forward`` for log-mel input shorter than the 30 s window: ``(last_hidden_state,
+    hidden_states or None)`` with the pretrained positional embeddings of the positions used.
+
+    transformers 5 refuses any input but the full window (the length check and ``arange(num_embeddings)`` in its
+    forward), and no public argument lifts it, so this runs the encoder's own public submodules in upstream's
+    order: conv1 -> conv2 -> + embed_positions -> dropout -> layers (layerdrop) -> layer_norm, ``hidden_states``
+    as transformers returns them (the input to the first layer, each layer's output, the last one normed). The one
+    place graftkit re-traces a library's forward; ``test_whisper_encode_matches_upstream`` compares it with
+    ``encoder(...)`` on a full window and fails when upstream's computation changes.
+    """
+    embeds = nn.functional.gelu(encoder.conv1(input_features))
+    embeds = nn.functional.gelu(encoder.conv2(embeds)).permute(0, 2, 1)
+    positions = embeds.shape[1]
+    if positions > encoder.embed_positions.num_embeddings:
+        raise ValueError(f"{positions} encoder frames exceed the {encoder.embed_positions.num_embeddings} "
+                         "positions Whisper was trained on (30 s)")
+    hidden = embeds + encoder.embed_positions(torch.arange(positions, device=embeds.device))
+    hidden = nn.functional.dropout(hidden, p=encoder.dropout, training=encoder.training)
+    states = [hidden]
+    for layer in encoder.layers:
+        dropped = encoder.training and encoder.layerdrop > 0.0 and torch.rand([]) < encoder.layerdrop
+        if not dropped:
+            hidden = layer(hidden, None)
+        states.append(hidden)
+    hidden = encoder.layer_norm(hidden)
+    states[-1] = hidden
+    return hidden, (tuple(states) if output_hidden_states else None)
+
+
 class WhisperEncoderBackbone(_AudioBackbone):
-    """The Whisper encoder: log-mel input padded to its 30 s window, mean-pooled over the encoder frames
-    that cover the real audio (one frame per two mel hops), so the silence padding does not dilute it."""
+    """The Whisper encoder, mean-pooled over the encoder frames that cover the real audio (one frame per two mel
+    hops), so silence padding does not dilute the features.
+
+    ``window="clip"`` (default): each clip runs on its own length rounded up to ``bucket_seconds`` (2: a 0.5 s
+    digit costs 2 s of encoder frames, not 30 s), keeping the pretrained positional embeddings of the positions
+    used. Every clip is padded to its own bucket, never to a batch-mate's, so its features do not depend on the batch (the feature
+    cache keys them by content alone); a batch runs one forward pass per distinct bucket. ``window="padded"``:
+    Whisper's 30 s window, as it was trained (what models saved before the setting existed ran with, see
+    ``legacy_settings``).
+    """
 
     family = "whisper-encoder"
+    legacy_settings: ClassVar[dict] = {"window": "padded"}  # what a manifest written before the setting existed ran with
 
     def __init__(self, source: BackboneSource, *, pooling: str | None = None, layer: int | None = None,
-                 trust_remote_code: bool = False):
+                 window: str | None = None, bucket_seconds: float | None = None, trust_remote_code: bool = False):
         from transformers import WhisperModel
 
         pooling = _check_pooling(pooling)
+        self.window = _check_window(window)
+        self.bucket_seconds = _check_bucket(bucket_seconds)
         # The encoder is loaded through the full model (its weights are stored under model.encoder.*);
         # the decoder is dropped as soon as this returns. Weights load in float32 even when stored in fp16.
         model = load_hf_model(source, model_class=WhisperModel, trust_remote_code=trust_remote_code).get_encoder()
         extractor = _load_extractor(source, trust_remote_code)
-        self.window = int(extractor.n_samples)
+        self.max_samples = int(extractor.n_samples)
         self.hop_length = int(extractor.hop_length)
         self.max_frames = int(model.config.max_source_positions)
+        self.mel_per_frame = int(model.conv1.stride[0] * model.conv2.stride[0])
+        bucket = max(1, round(self.bucket_seconds * int(extractor.sampling_rate) / self.hop_length))
+        self.bucket_mel = math.ceil(bucket / self.mel_per_frame) * self.mel_per_frame  # whole encoder frames
         layer = resolve_layer(source.spec, layer, int(model.config.encoder_layers), "layers",
                               "the input to the first encoder layer")
         super().__init__(model, source, int(model.config.d_model), extractor, pooling, layer)
 
+    def settings(self) -> dict:
+        bucket = {"bucket_seconds": self.bucket_seconds} if self.window == "clip" else {}
+        return {**super().settings(), "window": self.window, **bucket}
+
+    def _bucket(self, samples: int) -> int:
+        """Mel frames a clip of ``samples`` runs on: its own length rounded up to the bucket, at most 30 s."""
+        mel = max(1, math.ceil(samples / self.hop_length))
+        return min(self.max_frames * self.mel_per_frame, math.ceil(mel / self.bucket_mel) * self.bucket_mel)
+
     def preprocess(self, decoded: list) -> dict[str, torch.Tensor]:
-        if any(len(samples) > self.window for samples in decoded):
+        if any(len(samples) > self.max_samples for samples in decoded):
             logger.warning("Whisper reads 30 s windows: clips longer than %d samples are cut to their first 30 s",
-                           self.window)
-        out = self.feature_extractor(decoded, sampling_rate=self.sampling_rate, return_tensors="pt")
-        frames = [min(self.max_frames, max(1, math.ceil(min(len(s), self.window) / self.hop_length / 2)))
-                  for s in decoded]
-        return {"input_features": out["input_features"], "num_frames": torch.tensor(frames)}
+                           self.max_samples)
+        decoded = [samples[:self.max_samples] for samples in decoded]
+        frames = torch.tensor([min(self.max_frames, max(1, math.ceil(len(s) / self.hop_length / 2)))
+                               for s in decoded])
+        if self.window == "padded":
+            out = self.feature_extractor(decoded, sampling_rate=self.sampling_rate, return_tensors="pt")
+            return {"input_features": out["input_features"], "num_frames": frames}
+        buckets = torch.tensor([self._bucket(len(s)) for s in decoded])
+        features = torch.zeros(len(decoded), int(self.feature_extractor.feature_size), int(buckets.max()))
+        for bucket in buckets.unique().tolist():
+            rows = (buckets == bucket).nonzero().flatten().tolist()
+            out = self.feature_extractor([decoded[i] for i in rows], sampling_rate=self.sampling_rate,
+                                         padding="max_length", max_length=bucket * self.hop_length,
+                                         return_tensors="pt")
+            features[rows, :, :bucket] = out["input_features"]
+        return {"input_features": features, "num_frames": frames, "input_frames": buckets}
 
     def embed_layers(self, batch: dict[str, torch.Tensor], layers: list) -> list[torch.Tensor]:
-        """Pooled features of several layers (``None`` = the output) from one forward pass."""
-        output = self.model(batch["input_features"].to(self.device),
-                            output_hidden_states=any(layer is not None for layer in layers))
+        """Pooled features of several layers (``None`` = the output) from one forward pass per input length."""
+        features = batch["input_features"].to(self.device)
         frames = batch["num_frames"].to(self.device)
-        valid = torch.arange(output.last_hidden_state.shape[1], device=self.device)[None, :] < frames[:, None]
-        return [_masked_mean(self._hidden(output, layer), valid) for layer in layers]
+        states = any(layer is not None for layer in layers)
+        if "input_frames" not in batch:  # the 30 s window: upstream's own forward
+            output = self.model(features, output_hidden_states=states)
+            return self._pool(output.last_hidden_state, output.hidden_states, frames, layers)
+        buckets = batch["input_frames"]
+        pooled, order = [], []
+        for bucket in buckets.unique().tolist():
+            rows = (buckets == bucket).nonzero().flatten()
+            last, hidden = whisper_encode(self.model, features[rows.to(self.device), :, :bucket],
+                                          output_hidden_states=states)
+            pooled.append(self._pool(last, hidden, frames[rows.to(self.device)], layers))
+            order.append(rows)
+        inverse = torch.argsort(torch.cat(order)).to(self.device)
+        return [torch.cat([p[i] for p in pooled])[inverse] for i in range(len(layers))]
+
+    def _pool(self, last, hidden_states, frames, layers) -> list[torch.Tensor]:
+        valid = torch.arange(last.shape[1], device=last.device)[None, :] < frames[:, None]
+        return [_masked_mean(last if layer is None else hidden_states[layer], valid) for layer in layers]
 
     def layer_groups(self) -> list[nn.Module]:
         stem = nn.ModuleList([self.model.conv1, self.model.conv2, self.model.embed_positions])

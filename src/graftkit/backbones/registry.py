@@ -5,6 +5,7 @@ Adding a family is one module that calls ``register_family`` and is imported in 
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from graftkit.backbones.base import Backbone, BackboneSource
 from graftkit.backbones.sources import resolve_source
-from graftkit.errors import BackboneError
+from graftkit.errors import BackboneError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,13 @@ def families() -> list[str]:
     return sorted(_FAMILIES)
 
 
+def recorded_settings(family: str | None, settings: dict) -> dict:
+    """The backbone settings a manifest recorded, completed with the family's ``legacy_settings`` for the keys it
+    predates: a model saved before a setting existed is rebuilt as it ran, not with today's default."""
+    build = _FAMILIES.get(family or "", (None, None))[1]
+    return {**getattr(build, "legacy_settings", {}), **settings}
+
+
 def _read_config(source: BackboneSource) -> dict:
     try:
         return json.loads((Path(source.path) / "config.json").read_text())
@@ -35,16 +43,78 @@ def _read_config(source: BackboneSource) -> dict:
         raise BackboneError(f"backbone {source.spec!r}: config.json is unreadable ({exc}); re-save the model") from None
 
 
+def _build(name: str, build: Callable[..., Backbone], source: BackboneSource, options: dict) -> Backbone:
+    try:
+        inspect.signature(build).bind(source, **options)
+    except TypeError:
+        known = [p for p in inspect.signature(build).parameters if p not in ("self", "source", "trust_remote_code")]
+        unknown = sorted(set(options) - set(known) - {"trust_remote_code"})
+        named = ", ".join(unknown) or ", ".join(options)
+        raise ConfigError(f"backbone {source.spec!r} (family {name}) has no setting {named}; its settings are: "
+                          f"{', '.join(known) or 'none'}") from None
+    return build(source, **options)
+
+
 def load_backbone(spec: str, *, revision: str | None = None, trust_remote_code: bool = False,
                   **options) -> Backbone:
     """Resolve ``spec`` (packaged short name, local directory or Hub id) and build its backbone."""
     source, hint = resolve_source(spec, revision)
     if hint != "hf":
-        return _FAMILIES[hint][1](source, **options)
+        return _build(hint, _FAMILIES[hint][1], source, options)
     config = _read_config(source)
     for name, (claims, build) in _FAMILIES.items():
         if claims(config):
             logger.info("backbone %s: family %s (model_type %r)", source.spec, name, config.get("model_type"))
-            return build(source, trust_remote_code=trust_remote_code, **options)
+            return _build(name, build, source, {"trust_remote_code": trust_remote_code, **options})
     raise BackboneError(f"backbone {source.spec!r} has model_type {config.get('model_type')!r}, which no "
                         f"graftkit family handles ({', '.join(families())})")
+
+
+def _modality_of(source_path: Path, family_hint: str | None) -> str | None:
+    """The modality a model reads: the family's (its claim on ``config.json`` decides, as ``load_backbone`` does)."""
+    if family_hint and family_hint != "hf":
+        return getattr(_FAMILIES.get(family_hint, (None, None))[1], "modality", None)
+    try:
+        config = json.loads((source_path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    for claims, build in _FAMILIES.values():
+        if claims(config):
+            return getattr(build, "modality", None)
+    return None
+
+
+def _weights_bytes(path: Path) -> int:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and p.suffix in (
+        ".safetensors", ".pth", ".pt", ".bin")]
+    return sum(f.stat().st_size for f in files)
+
+
+def installed_backbones(modality: str) -> list[dict]:
+    """The backbones ready on this machine that read ``modality`` (``graftkit models``' sources: installed packages
+    and the Hugging Face cache's newest snapshots), cheapest first by the size of their weights (a forward pass
+    costs in proportion to the parameters). Each: ``{"name", "source", "bytes"}``."""
+    from graftkit.backbones.sources import PACKAGED
+
+    found = []
+    for entry in PACKAGED.values():
+        if not entry.installed():
+            continue
+        try:
+            path = entry.path()
+        except Exception as exc:  # noqa: BLE001 - a broken package is not a candidate
+            logger.warning("backbone package %s is installed but unusable (%s); skipping it", entry.name, exc)
+            continue
+        if _modality_of(path, entry.family) == modality:
+            found.append({"name": entry.name, "source": "package", "bytes": _weights_bytes(path)})
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repos = [r for r in scan_cache_dir().repos if r.repo_type == "model"]
+    except Exception:  # noqa: BLE001 - no cache folder, or one the scanner cannot read: nothing cached
+        repos = []
+    for repo in repos:
+        newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
+        if newest is not None and _modality_of(Path(newest.snapshot_path), None) == modality:
+            found.append({"name": repo.repo_id, "source": "hub-cache", "bytes": _weights_bytes(Path(newest.snapshot_path))})
+    return sorted(found, key=lambda c: (c["bytes"], c["name"]))

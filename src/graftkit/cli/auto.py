@@ -36,8 +36,9 @@ def register(commands) -> None:
                "-o runs/auto\n"
                "  graftkit auto train.csv --backbones all-MiniLM-L6-v2 --budget 90s --test test.csv -o runs/auto")
     parser.add_argument("data", help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders")
-    parser.add_argument("--backbones", nargs="+", required=True, metavar="BACKBONE",
-                        help="candidates: packaged names, local directories or Hub ids")
+    parser.add_argument("--backbones", nargs="+", metavar="BACKBONE",
+                        help="candidates: packaged names, local directories or Hub ids (default: the 3 cheapest "
+                             "installed models that read the data, as `graftkit models` lists them)")
     parser.add_argument("--budget", default="20m", help="time budget: 90s, 20m, 1h or 1h30m (default: 20m)")
     parser.add_argument("-o", "--output", required=True, help="model directory to write (with the leaderboard)")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in the output directory")
@@ -79,6 +80,7 @@ def _auto(args) -> int:
     if args.json:
         emit_json({**result.to_dict(), **({"tracking": result.tracking} if result.tracking else {})})
         return 0
+    print("".join(f"{step['reason']}\n" for step in result.steps if step["action"] == "backbones"), end="")
     print(format_text(result))
     print(f"model and leaderboard (leaderboard.md, leaderboard.json) written to {result.output}")
     return 0

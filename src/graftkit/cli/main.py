@@ -15,6 +15,7 @@ from graftkit.cli import auto, demo, export, fit, merge, models, rank, report, s
 from graftkit.cli.run_scope import run_scope
 from graftkit.cli.train_options import Interrupted
 from graftkit.errors import GraftkitError
+from graftkit.threads import set_threads
 
 COMMAND_MODULES = (fit, use, merge, export, models, rank, auto, report, serve, demo)
 
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.quiet)
     try:
         with run_scope(args):  # the run's own temporary directory (compile caches too), removed at the end
+            if hasattr(args, "threads"):  # the commands that compute: one thread setting for torch, BLAS, tokenizers
+                set_threads(args.threads)
             return int(args.run(args) or 0)
     except GraftkitError as exc:
         print(f"graftkit: error: {exc}", file=sys.stderr)

@@ -100,6 +100,12 @@ def task_kwargs(args) -> dict:
     return {"task": args.task, "task_options": options}
 
 
+def add_threads_option(parser) -> None:
+    parser.add_argument("--threads", type=positive_int,
+                        help="threads for torch, BLAS and the tokenizers (default: one per physical core; on a "
+                             "machine other jobs share, fewer can be faster)")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run")
     group.add_argument("--batch-size", type=positive_int, default=32, help="examples per forward pass (default: 32)")
@@ -107,6 +113,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-dir", help="feature cache folder (default: $GRAFTKIT_CACHE or ~/.cache/graftkit)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_threads_option(group)
     group.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     group.add_argument("--track", choices=["mlflow"],
                        help="log the run to MLflow (parameters, per-epoch history, metrics, evaluation and report, the "
@@ -123,6 +130,9 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
                             "`graftkit models` lists what is here")
     group.add_argument("--revision", help="Hub revision (branch, tag or commit) to pin")
     group.add_argument("--pooling", help="feature pooling of text / vision / audio backbones, e.g. mean or cls")
+    group.add_argument("--audio-window", choices=["clip", "padded"],
+                       help="Whisper encoders: run each clip on its own length rounded up to 2 s steps (clip, "
+                            "the default: a 1 s clip costs 2 s, not 30 s) or padded to Whisper's 30 s window")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="allow a Hub model to run its own Python code (off by default)")
     group.add_argument("--strategy", default="linear-probe", help=f"one of: {', '.join(strategy_names())}")
@@ -182,6 +192,8 @@ def strategy_kwargs(args) -> dict:
 
 def graft_kwargs(args) -> dict:
     options = {"pooling": args.pooling} if args.pooling else {}
+    if getattr(args, "audio_window", None):
+        options["window"] = args.audio_window
     task = task_kwargs(args) if hasattr(args, "task") else {}
     return {"backbone": args.backbone, "strategy": args.strategy, "batch_size": args.batch_size, "seed": args.seed,
             "cache_dir": args.cache_dir, "use_cache": not args.no_cache, "device": args.device,

@@ -15,7 +15,7 @@ from graftkit.cli.eval_options import (
     evaluation_kwargs,
     format_evaluation,
 )
-from graftkit.cli.options import add_data_options, data_kwargs, emit_json, positive_int
+from graftkit.cli.options import add_data_options, add_threads_option, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
 from graftkit.errors import ArtifactError, ConfigError
 from graftkit.loading import load_model
@@ -54,6 +54,7 @@ def _add_common(parser) -> None:
     add_data_options(parser)
     parser.add_argument("--batch-size", type=positive_int, help="examples per forward pass (default: as fitted)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_threads_option(parser)
     parser.add_argument("--cache-dir", help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -6,7 +6,10 @@ import logging
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from graftkit.errors import GraftkitError
 
 logger = logging.getLogger(__name__)
 
@@ -16,12 +19,64 @@ logger = logging.getLogger(__name__)
 WINDOW = 8192
 
 
-def _sorted_batches(backbone, items: list, batch_size: int, where):
-    """``(positions, batch tensors)`` in length-sorted order, decoding only the items of the batch in hand."""
+def default_workers(backbone) -> int:
+    """Decoding processes for media backbones: half the physical cores (at most 4) from 4 cores up, so the forward
+    pass keeps cores of its own; none on fewer cores (on 2 busy cores a worker did not pay for itself:
+    bench/RESULTS.md, issue 17) and none for text, whose batches are tokenised ahead in windows."""
+    if backbone.modality not in MEDIA:
+        return 0
+    from graftkit.threads import physical_cores
+
+    cores = physical_cores()
+    return min(4, cores // 2) if cores >= 4 else 0
+
+
+MEDIA = ("image", "audio")
+
+
+class _Decoded(Dataset):
+    """One batch per index: decode + the backbone's processor, run in a DataLoader worker process. A DataError is
+    handed back as a value and raised in the main process, so its one-line message survives (the DataLoader would
+    wrap it in a worker traceback)."""
+
+    def __init__(self, backbone, items: list, batches: list, where):
+        self.backbone, self.items, self.batches, self.where = backbone, items, batches, where
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        positions = self.batches[index]
+        try:
+            decoded = [self.backbone.load_item(self.items[p], self.where(int(p))) for p in positions]
+            return positions, self.backbone.preprocess(decoded), None
+        except GraftkitError as exc:
+            return positions, None, exc
+
+
+def _sorted_batches(backbone, items: list, batch_size: int, where, workers: int = 0):
+    """``(positions, batch tensors)`` in length-sorted order, decoding only the items of the batch in hand; with
+    ``workers``, batches are decoded and preprocessed in that many processes, ahead of the forward pass."""
     order = np.argsort([-backbone.sort_key(item) for item in items], kind="stable")
-    for start in range(0, len(items), batch_size):
-        positions = order[start:start + batch_size]
-        yield positions, backbone.preprocess([backbone.load_item(items[p], where(int(p))) for p in positions])
+    batches = [order[start:start + batch_size] for start in range(0, len(items), batch_size)]
+    if workers < 1 or len(batches) < 2:
+        for positions in batches:
+            yield positions, backbone.preprocess([backbone.load_item(items[p], where(int(p))) for p in positions])
+        return
+    loader = DataLoader(_Decoded(backbone, items, batches, where), batch_size=None, shuffle=False,
+                        num_workers=min(workers, len(batches)), prefetch_factor=2, persistent_workers=False,
+                        multiprocessing_context=_context())
+    for positions, batch, error in loader:
+        if error is not None:
+            raise error
+        yield positions, batch
+
+
+def _context():
+    """fork where the platform has it (the backbone is inherited, not pickled); spawn elsewhere."""
+    import multiprocessing
+
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 def _tokenized_batches(backbone, items: list, batch_size: int, where):
@@ -37,19 +92,26 @@ def _tokenized_batches(backbone, items: list, batch_size: int, where):
             yield rows + first, backbone.collate(encoded, rows)
 
 
+def _batches(backbone, items, batch_size, where, workers):
+    if callable(getattr(backbone, "tokenize", None)) and callable(getattr(backbone, "collate", None)):
+        return _tokenized_batches(backbone, items, batch_size, where)
+    workers = default_workers(backbone) if workers is None else workers
+    return _sorted_batches(backbone, items, batch_size, where, workers)
+
+
 def extract_features(backbone, items: list, *, batch_size: int = 32, progress: bool = True,
-                     where=lambda i: f"row {i + 1}") -> np.ndarray:
+                     where=lambda i: f"row {i + 1}", workers: int | None = None) -> np.ndarray:
     """Pooled features for ``items`` in their original order, shape ``(len(items), hidden_size)``.
 
     Items are sorted by length so each batch pads to similar lengths (the trick sentence-transformers
     uses too): by exact token count where the backbone can tokenise ahead (``tokenize`` + ``collate``),
-    else by ``backbone.sort_key``, decoding items only when their batch comes up.
+    else by ``backbone.sort_key``, decoding items only when their batch comes up — in ``workers`` processes
+    (default ``default_workers``: images and audio decode while the forward pass runs; 0 decodes in this process).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     features = np.empty((len(items), backbone.hidden_size), dtype=np.float32)
-    pretokenize = callable(getattr(backbone, "tokenize", None)) and callable(getattr(backbone, "collate", None))
-    batches = (_tokenized_batches if pretokenize else _sorted_batches)(backbone, items, batch_size, where)
+    batches = _batches(backbone, items, batch_size, where, workers)
     bar = tqdm(total=len(items), desc=f"embedding ({backbone.source.spec.rsplit('/', 1)[-1]})", unit="ex",
                disable=not progress or None, leave=False)
     with torch.inference_mode(), bar:
@@ -67,8 +129,7 @@ def extract_layer_features(backbone, items: list, layers: list, *, batch_size: i
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     outputs: list[np.ndarray] | None = None
-    pretokenize = callable(getattr(backbone, "tokenize", None)) and callable(getattr(backbone, "collate", None))
-    batches = (_tokenized_batches if pretokenize else _sorted_batches)(backbone, items, batch_size, where)
+    batches = _batches(backbone, items, batch_size, where, None)
     bar = tqdm(total=len(items), desc=f"embedding {len(layers)} layers ({backbone.source.spec.rsplit('/', 1)[-1]})",
                unit="ex", disable=not progress or None, leave=False)
     with torch.inference_mode(), bar:

@@ -67,18 +67,21 @@ class Clock:
 
 
 def estimate_trainable(strategy: str, *, forward_s_per_row: float, train_rows: int, val_rows: int, epochs: int,
-                       correction: float = 1.0) -> tuple[float, str]:
-    """Seconds a trainable step should take, and how the figure was reached.
+                       correction: float = 1.0, feature_rows: int = 0) -> tuple[float, str]:
+    """Seconds a trainable step should take, and how the figure was reached: every pass it makes.
 
-    ``TRAIN_FACTOR × forward × train rows × epochs`` (training) ``+ forward × val rows × (epochs + 2)`` (the
-    per-epoch evaluation, the final validation metrics and the calibration pass) ``+ forward × train rows`` (the
-    train metrics) ``+ STEP_OVERHEAD_S``, times ``correction`` = measured / estimated of the previous trainable step.
+    ``TRAIN_FACTOR × forward × train rows × epochs`` (training) ``+ forward × val rows × (epochs + 1)`` (the
+    per-epoch evaluation and the calibration pass, whose outputs the validation metrics reuse) ``+ forward ×
+    feature_rows`` (the pretrained features of the training rows, for the standardisation and LP-FT's probe: 0 when
+    the probe's feature cache holds them) ``+ STEP_OVERHEAD_S``, times ``correction`` = measured / estimated of the
+    previous trainable step. The training metrics cost nothing: they come from the training loop's own outputs.
     """
     factor = TRAIN_FACTOR.get(strategy, 4.0)
-    raw = (forward_s_per_row * (factor * train_rows * epochs + train_rows + val_rows * (epochs + 2))
+    raw = (forward_s_per_row * (factor * train_rows * epochs + val_rows * (epochs + 1) + feature_rows)
            + STEP_OVERHEAD_S)
     basis = (f"{factor:g} x forward {forward_s_per_row * 1000:.2f} ms/row x {train_rows} rows x {epochs} epoch(s) "
-             f"+ evaluation passes + {STEP_OVERHEAD_S:g}s set-up")
+             f"+ {epochs + 1} validation passes" + (f" + {feature_rows} rows' pretrained features" if feature_rows
+                                                     else "") + f" + {STEP_OVERHEAD_S:g}s set-up")
     if correction != 1.0:
         basis += f", x {correction:.2f} (measured / estimated time of the previous trainable step)"
     return raw * correction, basis

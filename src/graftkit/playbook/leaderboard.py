@@ -67,7 +67,8 @@ def table_cells(row: dict, metric: str = "accuracy", second: str = "macro_f1") -
     seconds = "-" if row.get("seconds") is None else f"{row['seconds']:.1f}"
     if row["status"] == "skipped" and row.get("estimated_s") is not None:
         seconds = f"(est {row['estimated_s']:.0f})"
-    return [str(row["step"]) + ("*" if row.get("chosen") else ""), row["backbone"], row["strategy"], row["status"],
+    status = "ran, stopped at budget" if row.get("stopped_at_budget") else row["status"]
+    return [str(row["step"]) + ("*" if row.get("chosen") else ""), row["backbone"], row["strategy"], status,
             _cell(val.get(metric)), _cell(val.get(second)), test_text, seconds,
             _cell(row.get("peak_rss_mib"), 0), _params(row.get("parameters"))]
 

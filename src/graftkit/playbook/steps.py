@@ -31,6 +31,9 @@ class Run:
         self.rows, self.steps, self.models = [], [], {}
         self.forward_s = {}     # backbone -> measured inference seconds per row
         self.correction = 1.0   # measured / estimated time of the last trainable step
+        # training rows a trainable step embeds with the pretrained backbone before training: none when the
+        # probe's feature cache holds them
+        self.feature_rows = len(train) if not settings.get("use_cache", True) else 0
 
     def _encode(self, table):
         return self.task.encode(table)
@@ -127,9 +130,10 @@ class Run:
         params = {k: v for k, v in (("epochs", epochs), ("layers", layers if strategy == "finetune" else None))
                   if k in fields and v is not None}
         started = time.perf_counter()
+        deadline = self.deadline(spec)
         try:
-            model = Graft(backbone=spec, strategy=strategy, **graft_options, **params).fit(self.train,
-                                                                                           validation=self.val)
+            model = Graft(backbone=spec, strategy=strategy, **graft_options, **params).fit(
+                self.train, validation=self.val, callbacks=[deadline])
             validation = model.metrics_.get("validation")
             if validation is None:
                 validation = self.model_metrics(model, self.val, self.y_val)
@@ -141,15 +145,31 @@ class Run:
                             seconds=round(time.perf_counter() - started, 3), estimated_s=round(estimate, 1))
         seconds = round(time.perf_counter() - started, 3)
         raw, _ = estimate_trainable(strategy, forward_s_per_row=self.forward_s[spec], train_rows=len(self.train),
-                                    val_rows=len(self.val), epochs=epochs)
-        self.correction = seconds / raw
+                                    val_rows=len(self.val), epochs=epochs, feature_rows=self.feature_rows)
+        stopped = (model.training_ or {}).get("stopped")
+        if not stopped:  # a run cut at the budget says nothing about how long the whole one takes
+            self.correction = seconds / raw
         parameters = dict((model.training_ or {}).get("parameters") or {})
-        row = self.row("trainable", spec, strategy, "ran", f"{reason} ({basis}: estimated {estimate:.0f}s)",
+        reason = f"{reason} ({basis}: estimated {estimate:.0f}s)"
+        if stopped:
+            reason += (f"; {stopped} (epoch {model.training_['best_epoch']} of {model.training_['epochs_run']} run, "
+                       f"best on validation)")
+        row = self.row("trainable", spec, strategy, "ran", reason,
                        validation=validation, seconds=seconds,
                        estimated_s=round(estimate, 1), peak_rss_mib=peak_rss_mib(), parameters=parameters or None,
-                       params=params)
+                       params=params, stopped_at_budget=bool(stopped))
         self.models[row["step"]] = model
         return row
+
+    def deadline(self, spec: str):
+        """A ``Deadline`` for a trainable step: training ends cleanly when it would eat into what the calibration
+        pass over the validation rows, the test scoring and saving still need; until the first evaluation is
+        measured, one evaluation is taken to cost an inference pass over the validation rows."""
+        from graftkit.training.callbacks import Deadline
+
+        validation_pass = self.forward_s[spec] * len(self.val)
+        left = self.clock.remaining(self.reserve()) - validation_pass
+        return Deadline(time.monotonic() + left, eval_s=validation_pass)
 
     def refit_probe(self, row: dict, table, graft_options: dict) -> None:
         """Refit the chosen linear probe on training + validation rows (the choice is made; the probe's features

@@ -1,4 +1,5 @@
-"""Examples for the Trainer: raw references per row, decoded and preprocessed per batch by the backbone.
+"""Examples for the Trainer: raw references per row, decoded and preprocessed per batch by the backbone (text:
+tokenised once per run up front, then only padded per batch).
 
 Images and clips are decoded only when their batch comes up (``backbone.load_item``), and turned into
 tensors by the model's own processor (``backbone.preprocess``), so training reads exactly what
@@ -18,15 +19,27 @@ class Examples(Dataset):
     """A table's inputs and encoded targets (the task's: class ids, 0/1 label rows, values); each item carries
     its row location for error messages."""
 
-    def __init__(self, table, labels: np.ndarray, augment: bool = False):
+    def __init__(self, table, labels: np.ndarray, augment: bool = False, encoded: dict | None = None):
         self.table = table
         self.items = table.items()
         self.labels = np.asarray(labels)
         self.augment = augment  # rows marked for the collator's augmenter (training rows only)
+        self.encoded = encoded  # token ids of every row (``tokenized``), else None: decoded per batch
 
     def augmented(self) -> Examples:
-        """The same examples, marked for augmentation (the training split under ``augment=True``)."""
+        """The same examples, marked for augmentation (the training split under ``augment=True``); augmentation
+        edits the raw input, so they are decoded and tokenised per batch again."""
         return Examples(self.table, self.labels, augment=True)
+
+    def tokenized(self, backbone) -> Examples:
+        """The same examples with every row tokenised once, up front (``backbone.tokenize``, one batched call of
+        the fast tokenizer), so the collator only pads: not once per batch per epoch. Backbones that cannot
+        tokenise ahead (images, audio) get the examples unchanged."""
+        if not (callable(getattr(backbone, "tokenize", None)) and callable(getattr(backbone, "collate", None))):
+            return self
+        decoded = [backbone.load_item(item, self.table.where(i, self.table.input_column))
+                   for i, item in enumerate(self.items)]
+        return Examples(self.table, self.labels, augment=self.augment, encoded=backbone.tokenize(decoded))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -45,6 +58,8 @@ class Examples(Dataset):
                "where": self.table.where(index, self.table.input_column)}
         if self.augment:
             row["position"] = index
+        if self.encoded is not None:
+            row["encoded"] = {key: values[index] for key, values in self.encoded.items()}
         return row
 
 
@@ -60,14 +75,17 @@ class BackboneCollator:
         self.epoch = 0
 
     def __call__(self, rows: list[dict]) -> dict:
+        labels = torch.as_tensor(np.stack([row["label"] for row in rows]))
+        if all("encoded" in row for row in rows):  # tokenised once per run (``Examples.tokenized``): pad only
+            encoded = {key: [row["encoded"][key] for row in rows] for key in rows[0]["encoded"]}
+            return {"inputs": dict(self.backbone.collate(encoded, range(len(rows)))), "labels": labels}
         decoded = [self.backbone.load_item(row["item"], row["where"]) for row in rows]
         if self.augmenter is not None:
             decoded = [self.augmenter(item, self.epoch, row["position"]) if "position" in row else item
                        for item, row in zip(decoded, rows)]
-        return {"inputs": dict(self.backbone.preprocess(decoded)),
-                "labels": torch.as_tensor(np.stack([row["label"] for row in rows]))}
+        return {"inputs": dict(self.backbone.preprocess(decoded)), "labels": labels}
 
     def sample(self, examples: Examples, n: int = 2) -> dict:
         """The model inputs for the first ``n`` examples (for the layer probe; never augmented)."""
         rows = [examples[i] for i in range(min(n, len(examples)))]
-        return self([{k: v for k, v in row.items() if k != "position"} for row in rows])["inputs"]
+        return self([{k: v for k, v in row.items() if k not in ("position", "encoded")} for row in rows])["inputs"]

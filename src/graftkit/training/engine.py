@@ -13,6 +13,7 @@ precision on GPUs, and data-parallel training under ``torchrun`` / ``accelerate 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,8 @@ from transformers import (EarlyStoppingCallback, PrinterCallback, ProgressCallba
 
 from graftkit.errors import ConfigError
 from graftkit.training.augment import augmenter_for
-from graftkit.training.callbacks import AugmentEpoch, LoggingProgress, QuietLog, SealCheckpoints, UnfreezeSchedule
+from graftkit.training.callbacks import (AugmentEpoch, Deadline, LoggingProgress, QuietLog, RunningOutputs,
+                                        SealCheckpoints, UnfreezeSchedule)
 from graftkit.training.checkpoints import stopped_at
 from graftkit.training.data import Examples
 from graftkit.training.distributed import world_size
@@ -49,9 +51,13 @@ class TrainingResult:
     seconds: float
     schedule: list[int] = field(default_factory=list)
     augmentation: dict | None = None  # what augmented the training batches (augment=True), else None
+    stopped: str | None = None  # why training ended before its epochs (a Deadline: the time budget), else None
+    # (outputs, labels, epoch) of the training batches in the epoch whose weights were kept, as the loop saw
+    # them (RunningOutputs); None where that epoch ran before a resume. Not part of the record.
+    train_outputs: tuple | None = None
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "train_outputs"}
 
 
 def _compute_metrics(task):
@@ -111,7 +117,7 @@ def epoch_history(log_history: list[dict], model: GraftModel, schedule, metrics=
     for entry in log_history:
         if "epoch" not in entry or "train_runtime" in entry:
             continue
-        epoch = int(round(entry["epoch"]))
+        epoch = math.ceil(entry["epoch"] - 1e-6)  # a partial last epoch (stopped at a deadline) is a row of its own
         row = rows.setdefault(epoch, {"epoch": epoch})
         if "loss" in entry:
             row["train_loss"] = entry["loss"]
@@ -215,16 +221,24 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
                                epochs=stopped or strategy.epochs, metric=metric, greater_is_better=greater)
     if augmenter is not None:  # training rows only; the collator learns each epoch from AugmentEpoch
         train, callbacks = train.augmented(), [AugmentEpoch(collator), *callbacks]
+    else:  # text: tokenised once per run, not per batch per epoch
+        train = train.tokenized(backbone)
+    if validation is not None:
+        validation = validation.tokenized(backbone)
+    running = RunningOutputs(model)
     trainer = _trainer(model, strategy, args, collator=collator, train=train, validation=validation,
-                       task=task, schedule=schedule, callbacks=list(callbacks), progress=progress)
+                       task=task, schedule=schedule, callbacks=[running, *callbacks], progress=progress)
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:  # full_determinism switches deterministic algorithms on process-wide; leave them as they were
         torch.use_deterministic_algorithms(deterministic)
+        running.close()
     model.freeze()
     history = epoch_history(trainer.state.log_history, model, schedule.groups_for, task.engine_metrics)
     best_epoch, best_metric = _best(history, metric, greater)
+    kept = best_epoch if validation is not None else len(history)  # the epoch whose weights the model has
+    stopped = next((c.stopped for c in callbacks if isinstance(c, Deadline) and c.stopped), None)
     total = sum(p.numel() for p in model.parameters())
     # groups that actually trained: a gradual schedule cut short by its epochs or early stopping never reached
     # the lower ones, so they do not count as trained
@@ -239,5 +253,7 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
                             resumed_from=str(resume_from) if resume_from else None,
                             seconds=round(time.perf_counter() - started, 3),
                             schedule=[schedule.groups_for(e) for e in range(len(history))],
-                            augmentation=augmenter.describe() if augmenter is not None else None)
+                            augmentation=augmenter.describe() if augmenter is not None else None,
+                            stopped=stopped,
+                            train_outputs=(*running.epochs[kept], kept) if kept in running.epochs else None)
     return model, result

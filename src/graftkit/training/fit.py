@@ -73,7 +73,8 @@ def _after_failure(run_dir: Path, created: bool, crashed: bool) -> None:
 
 def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()) -> tuple:
     """Fine-tune ``graft``'s backbone and a new output layer for ``task`` on ``table`` as ``strategy`` says (sets
-    the fitted head and records); returns ``(train, validation or None, how the validation rows were chosen)``."""
+    the fitted head and records); returns ``(train, validation or None, how the validation rows were chosen, the
+    training loop's outputs on the kept epoch's training batches or None)`` (``TrainingResult.train_outputs``)."""
     started = time.perf_counter()
     backbone = graft.check_modality(table)
     task.check_engine_metric(strategy.metric)  # a wrong --metric fails before any work
@@ -132,4 +133,4 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
     logger.info("fitted %s on %d rows in %.1fs: %d epochs, best epoch %s, %d of %d parameters trained",
                 strategy.name, len(train), graft.timings_["fit_s"], result.epochs_run, result.best_epoch,
                 result.parameters["trainable"], result.parameters["total"])
-    return train, val, how
+    return train, val, how, result.train_outputs
