@@ -271,6 +271,7 @@ class Graft:
             raw, y_train = self.head_.logits(X), y
         elif running is not None:
             raw, y_train, epoch = running
+            raw, y_train = task.from_engine(raw, y_train)
             self.training_["train_metrics"] = (
                 f"running: the training loop's outputs on the {len(y_train)} training rows of epoch {epoch} as it "
                 "trained on them (dropout / augmentation on, weights moving during the epoch), not a separate pass")

@@ -176,6 +176,11 @@ class Task(ABC):
     def loss(self, z, labels, target_mean, target_scale):
         """The engine's training loss (a torch scalar) from the output layer's ``z``."""
 
+    def from_engine(self, raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The engine's outputs and labels (one row per example; per token for a word task, padded with -100) as
+        the task's ``raw`` and ``y``."""
+        return raw, labels
+
     @abstractmethod
     def score_engine(self, raw: np.ndarray, y: np.ndarray) -> dict:
         """Per-epoch validation figures (``engine_metrics``) from the engine's outputs in target units."""

@@ -331,21 +331,16 @@ class TokenClassification(Task):
 
         return cross_entropy(z.float().reshape(-1, z.shape[-1]), labels.long().reshape(-1), ignore_index=IGNORE)
 
+    def from_engine(self, raw, labels):
+        """Per-sub-token outputs and labels (padded with ``IGNORE`` across batches) as ragged word rows: the words
+        are the positions whose label is not ``IGNORE``."""
+        raw, labels = np.asarray(raw), np.asarray(labels)
+        keep = [row != IGNORE for row in labels]
+        return ragged(r[k] for r, k in zip(raw, keep)), ragged(row[k].astype(np.int64) for row, k in zip(labels, keep))
+
     def score_engine(self, raw: np.ndarray, y: np.ndarray) -> dict:
-        """Scores of the engine's per-sub-token outputs (padded with ``IGNORE`` across batches): the words are the
-        positions whose label is not ``IGNORE``."""
-        raw, y = np.asarray(raw), np.asarray(y)
-        gold, predicted = [], []
-        for scores, labels in zip(raw, y):
-            keep = labels != IGNORE
-            gold.append([self.labels[int(i)] for i in labels[keep]])
-            predicted.append(to_iob2([self.labels[int(i)] for i in scores[keep].argmax(axis=-1)], "iob1")[0])
-        counts = entity_counts(gold, predicted).sum(axis=0)
-        scores = f1_from_counts(counts)
-        total = sum(len(g) for g in gold)
-        scores["token_accuracy"] = (sum(a == b for g, p in zip(gold, predicted) for a, b in zip(g, p)) / total
-                                    if total else 0.0)
-        return scores
+        raw, y = self.from_engine(raw, y)
+        return {k: v for k, v in self.summary(y, raw).items() if k != "n"}
 
     # -- calibration and metrics -------------------------------------------------------------------------------
     def fit_calibration(self, raw, y, *, scale: bool = True) -> dict | None:

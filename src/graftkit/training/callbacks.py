@@ -84,6 +84,18 @@ class QuietLog(TrainerCallback):
             logger.debug("%s", {k: v for k, v in logs.items() if k != "total_flos"})
 
 
+def padded_concat(tensors: list, pad: int = -100):
+    """Batches joined along the first axis, trailing axes padded to the widest with ``pad`` (the Trainer's own
+    rule for predictions of different lengths: per-token outputs of a word task)."""
+    widest = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].ndim)]
+    padded = []
+    for t in tensors:
+        grow = [(0, w - t.shape[d + 1]) for d, w in enumerate(widest)]
+        padded.append(t if not any(g for _, g in grow) else
+                      torch.nn.functional.pad(t, [x for pair in reversed(grow) for x in pair], value=pad))
+    return torch.cat(padded).numpy()
+
+
 class RunningOutputs(TrainerCallback):
     """The model's outputs on the training batches as the loop trained on them, kept per epoch: training metrics
     without another pass of the tuned backbone over the whole training split (on 16,000 rows that pass cost
@@ -108,7 +120,7 @@ class RunningOutputs(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         if self._outputs:
             epoch = math.ceil((state.epoch or 0.0) - 1e-6)  # a partial epoch (a stop at the budget) counts as one
-            self.epochs[epoch] = (torch.cat(self._outputs).numpy(), torch.cat(self._labels).numpy())
+            self.epochs[epoch] = (padded_concat(self._outputs), padded_concat(self._labels))
         self._outputs, self._labels = [], []
 
     def close(self) -> None:

@@ -31,6 +31,10 @@ class WordExamples(Dataset):
         labels[window.positions] = np.asarray(self.labels[window.sentence])[window.words]
         return {"encoding": {k: v for k, v in window.encoding.items() if k in MODEL_INPUTS}, "label": labels}
 
+    def tokenized(self, backbone) -> WordExamples:
+        """Already tokenised: the windows are built once, when the examples are."""
+        return self
+
     def collator(self, backbone, augmenter=None):
         return WordCollator(backbone)
 
