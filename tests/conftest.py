@@ -128,3 +128,24 @@ def sentiment_csv(tmp_path) -> Path:
     path = tmp_path / "reviews.csv"
     sentiment_frame().to_csv(path, index=False)
     return path
+
+
+def assert_resume_reproduces(backbone_dir, table, tmp_path) -> None:
+    """An lp-ft run crashed after epoch 2 and resumed equals the uninterrupted run: history, every weight (the
+    target scaling buffers and the head included) and the calibration."""
+    import torch
+
+    import graftkit as gk
+
+    settings = {"strategy": "lp-ft", "epochs": 3, "patience": 0, "deterministic": True, "progress": False,
+                "use_cache": False}
+    reference = gk.Graft(str(backbone_dir), checkpoint_dir=tmp_path / "a", **settings).fit(table)
+    with pytest.raises(KeyboardInterrupt):
+        gk.Graft(str(backbone_dir), checkpoint_dir=tmp_path / "b", **settings).fit(
+            table, callbacks=[stop_after_epoch(2)])
+    resumed = gk.Graft(str(backbone_dir), checkpoint_dir=tmp_path / "b", resume=True, **settings).fit(table)
+    assert resumed.training_["resumed_from"] is not None
+    assert resumed.training_["history"] == reference.training_["history"]
+    a, b = model_weights(reference), model_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.calibration_ == reference.calibration_

@@ -464,24 +464,10 @@ def test_minilm_multilabel_on_real_conll_entity_types():
 
 @pytest.mark.parametrize("kind", ["multilabel", "regression"])
 def test_a_crashed_run_of_either_kind_resumes_to_the_uninterrupted_model(tiny_bert_dir, tmp_path, kind, one_thread):
-    import torch
-
-    from conftest import model_weights, stop_after_epoch
+    from conftest import assert_resume_reproduces
 
     frame, label = (tagged_frame(48), "tags") if kind == "multilabel" else (scored_frame(48), "score")
-    table = gk.load_data(frame, label=label)
-    settings = {"strategy": "lp-ft", "epochs": 3, "patience": 0, "deterministic": True, "progress": False,
-                "use_cache": False}
-    reference = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "a", **settings).fit(table)
-    with pytest.raises(KeyboardInterrupt):
-        gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", **settings).fit(
-            table, callbacks=[stop_after_epoch(2)])
-    resumed = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", resume=True, **settings).fit(table)
-    assert resumed.training_["resumed_from"] is not None
-    assert resumed.training_["history"] == reference.training_["history"]
-    a, b = model_weights(reference), model_weights(resumed)
-    assert all(torch.equal(a[k], b[k]) for k in a)  # the target scaling buffers and the head included
-    assert resumed.calibration_ == reference.calibration_
+    assert_resume_reproduces(tiny_bert_dir, gk.load_data(frame, label=label), tmp_path)
 
 
 def test_the_fast_primary_metric_equals_the_summarys():

@@ -338,24 +338,9 @@ def test_learning_curve_counts_labelled_sentences(conll_files, tiny_bert_dir):
 
 
 def test_a_crashed_tagging_run_resumes_to_the_uninterrupted_model(conll_files, tiny_bert_dir, tmp_path, one_thread):
-    import torch
+    from conftest import assert_resume_reproduces
 
-    from conftest import model_weights, stop_after_epoch
-
-    train, _ = conll_files
-    table = gk.load_data(train)
-    settings = {"strategy": "lp-ft", "epochs": 3, "patience": 0, "deterministic": True, "progress": False,
-                "use_cache": False}
-    reference = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "a", **settings).fit(table)
-    with pytest.raises(KeyboardInterrupt):
-        gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", **settings).fit(
-            table, callbacks=[stop_after_epoch(2)])
-    resumed = gk.Graft(str(tiny_bert_dir), checkpoint_dir=tmp_path / "b", resume=True, **settings).fit(table)
-    assert resumed.training_["resumed_from"] is not None
-    assert resumed.training_["history"] == reference.training_["history"]
-    a, b = model_weights(reference), model_weights(resumed)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed.calibration_ == reference.calibration_
+    assert_resume_reproduces(tiny_bert_dir, gk.load_data(conll_files[0]), tmp_path)
 
 
 def test_the_server_answers_a_tagger_with_entities(conll_files, tiny_bert_dir, tmp_path):
