@@ -222,8 +222,8 @@ CASES = [
     Case("multilabel-one-label", write("reviews.csv", TAG_LINES.replace("neg", "pos")),
          (*FIT, "--task", "multilabel-classification"), r"a multi-label target needs at least two labels"),
     Case("unknown-task", reviews(), (*FIT, "--task", "ranking"), r"argument --task: invalid choice: 'ranking'"),
-    Case("token-classification-not-built-yet", reviews(), (*FIT, "--task", "token-classification"),
-         r"task 'token-classification' is not available yet"),
+    Case("token-classification-of-a-class-column", reviews(), (*FIT, "--task", "token-classification"),
+         r"row 1, column 'label': 1 tags for \d+ words; give one tag per word"),
     Case("label-and-labels", reviews(), (*FIT, "--label", "label", "--labels", "a", "b"),
          r"give --label COLUMN .* or --labels A B C .*not both"),
     # ---- text that is not text, headers that repeat -------------------------------------------------------

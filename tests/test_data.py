@@ -115,11 +115,11 @@ def test_dataframe_reader(tmp_path):
 
 
 def test_text_column_inferred_as_longest_string_column():
-    frame = pd.DataFrame({"code": ["x1", "y2"], "words": ["a long sentence here", "another long sentence"],
+    frame = pd.DataFrame({"code": ["x1", "y2"], "blurb": ["a long sentence here", "another long sentence"],
                           "label": ["a", "b"]})
     table = load_data(frame)
-    assert table.input_column == "words"
-    assert table.explanation[-1] == ("text column: 'words' (the string column with the longest values; "
+    assert table.input_column == "blurb"
+    assert table.explanation[-1] == ("text column: 'blurb' (the string column with the longest values; "
                                      "override with --text)")
 
 

@@ -28,9 +28,9 @@ def _count_feature_passes(monkeypatch) -> list[int]:
     calls: list[int] = []
     original = gk.Graft.features
 
-    def features(self, table):
+    def features(self, table, *args, **kwargs):
         calls.append(len(table))
-        return original(self, table)
+        return original(self, table, *args, **kwargs)
 
     monkeypatch.setattr(gk.Graft, "features", features)
     return calls

@@ -397,7 +397,7 @@ def test_kill_9_then_resume_gives_the_same_model(tiny_bert_dir, sentiment_csv, t
     ({"learning_rate": 0}, "--learning-rate"), ({"learning_rate": -1e-3}, "--learning-rate"),
     ({"backbone_lr_ratio": 0}, "--backbone-lr-ratio"), ({"layer_decay": 1.5}, "--layer-decay"),
     ({"epochs": 0}, "--epochs"), ({"warmup": 1.0}, "--warmup"), ({"lr_schedule": "step"}, "--lr-schedule"),
-    ({"metric": "f1"}, "--metric"), ({"l2_sp": -1}, "--l2-sp"), ({"grad_accumulation": 0}, "--grad-accumulation"),
+    ({"metric": "bleu"}, "--metric"), ({"l2_sp": -1}, "--l2-sp"), ({"grad_accumulation": 0}, "--grad-accumulation"),
     ({"val_size": 1.0}, "--val-size"), ({"layers": 0}, "--layers"), ({"layers": "two"}, "--layers"),
     ({"learning_rate": float("nan")}, "--learning-rate"), ({"deterministic": "yes"}, "--deterministic"),
 ])

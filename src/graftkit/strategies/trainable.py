@@ -62,7 +62,8 @@ class TrainableConfig(StrategyConfig):
         "help": "early stopping: epochs without improvement of the validation metric; 0 = off"})
     metric: str | None = field(default=None, metadata={
         "help": "validation metric for early stopping and the best checkpoint (default: the task's primary one: "
-                "accuracy, micro_f1 for multi-label, r2 for regression); any metric of the task, or loss"})
+                "accuracy, micro_f1 for multi-label, r2 for regression, f1 for token classification, wer for speech "
+                "recognition); any metric of the task, or loss"})
     l2_sp: float = field(default=0.0, metadata={
         "help": "L2-SP strength: penalise the distance to the pretrained weights (Li et al. 2018); 0 = off"})
     deterministic: bool = field(default=False, metadata={
