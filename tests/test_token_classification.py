@@ -357,3 +357,13 @@ def test_the_server_answers_a_tagger_with_entities(conll_files, tiny_bert_dir, t
     assert answer.status_code == 200, answer.text
     record = answer.json()["predictions"][0]
     assert record["tags"] == "O B-PER O" and json.loads(record["entities"])[0]["text"] == "great"
+
+
+def test_a_word_the_tokenizer_drops_reads_as_unknown(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    assert tokenizer.tokenize("\u200b") == []  # a zero-width space gives no token at all
+    window = word_windows(tokenizer, [["good", "\u200b", "movie"]], max_length=16)[0]
+    assert window.words == [0, 1, 2] and len(set(window.positions)) == 3
+    assert tokenizer.convert_ids_to_tokens(window.encoding["input_ids"][window.positions[1]]) == tokenizer.unk_token

@@ -46,11 +46,16 @@ def _first_positions(word_ids: list) -> dict[int, int]:
     return first
 
 
-def _readable(tokenizer, words: list[str]) -> list[str]:
-    """Words the tokenizer turns into no token at all (a zero-width space, a control character) read as its
-    unknown token, so every word has a first sub-token."""
-    unknown = tokenizer.unk_token or "?"
-    return [w if tokenizer.tokenize(w) else unknown for w in words]
+def _encode_readable(tokenizer, words: list[str]) -> tuple[list[str], dict, list]:
+    """The sentence encoded once; words the tokenizer turned into no token at all (a zero-width space, a control
+    character) are read as its unknown token and the sentence encoded again, so every word has a first sub-token."""
+    encoding, word_ids = _encode(tokenizer, words)
+    seen = set(word_ids)
+    if len(seen - {None}) < len(words):
+        unknown = tokenizer.unk_token or "?"
+        words = [w if i in seen else unknown for i, w in enumerate(words)]
+        encoding, word_ids = _encode(tokenizer, words)
+    return words, encoding, word_ids
 
 
 def plan(counts: list[int], budget: int, stride: int) -> list[tuple[int, int, int, int]]:
@@ -84,8 +89,7 @@ def word_windows(tokenizer, sentences: list[list[str]], max_length: int, stride:
     ``max_length`` sub-tokens with the special tokens."""
     windows: list[Window] = []
     for s, words in enumerate(sentences):
-        words = _readable(tokenizer, [str(w) for w in words])
-        encoding, word_ids = _encode(tokenizer, words)
+        words, encoding, word_ids = _encode_readable(tokenizer, [str(w) for w in words])
         if len(encoding["input_ids"]) <= max_length:
             first = _first_positions(word_ids)
             windows.append(Window(s, encoding, [first[w] for w in range(len(words))], list(range(len(words)))))

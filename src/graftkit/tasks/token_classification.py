@@ -63,7 +63,8 @@ def item_words(value, where: str) -> tuple[list[str], list[tuple[int, int]], str
     given = _as_list(value, where)
     if given is not None:
         if not all(isinstance(w, str) and w != "" for w in given):
-            raise DataError(f"{where}: every word must be a non-empty string; got {given!r:.80}")
+            raise DataError(f"{where}: every word must be a non-empty string; got {given!r:.80}; fix the words or "
+                            "drop the row")
         text, offsets = joined(given)
         words = given
     else:
@@ -306,8 +307,7 @@ class TokenClassification(Task):
         tags = flat(y).astype(np.int64)
         present = np.unique(tags)
         ids = np.searchsorted(present, tags)
-        chosen = C if C is not None else choose_C(features, ids, max_iter=max_iter, seed=seed,
-                                                  **{k: v for k, v in options.items() if k != "max_cv_rows"})
+        chosen = C if C is not None else choose_C(features, ids, max_iter=max_iter, seed=seed, **options)
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=chosen, max_iter=max_iter, random_state=seed).fit(features, ids)
