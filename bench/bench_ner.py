@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
