@@ -104,3 +104,50 @@ def test_text_is_tokenised_once_per_run_and_batches_are_unchanged(tiny_bert_dir,
     gk.Graft(str(tiny_bert_dir), strategy="finetune", epochs=2, val_size=0.25, use_cache=False, **FAST).fit(train)
     # whole splits at once, never one batch per step; the 2 are the layer probe's sample before training
     assert [n for n in sizes if n <= FAST["batch_size"]] == [2] and len(sizes) < 8
+
+
+def _deadline_rank(rank: int, init: str, past: bool, results) -> None:
+    import types
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        deadline = Deadline(time.monotonic() + (-1.0 if past else 3600.0))
+        stops = []
+        for step in range(3):
+            control = types.SimpleNamespace(should_training_stop=False)
+            state = types.SimpleNamespace(epoch=step / 3, global_step=step + 1)
+            deadline.on_step_begin(None, state, control)
+            deadline.on_step_end(None, state, control)
+            stops.append(control.should_training_stop)
+        results.put((rank, stops))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_deadline_is_one_decision_across_data_parallel_processes(tmp_path):
+    """Only rank 0 is past its deadline; rank 1 must stop at the same step, or it would wait in the next
+    gradient all-reduce forever."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    init = f"file://{tmp_path / 'rendezvous'}"
+    workers = [context.Process(target=_deadline_rank, args=(rank, init, rank == 0, results)) for rank in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    stops = dict(results.get(timeout=5) for _ in workers)
+    assert stops == {0: [True, False, False], 1: [True, False, False]}  # stopped once, at the first step, together
+
+
+def test_without_data_parallel_the_deadline_is_local():
+    import types
+
+    deadline = Deadline(time.monotonic() - 1.0)
+    control = types.SimpleNamespace(should_training_stop=False)
+    deadline.on_step_end(None, types.SimpleNamespace(epoch=0.0, global_step=1), control)
+    assert control.should_training_stop and deadline.stopped.startswith("stopped at the time budget")

@@ -11,6 +11,7 @@ import torch
 from transformers import ProgressCallback, TrainerCallback
 
 from graftkit.training.checkpoints import seal_checkpoint
+from graftkit.training.distributed import any_process
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,9 @@ class Deadline(TrainerCallback):
     """Stops training cleanly when the next step would run past ``deadline`` (a ``time.monotonic()`` value),
     keeping back the time of one evaluation and checkpoint (measured on the last one; ``eval_s`` before the first):
     the Trainer then evaluates and saves the partial epoch and restores the best checkpoint so far, as at any
-    epoch end. ``control.should_training_stop`` is the Trainer's public way to end a run early."""
+    epoch end. ``control.should_training_stop`` is the Trainer's public way to end a run early. Under torchrun
+    the decision is taken together (``any_process``): every process stops at the same step once one would run
+    past its deadline, so no process waits in a collective the others never reach."""
 
     def __init__(self, deadline: float, eval_s: float = 0.0):
         self.deadline = deadline
@@ -147,7 +150,7 @@ class Deadline(TrainerCallback):
         now = time.monotonic()
         if self._step_started is not None:
             self._step_s = max(self._step_s * 0.8, now - self._step_started)  # a recent, cautious step time
-        if self.stopped is None and now + self._step_s + self.eval_s >= self.deadline:
+        if self.stopped is None and any_process(now + self._step_s + self.eval_s >= self.deadline):
             self.stopped = (f"stopped at the time budget after {state.epoch or 0:.2f} epochs (step "
                             f"{state.global_step}); the best checkpoint so far is kept")
             logger.warning("%s", self.stopped)
