@@ -122,6 +122,31 @@ def test_decoder_only_trains_the_decoder_blocks_and_round_trips(tiny_whisper, tm
     assert loaded.evaluate(_table(frame))["wer"] == result["wer"]
 
 
+def test_crash_then_resume_continues_from_the_sealed_checkpoint(tiny_whisper, tmp_path):
+    """The engine's run directory: identity file, sealed checkpoints, resume equal to the uninterrupted run."""
+    from conftest import stop_after_epoch
+
+    from graftkit.training.checkpoints import RUN_FILE, SEAL
+
+    table = _table(_clips(tmp_path / "clips"))
+    params = {"epochs": 3, "val_size": 0.34, "deterministic": True}
+    reference = _graft(tiny_whisper, "decoder-only", checkpoint_dir=tmp_path / "a", **params).fit(table)
+    with pytest.raises(KeyboardInterrupt):
+        _graft(tiny_whisper, "decoder-only", checkpoint_dir=tmp_path / "b", **params).fit(
+            table, callbacks=[stop_after_epoch(1)])
+    assert (tmp_path / "b" / RUN_FILE).is_file()
+    assert [(c / SEAL).is_file() for c in (tmp_path / "b").glob("checkpoint-*")] == [True]
+    with pytest.raises(ConfigError, match="belongs to another run"):  # other settings: not this run's directory
+        _graft(tiny_whisper, "decoder-only", checkpoint_dir=tmp_path / "b", resume=True,
+               **{**params, "learning_rate": 1e-3}).fit(table)
+    resumed = _graft(tiny_whisper, "decoder-only", checkpoint_dir=tmp_path / "b", resume=True, **params).fit(table)
+    assert resumed.training_["resumed_from"].endswith("checkpoint-1")  # 3 training clips, batch 3: a step an epoch
+    assert [r["train_loss"] for r in resumed.training_["history"]] == pytest.approx(
+        [r["train_loss"] for r in reference.training_["history"]], rel=1e-5)
+    a, b = _state(reference.backbone_.model, "model.decoder."), _state(resumed.backbone_.model, "model.decoder.")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def test_lora_artifact_holds_only_the_decoder_adapter(tiny_whisper, tmp_path):
     frame = _clips(tmp_path / "clips")
     graft = _graft(tiny_whisper, "lora", learning_rate=5e-2)

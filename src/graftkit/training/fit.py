@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from graftkit.errors import ConfigError, DataError, GraftkitError
@@ -71,6 +72,30 @@ def _after_failure(run_dir: Path, created: bool, crashed: bool) -> None:
                        "(resume=True)", run_dir, run_dir)
 
 
+@contextmanager
+def training_run(graft, backbone, strategy, task, train, val):
+    """The run directory of one training run, as ``(directory, checkpoint to resume from or None)``: its identity
+    (backbone, strategy, seed, data, processes) written, or checked when resuming; only sealed checkpoints are
+    resumed from. A temporary directory is removed afterwards; after a failure the user is told where the complete
+    epochs are, and a directory this run created and never checkpointed into is removed."""
+    identity = {"format": 1, "backbone": backbone.fingerprint(), "strategy": strategy.to_dict(), "seed": graft.seed,
+                "batch_size": graft.batch_size, "task": task.to_dict(), "train_data": train.fingerprint(),
+                "validation_data": None if val is None else val.fingerprint(), "processes": world_size()}
+    run_dir, temporary = _run_directory(graft)
+    prepared = False
+    try:
+        resume_from = prepare_run(run_dir, identity, resume=graft.resume, main_process=is_main_process())
+        prepared = True
+        yield run_dir, resume_from
+    except BaseException as exc:
+        if prepared and not temporary:
+            _after_failure(run_dir, created=not graft.resume, crashed=not isinstance(exc, GraftkitError))
+        raise
+    finally:
+        if temporary:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()) -> tuple:
     """Fine-tune ``graft``'s backbone and a new output layer for ``task`` on ``table`` as ``strategy`` says (sets
     the fitted head and records); returns ``(train, validation or None, how the validation rows were chosen, the
@@ -94,29 +119,16 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
         standardize = fitted.arrays["mean"], fitted.arrays["scale"]
         probe = fitted.info
     features_s = round(time.perf_counter() - features_started, 3)
-    identity = {"format": 1, "backbone": backbone.fingerprint(), "strategy": strategy.to_dict(), "seed": graft.seed,
-                "batch_size": graft.batch_size, "task": task.to_dict(), "train_data": train.fingerprint(),
-                "validation_data": None if val is None else val.fingerprint(), "processes": world_size()}
-    run_dir, temporary = _run_directory(graft)
-    prepared = False
     try:
-        resume_from = prepare_run(run_dir, identity, resume=graft.resume, main_process=is_main_process())
-        prepared = True
-        model, result = train_model(
-            backbone, strategy, task, train=examples(train, y_train, task, backbone),
-            validation=None if val is None else examples(val, y_val, task, backbone), batch_size=graft.batch_size,
-            seed=graft.seed,
-            device=graft.device, run_dir=run_dir,
-            resume_from=resume_from, progress=graft.progress, head_init=head_init, standardize=standardize,
-            callbacks=list(callbacks))
-    except BaseException as exc:
+        with training_run(graft, backbone, strategy, task, train, val) as (run_dir, resume_from):
+            model, result = train_model(
+                backbone, strategy, task, train=examples(train, y_train, task, backbone),
+                validation=None if val is None else examples(val, y_val, task, backbone), batch_size=graft.batch_size,
+                seed=graft.seed, device=graft.device, run_dir=run_dir, resume_from=resume_from,
+                progress=graft.progress, head_init=head_init, standardize=standardize, callbacks=list(callbacks))
+    except BaseException:
         graft.backbone_ = None  # its weights may be half-trained: reload the pretrained ones next time
-        if prepared and not temporary:
-            _after_failure(run_dir, created=not graft.resume, crashed=not isinstance(exc, GraftkitError))
         raise
-    finally:
-        if temporary:
-            shutil.rmtree(run_dir, ignore_errors=True)
     graft.adaptation_ = model.adaptation  # parameter-efficient strategies: what the artifact saves
     graft.finetuned_ = True  # from here on, features come from the fine-tuned backbone, never from the cache
     weight, bias = model.export_head()
@@ -126,7 +138,7 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
                        "train_rows": len(train), "linear_probe": probe,
                        "head_input": "pooled features standardised by the pretrained features' mean and std on the "
                                      "training split (folded into head.safetensors)",
-                       "checkpoint_dir": None if temporary else str(run_dir.absolute()),
+                       "checkpoint_dir": None if graft.checkpoint_dir is None else str(run_dir.absolute()),
                        **({"adaptation": model.adaptation.describe()} if model.adaptation is not None else {})}
     graft.timings_ = {"features_s": features_s, "train_s": result.seconds,
                       "fit_s": round(time.perf_counter() - started, 3)}

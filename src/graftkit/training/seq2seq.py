@@ -21,8 +21,6 @@ name) or ``adapter/`` (``PeftModel.save_pretrained``).
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,8 +31,9 @@ from torch.utils.data import Dataset
 from graftkit.errors import ArtifactError, ConfigError
 from graftkit.tasks.speech_recognition import GenerationHead
 from graftkit.training.augment import augmenter_for
-from graftkit.training.callbacks import AugmentEpoch, LoggingProgress, QuietLog
-from graftkit.training.fit import validation_split
+from graftkit.training.callbacks import AugmentEpoch, Deadline, LoggingProgress, QuietLog, SealCheckpoints
+from graftkit.training.checkpoints import stopped_at
+from graftkit.training.fit import training_run, validation_split
 
 logger = logging.getLogger(__name__)
 
@@ -209,23 +208,7 @@ def _compute_metrics(task, tokenizer):
     return compute
 
 
-def _run_dir(graft) -> tuple[Path, bool]:
-    if graft.checkpoint_dir is not None:
-        return Path(graft.checkpoint_dir), False
-    if graft.resume:
-        raise ConfigError("resume=True needs checkpoint_dir, the directory of the run to continue (--resume DIR)")
-    return Path(tempfile.mkdtemp(prefix="graftkit-seq2seq-")), True
-
-
 def _train(graft, backbone, task, strategy, train, y_train, val, y_val, max_new_tokens, callbacks) -> dict:
-    from transformers import (
-        EarlyStoppingCallback,
-        PrinterCallback,
-        ProgressCallback,
-        Seq2SeqTrainer,
-        Seq2SeqTrainingArguments,
-    )
-
     started = time.perf_counter()
     metric = task.check_engine_metric(strategy.metric)
     plan = prepare_trainable(backbone, strategy)
@@ -236,25 +219,43 @@ def _train(graft, backbone, task, strategy, train, y_train, val, y_val, max_new_
         train_examples.states = encoder_states(backbone, train_examples, graft.batch_size)
     collator = SpeechCollator(backbone, augmenter)
     val_examples = None if val is None else SpeechExamples(val, y_val, backbone)
-    run_dir, temporary = _run_dir(graft)
+    with training_run(graft, backbone, strategy, task, train, val) as (run_dir, resume_from):
+        return _run_trainer(graft, backbone, task, strategy, plan, metric, max_new_tokens, callbacks, started,
+                            train_examples, val_examples, collator, augmenter, cached, run_dir, resume_from)
+
+
+def _run_trainer(graft, backbone, task, strategy, plan, metric, max_new_tokens, callbacks, started,
+                 train_examples, val_examples, collator, augmenter, cached, run_dir, resume_from) -> dict:
+    from transformers import (
+        EarlyStoppingCallback,
+        PrinterCallback,
+        ProgressCallback,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+    )
+
     validate = val_examples is not None
+    stopped = stopped_at(resume_from) if resume_from else None  # early stopping had already ended the run
     on_cuda = torch.device(graft.device).type == "cuda"
     args = Seq2SeqTrainingArguments(
         output_dir=str(run_dir), per_device_train_batch_size=graft.batch_size,
-        per_device_eval_batch_size=graft.batch_size, num_train_epochs=strategy.epochs,
+        per_device_eval_batch_size=graft.batch_size, num_train_epochs=stopped or strategy.epochs,
         learning_rate=strategy.learning_rate,
         lr_scheduler_type={"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[
             strategy.lr_schedule],
         warmup_steps=strategy.warmup, weight_decay=strategy.weight_decay, max_grad_norm=strategy.max_grad_norm,
         gradient_accumulation_steps=strategy.grad_accumulation, eval_strategy="epoch" if validate else "no",
-        save_strategy="epoch" if validate else "no", save_only_model=True, save_total_limit=1,
+        save_strategy="epoch" if validate else "no", save_total_limit=1,
+        # a run the user can resume (checkpoint_dir) keeps the optimiser, scheduler and RNG states with the
+        # weights; a temporary one only needs the weights, for the best epoch restored at the end
+        save_only_model=graft.checkpoint_dir is None,
         logging_strategy="epoch", load_best_model_at_end=validate, metric_for_best_model=metric if validate else None,
         greater_is_better=task.metric_improves(metric) if validate else None, predict_with_generate=True,
         generation_max_length=max_new_tokens + 4, full_determinism=strategy.deterministic, seed=graft.seed,
         data_seed=graft.seed, use_cpu=not on_cuda, report_to="none", disable_tqdm=not graft.progress,
         remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=0)
     optimizer = torch.optim.AdamW(plan["groups"], lr=strategy.learning_rate, weight_decay=strategy.weight_decay)
-    ours = [AugmentEpoch(collator)] if augmenter is not None else []
+    ours = [SealCheckpoints()] + ([AugmentEpoch(collator)] if augmenter is not None else [])
     if validate and strategy.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
     trainer = Seq2SeqTrainer(model=backbone.model, args=args, data_collator=collator,
@@ -266,12 +267,9 @@ def _train(graft, backbone, task, strategy, train, y_train, val, y_val, max_new_
     trainer.add_callback(LoggingProgress() if graft.progress else QuietLog())
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        resume = graft.resume and any(run_dir.glob("checkpoint-*"))
-        trainer.train(resume_from_checkpoint=True if resume else None)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         torch.use_deterministic_algorithms(deterministic)
-        if temporary:
-            shutil.rmtree(run_dir, ignore_errors=True)
     backbone.model.eval()
     trained = sum(p.numel() for g in plan["groups"] for p in g["params"])
     _freeze(backbone.model)
@@ -285,7 +283,9 @@ def _train(graft, backbone, task, strategy, train, y_train, val, y_val, max_new_
             "parameters": {"trainable": int(trained), "total": int(total), "share": round(trained / total, 6)},
             "history": history, "epochs_run": len(history), "metric": metric,
             "encoder_outputs_cached": cached, "augmentation": augmenter.describe() if augmenter else None,
-            "checkpoint_dir": None if temporary else str(run_dir.absolute()),
+            "checkpoint_dir": None if graft.checkpoint_dir is None else str(run_dir.absolute()),
+            "resumed_from": str(resume_from) if resume_from else None,
+            "stopped": next((c.stopped for c in callbacks if isinstance(c, Deadline) and c.stopped), None),
             "seconds": round(time.perf_counter() - started, 3)}
 
 
