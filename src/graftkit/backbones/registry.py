@@ -103,7 +103,8 @@ def _weights_bytes(path: Path) -> int:
 def installed_backbones(modality: str) -> list[dict]:
     """The backbones ready on this machine that read ``modality`` (``graftkit models``' sources: installed packages
     and the Hugging Face cache's newest snapshots), cheapest first by the size of their weights (a forward pass
-    costs in proportion to the parameters). Each: ``{"name", "source", "bytes"}``."""
+    costs in proportion to the parameters). Each: ``{"name", "source", "family", "bytes"}`` (an image-text model is
+listed under both modalities; its family takes the tower that reads the data)."""
     from graftkit.backbones.sources import PACKAGED
 
     found = []
@@ -116,7 +117,8 @@ def installed_backbones(modality: str) -> list[dict]:
             logger.warning("backbone package %s is installed but unusable (%s); skipping it", entry.name, exc)
             continue
         if modality in _modalities_of(path, entry.family):
-            found.append({"name": entry.name, "source": "package", "bytes": _weights_bytes(path)})
+            found.append({"name": entry.name, "source": "package", "family": entry.family,
+                          "bytes": _weights_bytes(path)})
     try:
         from huggingface_hub import scan_cache_dir
 
@@ -125,6 +127,8 @@ def installed_backbones(modality: str) -> list[dict]:
         repos = []
     for repo in repos:
         newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
-        if newest is not None and modality in _modalities_of(Path(newest.snapshot_path), None):
-            found.append({"name": repo.repo_id, "source": "hub-cache", "bytes": _weights_bytes(Path(newest.snapshot_path))})
+        snapshot = Path(newest.snapshot_path) if newest is not None else None
+        if snapshot is not None and modality in _modalities_of(snapshot, None):
+            found.append({"name": repo.repo_id, "source": "hub-cache", "family": family_of(snapshot),
+                          "bytes": _weights_bytes(snapshot)})
     return sorted(found, key=lambda c: (c["bytes"], c["name"]))
