@@ -288,19 +288,21 @@ def test_finetune_and_lp_ft_train_the_tower_and_reload(clip_dir, tmp_path):
         np.testing.assert_allclose(reloaded.predict_proba(images), model.predict_proba(images), atol=1e-5)
 
 
-def test_lora_adapts_only_the_chosen_tower(model_dir, tmp_path):
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_lora_adapts_only_the_chosen_tower(model_dir, modality, tmp_path):
     kind, folder = model_dir
-    texts = gk.load_data(sentiment_frame(32), text="text", label="label")
-    model = gk.Graft(str(folder), strategy="lora", epochs=1, learning_rate=0.02, use_cache=False, **FAST).fit(texts)
-    targets = model.adaptation_.targets if hasattr(model.adaptation_, "targets") else model.adaptation_["targets"]
-    assert targets and all(t.endswith(("q_proj", "v_proj")) for t in targets)
-    names = [n for n, _ in model.backbone_.model.named_modules()]
-    assert not any("vision" in n or "visual" in n for n in names)  # the text tower alone was adapted
+    table = (gk.load_data(_image_folder(tmp_path / "shapes", n=6)) if modality == "image"
+             else gk.load_data(sentiment_frame(32), text="text", label="label"))
+    model = gk.Graft(str(folder), strategy="lora", epochs=1, learning_rate=0.02, use_cache=False, **FAST).fit(table)
+    assert model.backbone_.modality == modality
+    targets = model.adaptation_.targets
+    assert len(targets) == 2 * 2 and all(t.endswith(("self_attn.q_proj", "self_attn.v_proj")) for t in targets)
+    other = ("text_model", "text_projection") if modality == "image" else ("vision", "visual")
+    assert not any(part in n for n, _ in model.backbone_.model.named_modules() for part in other)  # one tower only
     out = model.save(tmp_path / "lora")
     assert (out / "adapter" / "adapter_model.safetensors").is_file() and not (out / "backbone").exists()
     reloaded = gk.load(out, use_cache=False, progress=False)
-    np.testing.assert_allclose(reloaded.predict_proba(texts), model.predict_proba(texts), atol=1e-5)
-
+    np.testing.assert_allclose(reloaded.predict_proba(table), model.predict_proba(table), atol=1e-5)
 
 def test_hub_id_from_the_cache_is_listed_for_both_modalities(clip_dir, tmp_path, monkeypatch, capsys):
     """The real Hub path: a CLIP snapshot in the cache layout loads offline by its Hub id, and `graftkit models` /
@@ -334,3 +336,21 @@ def test_hub_id_from_the_cache_is_listed_for_both_modalities(clip_dir, tmp_path,
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert next(r for r in rows if r["name"] == "acme/tiny-clip")["family"] == "hf-clip"
+
+
+def test_cli_tower_and_features_flags(clip_dir, tmp_path, capsys):
+    import json
+
+    from graftkit.cli.main import main
+
+    folder = _image_folder(tmp_path / "shapes", n=6)
+    out = tmp_path / "model"
+    assert main(["fit", str(folder), "--backbone", str(clip_dir), "--clip-features", "pooled", "--test-size", "0",
+                 "--no-calibration", "-o", str(out)]) == 0
+    settings = json.loads((out / "manifest.json").read_text())["backbone"]["settings"]
+    assert settings == {"tower": "vision", "features": "pooled", "normalize": False}
+    capsys.readouterr()
+    assert main(["fit", str(folder), "--backbone", str(clip_dir), "--tower", "text", "--test-size", "0",
+                 "-o", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds image, but backbone" in err and "reads text" in err and len(err.splitlines()) == 1
