@@ -354,3 +354,16 @@ def test_cli_tower_and_features_flags(clip_dir, tmp_path, capsys):
                  "-o", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err.strip()
     assert "holds image, but backbone" in err and "reads text" in err and len(err.splitlines()) == 1
+
+
+def test_scratch_baseline_reinitialises_the_tower_that_reads_the_data(clip_dir, monkeypatch):
+    from graftkit.evaluation import transfer
+
+    texts = gk.load_data(sentiment_frame(24), text="text", label="label")
+    model = gk.Graft(str(clip_dir), progress=False, calibrate=False).fit(texts)
+    drawn = []
+    real = transfer.reinitialise
+    monkeypatch.setattr(transfer, "reinitialise", lambda module, seed: (drawn.append(type(module).__name__),
+                                                                        real(module, seed))[1])
+    transfer.scratch_baseline(model, texts, texts)
+    assert drawn == ["CLIPTextModelWithProjection"]
