@@ -241,7 +241,6 @@ def test_family_is_listed_for_both_modalities(clip_dir, siglip_dir, tiny_vit_dir
     assert family_of(tiny_vit_dir) == "hf-vision"
     assert set(_modalities_of(clip_dir, None)) == {"image", "text"}
     assert _modalities_of(tiny_vit_dir, None) == ("image",)
-    assert all(isinstance(c["name"], str) for c in installed_backbones("text"))
 
 
 # -- fitting: the tower follows the table ----------------------------------------------------------------------
@@ -250,7 +249,7 @@ FAST = {"batch_size": 8, "progress": False, "patience": 0, "val_size": 0.0, "cal
 
 
 def test_probe_on_images_and_on_text_picks_the_tower(model_dir, tmp_path):
-    kind, folder = model_dir
+    _, folder = model_dir
     images = gk.load_data(_image_folder(tmp_path / "shapes"))
     train, test = images.split(test_size=0.25, seed=0)
     model = gk.Graft(str(folder), progress=False).fit(train)
@@ -275,13 +274,11 @@ def test_finetune_and_lp_ft_train_the_tower_and_reload(clip_dir, tmp_path):
     images = gk.load_data(_image_folder(tmp_path / "shapes", n=6))
     for strategy in ("finetune", "lp-ft"):
         model = gk.Graft(str(clip_dir), strategy=strategy, epochs=1, use_cache=False, **FAST).fit(images)
-        groups = [g["name"] for g in model.training_["optimizer_groups"]] if "optimizer_groups" in model.training_ \
-            else []
         assert model.parameter_counts()["trainable"] > 0
         pretrained = load_backbone(str(clip_dir)).model.state_dict()
         tuned = model.backbone_.model.state_dict()
         assert set(tuned) == set(pretrained)  # the vision tower alone: no text weights ride along
-        assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned), groups
+        assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned)
         out = model.save(tmp_path / strategy)
         assert (out / "backbone" / "config.json").is_file()
         reloaded = gk.load(out, use_cache=False, progress=False)
@@ -290,7 +287,7 @@ def test_finetune_and_lp_ft_train_the_tower_and_reload(clip_dir, tmp_path):
 
 @pytest.mark.parametrize("modality", ["image", "text"])
 def test_lora_adapts_only_the_chosen_tower(model_dir, modality, tmp_path):
-    kind, folder = model_dir
+    _, folder = model_dir
     table = (gk.load_data(_image_folder(tmp_path / "shapes", n=6)) if modality == "image"
              else gk.load_data(sentiment_frame(32), text="text", label="label"))
     model = gk.Graft(str(folder), strategy="lora", epochs=1, learning_rate=0.02, use_cache=False, **FAST).fit(table)
@@ -312,7 +309,7 @@ def test_hub_id_from_the_cache_is_listed_for_both_modalities(clip_dir, tmp_path,
     import shutil
 
     import huggingface_hub
-    import huggingface_hub.constants as constants
+    from huggingface_hub import constants
 
     from graftkit.cli.main import main
 
