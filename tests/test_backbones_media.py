@@ -38,16 +38,15 @@ def convnext_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory) -> Path:
-    """A full (vision + text) CLIP: the image family takes its vision tower."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    """A vision-only CLIP checkpoint (``clip_vision_model``): the image family reads it; a full two-tower CLIP is
+    the hf-clip family's (tests/test_clip.py)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     folder = tmp_path_factory.mktemp("tiny-clip")
     torch.manual_seed(0)
-    tower = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    config = CLIPConfig(vision_config=dict(tower, image_size=32, patch_size=8), projection_dim=16,
-                        text_config=dict(tower, vocab_size=100, max_position_embeddings=16, bos_token_id=0,
-                                         eos_token_id=1, pad_token_id=1))
-    CLIPModel(config).save_pretrained(folder)
+    config = CLIPVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                              image_size=32, patch_size=8)
+    CLIPVisionModel(config).save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
 
@@ -182,12 +181,12 @@ def test_vision_case_table(model_type, tmp_path):
 
 
 def test_vision_clip_tower_matches_clip_model(clip_dir):
-    from transformers import CLIPModel
+    from transformers import CLIPVisionModel
 
     backbone = load_backbone(str(clip_dir))
     batch = backbone.preprocess([_image(RED, 0), _image(BLUE, 1)])
     with torch.inference_mode():
-        expected = CLIPModel.from_pretrained(clip_dir).vision_model(**batch).pooler_output
+        expected = CLIPVisionModel.from_pretrained(clip_dir)(**batch).pooler_output
     assert torch.allclose(_embed(backbone, [_image(RED, 0), _image(BLUE, 1)]), expected, atol=1e-6)
 
 

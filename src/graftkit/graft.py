@@ -131,7 +131,7 @@ class Graft:
 
     def check_modality(self, table: Table):
         """The loaded backbone, after checking that it reads what the table's input column holds."""
-        backbone = self.loaded_backbone()
+        backbone = self.backbone_ = self.loaded_backbone().for_modality(table.modality)  # two towers: the one for it
         if table.modality != backbone.modality:
             raise DataError(f"{table.source}: the input column {table.input_column!r} holds {table.modality}, but "
                             f"backbone {self.backbone!r} reads {backbone.modality}; pick a {backbone.modality} "

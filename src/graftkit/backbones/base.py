@@ -9,10 +9,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from graftkit.errors import ConfigError
+from graftkit.errors import BackboneError, ConfigError
 
 
 @dataclass
@@ -79,6 +80,17 @@ class Backbone(ABC):
         """The pretraining classifier that maps ``embed`` features to source-class logits (e.g. an ImageNet-1k
         layer), or None where the model has none or the features are not what it reads."""
         return None
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Texts embedded into the same space as ``embed``'s outputs (zero-shot: class descriptions against inputs),
+        ``(len(texts), hidden_size)`` float32. Backbones with no such space refuse."""
+        raise BackboneError(f"backbone {self.source.spec!r} ({self.family}) cannot embed text queries into its "
+                            "feature space; zero-shot needs a text backbone or an image-text model (CLIP / SigLIP)")
+
+    def for_modality(self, modality: str) -> Backbone:
+        """The backbone of the same model that reads ``modality``: itself by default (the caller's modality check
+        then names any mismatch); a two-tower image-text model gives the tower for the data unless one was set."""
+        return self
 
     def sort_key(self, item) -> int:
         """Cost proxy for length-sorted batching; the same for every item by default."""

@@ -1,5 +1,6 @@
 """Hugging Face vision encoders: ViT / DeiT / BEiT / DINOv2 (token models), ConvNeXt / Swin / ResNet
-(feature-map models) and the CLIP vision tower, with the model's own image processor (PIL backend).
+(feature-map models) and a vision-only CLIP checkpoint (``clip_vision_model``; a full two-tower CLIP / SigLIP is
+the ``hf-clip`` family's), with the model's own image processor (PIL backend).
 
 ViT: Dosovitskiy et al., 2021 (arXiv:2010.11929); DeiT: Touvron et al., 2021 (arXiv:2012.12877);
 BEiT: Bao et al., 2022 (arXiv:2106.08254); DINOv2: Oquab et al., 2023 (arXiv:2304.07193);
@@ -16,35 +17,23 @@ import torch
 from torch import nn
 
 from graftkit.backbones.base import Backbone, BackboneSource, resolve_layer
-from graftkit.backbones.hf_common import encoder_layers, load_hf_model
+from graftkit.backbones.hf_common import encoder_layers, load_hf_model, load_image_processor
 from graftkit.backbones.registry import register_family
 from graftkit.data.media import load_image
-from graftkit.errors import BackboneError, ConfigError
+from graftkit.errors import ConfigError
 
 POOLINGS = ("mean", "cls", "pooler")
-CLIP_TYPES = {"clip", "clip_vision_model"}
+CLIP_TYPES = {"clip_vision_model"}
 # Token models: how many prefix tokens (CLS, DeiT's distillation token) precede the patch tokens.
 PREFIX_TOKENS = {"vit": 1, "vit_msn": 1, "deit": 2, "beit": 1, "data2vec-vision": 1, "dinov2": 1,
-                 "dinov2_with_registers": 1, "clip": 1, "clip_vision_model": 1}
+                 "dinov2_with_registers": 1, "clip_vision_model": 1}
 # Feature-map models: no CLS token; their pooler output is the (normed) global average of the last map.
 MAP_TYPES = {"convnext", "convnextv2", "swin", "swinv2", "resnet", "regnet"}
 # The pooling each architecture's own classifier reads: CLIP projects its post-normed CLS (the pooler),
 # BEiT classifies the normed mean of its patch tokens (the pooler), ViT / DeiT / DINOv2 read the CLS token.
-DEFAULT_POOLING = {"clip": "pooler", "clip_vision_model": "pooler", "beit": "pooler", "data2vec-vision": "pooler"}
+DEFAULT_POOLING = {"clip_vision_model": "pooler", "beit": "pooler", "data2vec-vision": "pooler"}
 # Models whose forward returns a pooler output without a ``pooler`` submodule.
 POOLED_TYPES = CLIP_TYPES | MAP_TYPES | {"dinov2", "dinov2_with_registers"}
-
-
-def _load_processor(source: BackboneSource, trust_remote_code: bool):
-    from transformers import AutoImageProcessor
-
-    try:
-        return AutoImageProcessor.from_pretrained(Path(source.path), backend="pil",
-                                                  trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise BackboneError(f"backbone {source.spec!r} has no usable image processor in {source.path} "
-                            f"({str(exc).splitlines()[0]}); save it beside the model with "
-                            "processor.save_pretrained(DIR)") from None
 
 
 class HFVisionBackbone(Backbone):
@@ -79,7 +68,7 @@ class HFVisionBackbone(Backbone):
         if self.pooling == "pooler" and layer is not None:
             raise ConfigError(f"pooling='pooler' reads the last layer only; with layer={layer} use pooling='mean' "
                               "or 'cls'")
-        self.processor = _load_processor(source, trust_remote_code)
+        self.processor = load_image_processor(source, trust_remote_code)
         sizes = getattr(model.config, "hidden_sizes", None)
         hidden = sizes[-1] if self.model_type in MAP_TYPES and sizes else model.config.hidden_size
         self.layer = None

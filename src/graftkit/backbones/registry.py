@@ -70,18 +70,28 @@ def load_backbone(spec: str, *, revision: str | None = None, trust_remote_code: 
                         f"graftkit family handles ({', '.join(families())})")
 
 
-def _modality_of(source_path: Path, family_hint: str | None) -> str | None:
-    """The modality a model reads: the family's (its claim on ``config.json`` decides, as ``load_backbone`` does)."""
+def _builder_of(source_path: Path, family_hint: str | None):
+    """The build function of the family that reads this model (its claim on ``config.json`` decides, as
+    ``load_backbone`` does), or None."""
     if family_hint and family_hint != "hf":
-        return getattr(_FAMILIES.get(family_hint, (None, None))[1], "modality", None)
+        return _FAMILIES.get(family_hint, (None, None))[1]
     try:
         config = json.loads((source_path / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    for claims, build in _FAMILIES.values():
-        if claims(config):
-            return getattr(build, "modality", None)
-    return None
+    return next((build for claims, build in _FAMILIES.values() if claims(config)), None)
+
+
+def family_of(source_path: Path) -> str | None:
+    """The name of the family that claims the model in ``source_path`` (``graftkit models``), or None."""
+    build = _builder_of(source_path, None)
+    return next((name for name, (_, b) in _FAMILIES.items() if b is build), None) if build else None
+
+
+def _modalities_of(source_path: Path, family_hint: str | None) -> tuple:
+    """The modalities a model reads: its family's (an image-text model's towers read two)."""
+    build = _builder_of(source_path, family_hint)
+    return tuple(getattr(build, "modalities", None) or (getattr(build, "modality", None),))
 
 
 def _weights_bytes(path: Path) -> int:
@@ -93,7 +103,8 @@ def _weights_bytes(path: Path) -> int:
 def installed_backbones(modality: str) -> list[dict]:
     """The backbones ready on this machine that read ``modality`` (``graftkit models``' sources: installed packages
     and the Hugging Face cache's newest snapshots), cheapest first by the size of their weights (a forward pass
-    costs in proportion to the parameters). Each: ``{"name", "source", "bytes"}``."""
+    costs in proportion to the parameters). Each: ``{"name", "source", "family", "bytes"}`` (an image-text model is
+listed under both modalities; its family takes the tower that reads the data)."""
     from graftkit.backbones.sources import PACKAGED
 
     found = []
@@ -105,8 +116,9 @@ def installed_backbones(modality: str) -> list[dict]:
         except Exception as exc:  # noqa: BLE001 - a broken package is not a candidate
             logger.warning("backbone package %s is installed but unusable (%s); skipping it", entry.name, exc)
             continue
-        if _modality_of(path, entry.family) == modality:
-            found.append({"name": entry.name, "source": "package", "bytes": _weights_bytes(path)})
+        if modality in _modalities_of(path, entry.family):
+            found.append({"name": entry.name, "source": "package", "family": entry.family,
+                          "bytes": _weights_bytes(path)})
     try:
         from huggingface_hub import scan_cache_dir
 
@@ -115,6 +127,8 @@ def installed_backbones(modality: str) -> list[dict]:
         repos = []
     for repo in repos:
         newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
-        if newest is not None and _modality_of(Path(newest.snapshot_path), None) == modality:
-            found.append({"name": repo.repo_id, "source": "hub-cache", "bytes": _weights_bytes(Path(newest.snapshot_path))})
+        snapshot = Path(newest.snapshot_path) if newest is not None else None
+        if snapshot is not None and modality in _modalities_of(snapshot, None):
+            found.append({"name": repo.repo_id, "source": "hub-cache", "family": family_of(snapshot),
+                          "bytes": _weights_bytes(snapshot)})
     return sorted(found, key=lambda c: (c["bytes"], c["name"]))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from graftkit.backbones.registry import family_of
 from graftkit.backbones.sources import PACKAGED
 from graftkit.cli.options import emit_json
 
@@ -33,7 +35,9 @@ def available_models() -> list[dict]:
     for repo in sorted(cache.repos, key=lambda r: r.repo_id) if cache else []:
         if repo.repo_type == "model":
             revisions = sorted(r.commit_hash[:12] for r in repo.revisions)
-            rows.append({"name": repo.repo_id, "source": "hub-cache", "family": "hf", "installed": True,
+            newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
+            family = family_of(Path(newest.snapshot_path)) if newest is not None else None
+            rows.append({"name": repo.repo_id, "source": "hub-cache", "family": family or "hf", "installed": True,
                          "where": str(repo.repo_path), "revisions": revisions, "licence": None})
     return rows
 

@@ -133,6 +133,11 @@ def add_backbone_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--audio-window", choices=["clip", "padded"],
                        help="Whisper encoders: run each clip on its own length rounded up to 2 s steps (clip, "
                             "the default: a 1 s clip costs 2 s, not 30 s) or padded to Whisper's 30 s window")
+    group.add_argument("--tower", choices=["vision", "text"],
+                       help="CLIP / SigLIP models: the tower to use (default: the one that reads the input column)")
+    group.add_argument("--clip-features", choices=["projected", "pooled"],
+                       help="CLIP / SigLIP models: embeddings in the shared image-text space (projected, the "
+                            "default) or the tower's pooled state before the projection (pooled)")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="allow a Hub model to run its own Python code (off by default)")
     group.add_argument("--strategy", default="linear-probe", help=f"one of: {', '.join(strategy_names())}")
@@ -194,6 +199,10 @@ def graft_kwargs(args) -> dict:
     options = {"pooling": args.pooling} if args.pooling else {}
     if getattr(args, "audio_window", None):
         options["window"] = args.audio_window
+    if getattr(args, "tower", None):
+        options["tower"] = args.tower
+    if getattr(args, "clip_features", None):
+        options["features"] = args.clip_features
     task = task_kwargs(args) if hasattr(args, "task") else {}
     return {"backbone": args.backbone, "strategy": args.strategy, "batch_size": args.batch_size, "seed": args.seed,
             "cache_dir": args.cache_dir, "use_cache": not args.no_cache, "device": args.device,

@@ -49,7 +49,8 @@ def scratch_baseline(model, train, test, *, strategy=None, seed: int | None = No
     scratch = model.clone(strategy=strategy, seed=seed, use_cache=False, calibrate=False, checkpoint_dir=None,
                           resume=False, task=model.task_.kind)
     started = time.perf_counter()
-    reinitialise(scratch.loaded_backbone().model, seed)
+    train = scratch.as_table(train, require_label=True)
+    reinitialise(scratch.check_modality(train).model, seed)  # the tower that reads the data (an image-text model)
     scratch.fit(train)
     metrics = scratch.evaluate(test, curves=False)
     name = getattr(scratch.strategy_, "name", str(strategy))

@@ -176,7 +176,7 @@ def load_candidates(candidates: list[Candidate], modality: str, source: str, *, 
     one model share its weights and one forward pass. Random candidates get their weights re-drawn."""
     groups: dict[str, list[tuple[Candidate, object]]] = {}
     for candidate in candidates:
-        backbone = _load(candidate)
+        backbone = _load(candidate).for_modality(modality)  # an image-text model: the tower that reads the data
         if backbone.modality != modality:
             raise DataError(f"{source}: the input column holds {modality}, but backbone {candidate.backbone!r} reads "
                             f"{backbone.modality}; rank {modality} backbones on this data (--backbones)")

@@ -48,6 +48,10 @@ DEFAULT_TARGETS = {
     "dinov2": (["query", "value"], ["fc2"], ["fc2"]),
     "clip_vision_model": (["q_proj", "v_proj"], ["fc2"], ["fc2"]),
     "clip": (["q_proj", "v_proj"], ["fc2"], ["fc2"]),
+    # the hf-clip family's towers (peft's own table has no CLIP / SigLIP entry; q_proj / v_proj as for CLIP)
+    "clip_text_model": (["q_proj", "v_proj"], ["fc2"], ["fc2"]),
+    "siglip_vision_model": (["q_proj", "v_proj"], ["fc2"], ["fc2"]),
+    "siglip_text_model": (["q_proj", "v_proj"], ["fc2"], ["fc2"]),
     "convnext": (["pwconv1", "pwconv2"], ["pwconv2"], ["pwconv2"]),
     "wav2vec2": (["q_proj", "v_proj"], ["output_dense"], ["output_dense"]),
     "hubert": (["q_proj", "v_proj"], ["output_dense"], ["output_dense"]),
