@@ -301,8 +301,41 @@ def test_cli_fit_predict_evaluate_and_auto_refusal(tiny_whisper, tmp_path, capsy
     assert main(["fit", str(tmp_path / "train.csv"), "--task", "speech-recognition", "--backbone", str(tiny_whisper),
                  "--label", "transcript", "-o", str(tmp_path / "m2")]) == 2
     assert "--strategy zero-shot" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="auto does not run speech-recognition yet"):
-        gk.auto(_table(frame), backbones=[str(tiny_whisper)], task="speech-recognition")
+    with pytest.raises(ConfigError, match="needs the encoder-decoder models to try"):
+        gk.auto(_table(frame), task="speech-recognition")
+
+
+def test_auto_measures_rung_zero_first_then_adapts_the_decoder(tiny_whisper, tmp_path):
+    frame = _clips(tmp_path / "clips", n=9)
+    test = _clips(tmp_path / "test", n=4)
+    result = gk.auto(_table(frame), backbones=[str(tiny_whisper)], task="speech-recognition", budget="30m",
+                     epochs=1, batch_size=3, val_size=0.34, test=_table(test), output=tmp_path / "auto",
+                     min_gain_per_minute=0)
+    assert [(r["kind"], r["strategy"]) for r in result.rows] == [
+        ("zero-shot", "zero-shot"), ("trainable", "decoder-only"), ("trainable", "lora")]
+    assert [r["status"] for r in result.rows[:2]] == ["ran", "ran"]
+    lora = result.rows[2]  # a decoder-only rung that lost WER stops the escalation, and says so
+    assert lora["status"] == "ran" or "escalation stopped" in lora["reason"]
+    ran = [r for r in result.rows if r["status"] == "ran"]
+    assert all(r["validation"]["score"] == -r["validation"]["wer"] for r in ran)  # lower WER is better
+    best = min(ran, key=lambda r: (r["validation"]["wer"], r["step"]))
+    assert result.chosen is best and result.shipped is best
+    assert all(r["test"] is not None and "score_std" in r["test"] for r in ran)
+    board = json.loads((tmp_path / "auto" / "leaderboard.json").read_text())
+    assert board["chosen_step"] == best["step"] and "val WER" not in board  # plain JSON rows
+    assert "| val wer | val cer |" in (tmp_path / "auto" / "leaderboard.md").read_text()
+    loaded = gk.load(tmp_path / "auto", progress=False)
+    assert loaded.strategy_.name == best["strategy"] and len(loaded.predict(test["audio"].tolist())) == 4
+
+
+def test_auto_skips_the_rungs_a_budget_cannot_hold(tiny_whisper, tmp_path):
+    frame = _clips(tmp_path / "clips", n=6)
+    result = gk.auto(_table(frame), backbones=[str(tiny_whisper)], task="speech-recognition", budget="1s",
+                     epochs=1, batch_size=3, val_size=0.34)
+    assert result.rows[0]["status"] == "ran"  # rung 0 always runs
+    assert [r["status"] for r in result.rows[1:]] == ["skipped", "skipped"]
+    assert all("would not fit the budget" in r["reason"] for r in result.rows[1:])
+    assert result.chosen is result.rows[0]
 
 
 # -- the real model -----------------------------------------------------------------------------------------------

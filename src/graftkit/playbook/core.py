@@ -183,9 +183,9 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
         if exempt:
             run.log("escalation", f"lp-ft is tried although escalation stopped: {FROM_PROBE_HEAD}")
             stopped = None
-        if best is not None and best["validation"]["score"] >= 1.0:
-            stopped = (f"skipped: {best['backbone']} / {best['strategy']} already reaches validation {run.metric} 1.000; "
-                       "nothing left to gain")
+        if best is not None and best["validation"]["score"] >= run.perfect_score:
+            stopped = (f"skipped: {best['backbone']} / {best['strategy']} already reaches validation {run.metric} "
+                       f"{run.task.best_possible:.3f}; nothing left to gain")
             run.row("trainable", spec, strategy, "skipped", stopped)
             continue
         estimate, basis = estimate_trainable(strategy, forward_s_per_row=run.forward_s[spec],
@@ -269,10 +269,19 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     check_device(device)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
     task = infer_task(table, task, **(task_options or {}))
-    if task.generative:  # its ladder (zero-shot, decoder-only, lora) has no probe or classical rung to stand on
-        raise ConfigError(f"auto does not run {task.kind} yet; fit its rungs one by one: --strategy zero-shot, then "
-                          "decoder-only or lora (each fit measures zero-shot first on its validation split)")
     logger.info("auto: %s", task.reason or task.kind)
+    graft_options = {"seed": seed, "batch_size": batch_size, "cache_dir": cache_dir, "use_cache": use_cache,
+                     "device": device, "progress": progress, "calibrate": calibrate, "task": task.kind,
+                     "task_options": task_options or {}}
+    if task.generative:  # its ladder (zero-shot, decoder-only, lora) has no probe or classical rung to stand on
+        from graftkit.playbook.generative import auto_generative
+
+        return auto_generative(table, task, backbones=backbones, clock=clock, budget=budget, budget_s=budget_s,
+                               validation=validation, test=test, seed=seed, output=output, overwrite=overwrite,
+                               val_size=val_size, ladder=ladder, epochs=epochs, finetune_layers=finetune_layers,
+                               min_gain_per_minute=min_gain_per_minute, graft_options=graft_options,
+                               n_bootstrap=n_bootstrap, track=track,
+                               load_like=lambda data, roles: _load_like(data, roles, data_options))
     chose_backbones = None
     if not backbones:
         backbones, chose_backbones = _installed_candidates(table.modality, AUTO_CANDIDATES)
@@ -296,9 +305,6 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
         run.log("backbones", chose_backbones)
     run.log("split", f"{len(train)} training rows, {len(val)} validation rows ({validation_source})"
             + (f", {len(test_table)} test rows scored after every decision" if test_table is not None else ""))
-    graft_options = {"seed": seed, "batch_size": batch_size, "cache_dir": cache_dir, "use_cache": use_cache,
-                     "device": device, "progress": progress, "calibrate": calibrate, "task": task.kind,
-                     "task_options": task_options or {}}
 
     baseline = run.baseline(table.modality, seed)
     baseline_row = run.rows[-1]

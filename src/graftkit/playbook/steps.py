@@ -24,6 +24,7 @@ class Run:
     def __init__(self, clock, train, val, test, task, settings):
         self.clock, self.train, self.val, self.test, self.task = clock, train, val, test, task
         self.metric = task.primary_metric
+        self.perfect_score = (1.0 if task.greater_is_better else -1.0) * task.best_possible  # as ``score`` reads
         self.settings = settings
         encode = self._encode
         self.y_train, self.y_val = encode(train), encode(val)

@@ -28,6 +28,7 @@ class Task(ABC):
     kind: ClassVar[str] = ""
     primary_metric: ClassVar[str] = ""
     greater_is_better: ClassVar[bool] = True
+    best_possible: ClassVar[float] = 1.0  # the primary metric's best value (accuracy, F1, R²: 1; an error rate: 0)
     headline: ClassVar[tuple[str, ...]] = ()        # the metrics of train / validation summaries and of cv
     engine_metrics: ClassVar[tuple[str, ...]] = ()  # what the engine reports per epoch (with "loss")
     minimized: ClassVar[tuple[str, ...]] = ("loss",)  # metrics where lower is better
