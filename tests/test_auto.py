@@ -282,12 +282,16 @@ def test_a_rung_past_the_budget_stops_cleanly_and_the_leaderboard_says_so(tiny_b
     so only the budget can end the 500 epochs)."""
     from transformers import TrainerCallback
 
-    from graftkit.playbook import budget
+    from graftkit.playbook import budget, steps
     from graftkit.training import engine
 
     monkeypatch.setattr(engine, "EarlyStoppingCallback", lambda **_: TrainerCallback())
     monkeypatch.setattr(budget, "TRAIN_FACTOR", {k: v / 1000 for k, v in budget.TRAIN_FACTOR.items()})
     monkeypatch.setattr(budget, "STEP_OVERHEAD_S", 0.0)
+    # the first rung is let in whatever the baseline and probe cost on a busy machine (else it reads the clock)
+    note, let_in = steps.Run.budget_note, []
+    monkeypatch.setattr(steps.Run, "budget_note", lambda run, estimate: (
+        let_in.append(1) or (True, "let in by the test")) if not let_in else note(run, estimate))
     result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="25s", epochs=500,
                            ladder=["finetune", "lp-ft"], seed=0, batch_size=8, output=tmp_path / "model")
     rows = _by_strategy(result)
