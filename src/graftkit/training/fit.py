@@ -28,6 +28,24 @@ def examples(table, y, task, backbone):
     return Examples(table, y)
 
 
+def domain_target(graft, strategy, task, backbone):
+    """The unlabelled target rows of domain-adversarial training (``adapt_to``) as engine examples, or None."""
+    if not getattr(strategy, "adapt_to", None):
+        return None
+    from graftkit.data.unlabelled import load_unlabelled
+    from graftkit.training.adversarial import target_examples
+
+    if task.unit != "row":
+        raise ConfigError(f"--adapt-to (domain-adversarial training) reads one feature vector per row; the {task.kind} "
+                          "task reads one per word; drop --adapt-to")
+    table = load_unlabelled(strategy.adapt_to, modality=backbone.modality)
+    if table.modality != backbone.modality:
+        raise DataError(f"{table.source}: the target data's column {table.input_column!r} holds {table.modality}, but "
+                        f"backbone {graft.backbone!r} reads {backbone.modality}; give {backbone.modality} target data "
+                        "(--adapt-to)")
+    return target_examples(table, Examples)
+
+
 def validation_split(graft, table, task, validation, val_size: float):
     """``(train, validation or None, how)``: a given validation table, or a ``val_size`` share of ``table`` split
     as the task splits (stratified by class for classification)."""
@@ -94,9 +112,11 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
         standardize = fitted.arrays["mean"], fitted.arrays["scale"]
         probe = fitted.info
     features_s = round(time.perf_counter() - features_started, 3)
+    target = domain_target(graft, strategy, task, backbone)
     identity = {"format": 1, "backbone": backbone.fingerprint(), "strategy": strategy.to_dict(), "seed": graft.seed,
                 "batch_size": graft.batch_size, "task": task.to_dict(), "train_data": train.fingerprint(),
-                "validation_data": None if val is None else val.fingerprint(), "processes": world_size()}
+                "validation_data": None if val is None else val.fingerprint(), "processes": world_size(),
+                **({"target_data": target.table.fingerprint()} if target is not None else {})}
     run_dir, temporary = _run_directory(graft)
     prepared = False
     try:
@@ -108,7 +128,7 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
             seed=graft.seed,
             device=graft.device, run_dir=run_dir,
             resume_from=resume_from, progress=graft.progress, head_init=head_init, standardize=standardize,
-            callbacks=list(callbacks))
+            callbacks=list(callbacks), target=target)
     except BaseException as exc:
         graft.backbone_ = None  # its weights may be half-trained: reload the pretrained ones next time
         if prepared and not temporary:
@@ -128,6 +148,9 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
                                      "training split (folded into head.safetensors)",
                        "checkpoint_dir": None if temporary else str(run_dir.absolute()),
                        **({"adaptation": model.adaptation.describe()} if model.adaptation is not None else {})}
+    if target is not None:
+        graft.training_["domain_adaptation"] = {**result.domain_adaptation, "target": {
+            "source": target.table.source, "rows": len(target), "fingerprint": target.table.fingerprint()}}
     graft.timings_ = {"features_s": features_s, "train_s": result.seconds,
                       "fit_s": round(time.perf_counter() - started, 3)}
     logger.info("fitted %s on %d rows in %.1fs: %d epochs, best epoch %s, %d of %d parameters trained",
