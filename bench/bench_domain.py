@@ -69,7 +69,7 @@ def tapt(args) -> None:
     print(json.dumps({"machine": machine(), "load_before": load()}), flush=True)
     started = time.perf_counter()
     result = gk.pretrain(corpus, out / "minilm-tapt", backbone="all-MiniLM-L6-v2", steps=args.steps,
-                         batch_size=args.batch_size, max_length=64, learning_rate=args.lr, progress=False,
+                         batch_size=args.batch_size, max_length=48, learning_rate=args.lr, progress=True,
                          whole_word_mask=args.whole_word_mask)
     pretrain_s = time.perf_counter() - started
     print(json.dumps({"pretrain_s": round(pretrain_s, 1), "loss": result.lineage["loss"], "load": load()}), flush=True)
@@ -91,19 +91,121 @@ def tapt(args) -> None:
               f"{statistics.mean(r['fit_s'] for r in found):.0f} |")
 
 
+def clothing_experiment(args) -> None:
+    import graftkit as gk
+    from graftkit.evaluation.shift import shift_between
+
+    source = sst2("train").sample(args.labelled, random_state=0)
+    reviews = clothing().sample(frac=1.0, random_state=0)
+    test = pd.concat([reviews[reviews.label == c].head(args.test // 2) for c in ("0", "1")])
+    unlabelled = reviews.drop(test.index).head(args.target)[["text"]]
+    out = Path(tempfile.mkdtemp(prefix="bench-clothing-"))
+    target_csv = out / "clothing_unlabelled.csv"
+    unlabelled.to_csv(target_csv, index=False)
+    print(json.dumps({"machine": machine(), "load_before": load(), "source_rows": len(source), "test_rows": len(test),
+                      "target_rows": len(unlabelled)}), flush=True)
+    probe = gk.Graft("all-MiniLM-L6-v2", strategy="linear-probe", progress=False)
+    probe.task_ = None
+    shift = shift_between(probe.features(gk.load_data(source, text="text", label="label"), pooled=True),
+                          probe.features(gk.load_data(unlabelled, text="text", require_label=False), pooled=True))
+    print(json.dumps({"shift": shift}), flush=True)
+    started = time.perf_counter()
+    gk.pretrain(str(target_csv), out / "minilm-dapt", backbone="all-MiniLM-L6-v2", column="text",
+                steps=args.steps, batch_size=args.batch_size, max_length=128, learning_rate=args.lr, progress=True)
+    dapt_s = time.perf_counter() - started
+    rows = []
+    for name, backbone, extra in (("no adaptation", "all-MiniLM-L6-v2", {}),
+                                  (f"DAPT ({args.steps} MLM steps on the clothing texts)", str(out / "minilm-dapt"), {}),
+                                  ("DANN (clothing texts as the unlabelled target)", "all-MiniLM-L6-v2",
+                                   {"adapt_to": str(target_csv)})):
+        row = {"method": name, **lp_ft(backbone, source, test, 0, args.epochs, **extra)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    pad, mmd = shift["proxy_a_distance"], shift["mmd"]
+    print(f"\nSST-2 -> clothing: lp-ft ({args.epochs} epochs) on {len(source)} SST-2 sentences, tested on {len(test)} "
+          f"clothing reviews (balanced); target {len(unlabelled)} unlabelled reviews; DAPT {dapt_s:.0f} s; "
+          f"proxy A-distance {pad['pad']:.3f} (domain-classifier error {pad['error']:.3f}), MMD² {mmd['mmd2']:.4f} "
+          f"(p={mmd['p_value']}); {load()}\n")
+    print("| method | clothing accuracy | macro-F1 | fit s |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['fit_s']:.0f} |")
+
+
+def fsdd_experiment(args) -> None:
+    import graftkit as gk
+    from graftkit.evaluation.shift import shift_between
+
+    folder = shared("data", "fsdd", "recordings")
+    files = sorted(folder.glob("*.wav"))
+    frame = pd.DataFrame({"audio": [str(f) for f in files], "label": [f.name.split("_")[0] for f in files],
+                          "speaker": [f.name.split("_")[1] for f in files],
+                          "index": [int(f.stem.split("_")[2]) for f in files]})
+    held = frame[frame.speaker == args.speaker]
+    source = frame[(frame.speaker != args.speaker) & (frame["index"] < args.per_digit)][["audio", "label"]]
+    test = held[held["index"] < args.test_per_digit][["audio", "label"]]
+    target = held[held["index"] >= 50 - args.target_per_digit][["audio"]]
+    out = Path(tempfile.mkdtemp(prefix="bench-fsdd-"))
+    target_csv = out / "target.csv"
+    target.to_csv(target_csv, index=False)
+    backbone = str(shared("models", "whisper-tiny.en"))
+    print(json.dumps({"machine": machine(), "load_before": load(), "source_rows": len(source), "test_rows": len(test),
+                      "target_rows": len(target), "held_out": args.speaker}), flush=True)
+    probe = gk.Graft(backbone, strategy="linear-probe", progress=False)
+    shift = shift_between(probe.features(gk.load_data(source, audio="audio", label="label"), pooled=True),
+                          probe.features(gk.load_data(target, audio="audio", require_label=False), pooled=True))
+    print(json.dumps({"shift": shift}), flush=True)
+    rows = []
+    for name, extra in (("plain fine-tuning", {}), ("DANN", {"adapt_to": str(target_csv)})):
+        started = time.perf_counter()
+        model = gk.Graft(backbone, strategy="finetune", seed=0, batch_size=16, progress=False, epochs=args.epochs,
+                         **extra).fit(gk.load_data(source, audio="audio", label="label"))
+        fit_s = time.perf_counter() - started
+        metrics = model.evaluate(gk.load_data(test, audio="audio", label="label"), curves=False)
+        row = {"method": name, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+               "fit_s": round(fit_s, 1), "domain": model.training_.get("domain_adaptation")}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    pad = shift["proxy_a_distance"]
+    print(f"\nFSDD, speaker {args.speaker} held out: finetune ({args.epochs} epochs, top 2 groups) on {len(source)} clips "
+          f"of the other speakers, tested on {len(test)} clips of {args.speaker}; target {len(target)} unlabelled clips "
+          f"of {args.speaker}; proxy A-distance {pad['pad']:.3f}, MMD² {shift['mmd']['mmd2']:.4f} "
+          f"(p={shift['mmd']['p_value']}); {load()}\n")
+    print("| method | held-out speaker accuracy | macro-F1 | fit s |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['fit_s']:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="experiment", required=True)
     p = sub.add_parser("tapt")
-    p.add_argument("--corpus", type=int, default=4000)
-    p.add_argument("--steps", type=int, default=250)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--corpus", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--whole-word-mask", action="store_true")
     p.add_argument("--labelled", type=int, default=500)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=2)
     p.set_defaults(run=tapt)
+    p = sub.add_parser("clothing")
+    p.add_argument("--labelled", type=int, default=500)
+    p.add_argument("--test", type=int, default=400)
+    p.add_argument("--target", type=int, default=800)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--epochs", type=int, default=2)
+    p.set_defaults(run=clothing_experiment)
+    p = sub.add_parser("fsdd")
+    p.add_argument("--speaker", default="theo")
+    p.add_argument("--per-digit", type=int, default=6, help="clips per digit per source speaker")
+    p.add_argument("--test-per-digit", type=int, default=10)
+    p.add_argument("--target-per-digit", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=3)
+    p.set_defaults(run=fsdd_experiment)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch

@@ -8,6 +8,7 @@ way, its labels ignored (task-adaptive pretraining on the training texts) — a 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,8 @@ import pandas as pd
 from graftkit.data.readers import load_data
 from graftkit.data.table import Table
 from graftkit.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".text")
 
@@ -63,3 +66,23 @@ def corpus_fingerprint(texts: list[str]) -> str:
     for text in texts:
         digest.update(hashlib.sha256(text.encode("utf-8")).digest())
     return digest.hexdigest()
+
+
+def warn_if_test_rows(unlabelled: Table, test: Table, flag: str) -> float:
+    """Warn (leakage) when unlabelled rows are rows of the labelled test set; returns the share of test rows found.
+    Adapting to the test inputs is transductive: the test figures then no longer measure unseen data."""
+    from graftkit.data.content import content_key
+
+    if unlabelled.modality != test.modality or len(test) == 0:
+        return 0.0
+
+    def keys(table: Table) -> set[str]:
+        return {content_key(item, table.modality) for item in table.items()}
+
+    found = keys(test) & keys(unlabelled)
+    share = sum(content_key(item, test.modality) in found for item in test.items()) / len(test)
+    if share:
+        logger.warning("leakage: %.0f%% of the test rows of %s are in the unlabelled data %s (%s); the test figures "
+                       "are then no longer those of unseen data: adapt to other target rows, or hold out the test "
+                       "set from them", 100 * share, test.source, unlabelled.source, flag)
+    return share

@@ -188,10 +188,11 @@ def _training_arguments(config: PretrainConfig, run_dir: Path, device: str, prog
 def pretrain(unlabelled, output, *, backbone: str = "all-MiniLM-L6-v2", column: str | None = None,
              config: PretrainConfig | None = None, revision: str | None = None, checkpoint_dir=None,
              resume: bool = False, overwrite: bool = False, device: str = "cpu", progress: bool = True,
-             trust_remote_code: bool = False, **settings) -> PretrainResult:
+             trust_remote_code: bool = False, callbacks=(), **settings) -> PretrainResult:
     """Continue masked-LM pretraining of ``backbone`` on ``unlabelled`` (a text file, one document per line; a table
     and its ``column``; a list of strings; labelled training data, whose text column is read: TAPT) and save the
-    result as a backbone directory ``output`` (``--backbone DIR`` takes it). ``settings`` are
+    result as a backbone directory ``output`` (``--backbone DIR`` takes it); ``callbacks`` are extra
+    ``transformers.TrainerCallback``s. ``settings`` are
     ``PretrainConfig`` fields (steps, batch_size, learning_rate, mlm_probability, whole_word_mask, ...)."""
     from transformers import DataCollatorForLanguageModeling, Trainer
 
@@ -231,7 +232,7 @@ def pretrain(unlabelled, output, *, backbone: str = "all-MiniLM-L6-v2", column: 
                                                       if config.whole_word_mask else {}))
         args = _training_arguments(config, run_dir, device, progress)
         trainer = Trainer(model=mlm, args=args, data_collator=collator, train_dataset=dataset,
-                          callbacks=[SealCheckpoints()])
+                          callbacks=[SealCheckpoints(), *callbacks])
         from transformers import PrinterCallback, ProgressCallback
 
         trainer.remove_callback(PrinterCallback)
