@@ -262,3 +262,18 @@ def test_domain_shift_sst2_against_clothing_reviews_is_large():
     same = domain_shift(probe, sst2.rename(columns={"sentence": "text"})[["text"]].head(75),
                         sst2["sentence"].tail(75).tolist())
     assert not same["large"]
+
+
+def test_evaluate_reports_the_domain_shift_to_a_target(tiny_bert_dir, tmp_path, capsys):
+    train, test, target = tmp_path / "train.csv", tmp_path / "test.csv", tmp_path / "target.txt"
+    sentiment_frame(40).to_csv(train, index=False)
+    sentiment_frame(20, seed=7).to_csv(test, index=False)
+    target.write_text("\n".join(["the the the plot plot"] * 12 + ["actor actor movie quite"] * 12) + "\n")
+    assert main(["fit", str(train), "--backbone", str(tiny_bert_dir), "--test-size", "0", "-o",
+                 str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "m"), str(test), "--train", str(train), "--target", str(target),
+                 "--json", "--no-baseline"]) == 0
+    shift = json.loads(capsys.readouterr().out)["domain_shift"]
+    assert shift["target"]["rows"] == 24 and shift["source"]["rows"] == 40
+    assert shift["proxy_a_distance"]["pad"] > 1.0 and shift["large"]  # repeated filler lines vs sentiment sentences
