@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, machine, shared  # noqa: E402
+from common import load, machine, shared
 
 
 def sst2(split: str) -> pd.DataFrame:

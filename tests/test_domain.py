@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import examples, sentiment_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,11 @@ import graftkit as gk
 from graftkit.cli.main import main
 from graftkit.errors import BackboneError, ConfigError, DataError
 from graftkit.evaluation.shift import mmd_rbf, proxy_a_distance, shift_between
-from graftkit.training.adversarial import DomainAdversarial, ganin_lambda, reverse_gradient
-from conftest import examples, sentiment_frame
+from graftkit.training.adversarial import (
+    DomainAdversarial,
+    ganin_lambda,
+    reverse_gradient,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +87,7 @@ def test_pretrain_resumes_from_its_sealed_checkpoint(tiny_bert_dir, corpus, tmp_
                 raise KeyboardInterrupt("simulated crash")
 
     run = tmp_path / "run"
-    settings_ = dict(backbone=str(tiny_bert_dir), steps=4, batch_size=8, save_steps=2, progress=False)
+    settings_ = {"backbone": str(tiny_bert_dir), "steps": 4, "batch_size": 8, "save_steps": 2, "progress": False}
     with pytest.raises(KeyboardInterrupt):
         gk.pretrain(str(corpus), tmp_path / "out", checkpoint_dir=run, callbacks=[Crash()], **settings_)
     assert not (tmp_path / "out").exists()  # nothing half-written
@@ -250,8 +254,9 @@ def test_shift_refuses_mismatched_or_tiny_inputs():
 
 @pytest.mark.slow
 def test_domain_shift_sst2_against_clothing_reviews_is_large():
-    from graftkit.evaluation.shift import domain_shift
     from conftest import shared_path
+
+    from graftkit.evaluation.shift import domain_shift
 
     sst2 = pd.read_csv(shared_path("data", "sst2", "train.tsv"), sep="\t", quoting=3).head(150)
     reviews = pd.read_csv(shared_path("data", "womens_clothing_reviews", "Womens Clothing E-Commerce Reviews.csv"))

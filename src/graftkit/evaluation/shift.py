@@ -44,7 +44,7 @@ def proxy_a_distance(Xs, Xt, *, folds: int = 5, max_rows: int = 2000, seed: int 
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     predicted = cross_val_predict(classifier, X, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     error = float(np.mean(predicted != y))
-    return {"pad": round(2.0 * (1.0 - 2.0 * error), 4), "error": round(error, 4), "rows": int(len(source))}
+    return {"pad": round(2.0 * (1.0 - 2.0 * error), 4), "error": round(error, 4), "rows": len(source)}
 
 
 def _sq_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
 from graftkit.errors import ConfigError
+from graftkit.training.callbacks import epoch_index
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class AdversarialProgress(TrainerCallback):
         self.examples = examples
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.examples.epoch = int(math.floor(state.epoch + 1e-6)) if state.epoch else 0
+        self.examples.epoch = epoch_index(state)
         self.objective.seen = {"correct": 0, "rows": 0, "loss_sum": 0.0, "batches": 0}
 
     def on_step_begin(self, args, state, control, **kwargs):
