@@ -9,10 +9,11 @@ from graftkit.graft import Graft
 from graftkit.playbook import auto
 from graftkit.selection import rank
 from graftkit.tasks import infer_task
+from graftkit.training.pretrain import PretrainConfig, pretrain
 from graftkit.threads import set_threads
 
 __version__ = "0.1.0"
 
 __all__ = ["ArtifactError", "BackboneError", "ConfigError", "DataError", "Graft", "GraftkitError", "Table",
            "__version__", "auto", "infer_task", "load", "load_adapters", "load_data", "max_image_pixels",
-           "rank", "set_threads"]
+           "PretrainConfig", "pretrain", "rank", "set_threads"]

@@ -91,3 +91,25 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+def swap_directory(staging, path) -> None:
+    """Move the finished directory ``staging`` to ``path``; an existing ``path`` survives until the new one is in
+    place (the caller has checked that replacing it is allowed)."""
+    import shutil
+    import uuid
+
+    staging, path = Path(staging), Path(path)
+    if path.is_dir() and any(path.iterdir()):
+        retired = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(path, retired)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            os.replace(retired, path)
+            raise
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        if path.is_dir():
+            path.rmdir()
+        os.replace(staging, path)

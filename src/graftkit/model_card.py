@@ -48,6 +48,21 @@ def _training_lines(manifest: dict) -> list[str]:
     return lines
 
 
+def _lineage_lines(lineage: dict | None) -> list[str]:
+    """The continued pretraining a backbone directory went through (``graftkit pretrain``), base and corpus."""
+    if not lineage:
+        return []
+    base, corpus = lineage.get("base", {}), lineage.get("corpus", {})
+    weights = ", ".join(f"`{name}` sha256 `{digest[:12]}…`" for name, digest in base.get("files", {}).items()
+                        if name.endswith((".safetensors", ".bin", ".pt", ".pth")))
+    head = lineage.get("mlm_head", {})
+    return [f"- Continued pretraining (masked LM) of base `{base.get('spec')}` ({base.get('kind')}; {weights}) on "
+            f"{corpus.get('documents')} documents of `{corpus.get('source')}` (corpus fingerprint "
+            f"`{str(corpus.get('fingerprint'))[:16]}`), {lineage.get('steps')} steps"
+            f"{', whole-word masking' if lineage.get('settings', {}).get('whole_word_mask') else ''}"
+            f"{'; MLM head newly initialised (decoder tied to the embeddings)' if head.get('initialised') else ''}"]
+
+
 def render_card(manifest: dict) -> str:
     from graftkit.tasks import task_from_dict
 
@@ -61,6 +76,7 @@ def render_card(manifest: dict) -> str:
         f"Task: {task.describe()}, input: {manifest['input']['modality']} column `{manifest['input']['column']}`.",
         "",
         f"- Backbone: `{source['spec']}` ({source['kind']}; {pinned}; licence: {source.get('licence') or 'see the backbone'})",
+        *_lineage_lines(source.get("lineage")),
         f"- Strategy: `{manifest['strategy']['name']}` with head `{manifest['head']['kind']}` "
         f"({', '.join(f'{k}={v}' for k, v in manifest['head'].items() if k != 'kind')})",
         f"- Trained on {manifest['data']['rows']} rows of `{manifest['data']['source']}` "

@@ -26,9 +26,12 @@ class BackboneSource:
     revision: str | None = None  # Hub commit hash where known
     files: dict[str, str] = field(default_factory=dict)  # weight file name -> sha256
     licence: str | None = None
+    # a backbone directory written by ``graftkit pretrain``: its base, corpus and steps (graftkit-pretrain.json)
+    lineage: dict | None = None
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        # ``lineage`` only where there is one, so every other manifest keeps its recorded form
+        return {k: v for k, v in self.__dict__.items() if k != "lineage" or v is not None}
 
 
 class Backbone(ABC):

@@ -15,6 +15,7 @@ from graftkit.errors import BackboneError
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # Processor / tokenizer / pooling files change the features as much as the weights do.
 PROCESSING_FILES = ("*.json", "*.txt", "*.model", "1_Pooling/config.json")
+LINEAGE = "graftkit-pretrain.json"  # written by ``graftkit pretrain`` beside the weights (hashed with them)
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "1_Pooling/*"]
 
 
@@ -81,6 +82,20 @@ def model_file_hashes(path: Path) -> dict[str, str]:
     return result
 
 
+def read_lineage(path: Path) -> dict | None:
+    """The continued-pretraining lineage of a backbone directory (``graftkit pretrain``), or None."""
+    file = Path(path) / LINEAGE
+    if not file.is_file():
+        return None
+    try:
+        import json
+
+        return json.loads(file.read_text())
+    except ValueError:
+        raise BackboneError(f"{file} is not valid JSON; the pretrained backbone directory is damaged: run "
+                            "graftkit pretrain again") from None
+
+
 def resolve_source(spec: str, revision: str | None = None) -> tuple[BackboneSource, str]:
     """Return the pinned source and the family hint ("hf" or a packaged family)."""
     if not isinstance(spec, str) or not spec.strip():
@@ -100,7 +115,7 @@ def resolve_source(spec: str, revision: str | None = None) -> tuple[BackboneSour
             raise BackboneError(f"backbone directory {spec!r} has no config.json; give a directory written by "
                                 "save_pretrained or a Hub id")
         return BackboneSource(spec=str(local.resolve()), kind="local", path=str(local.resolve()),
-                              files=model_file_hashes(local)), "hf"
+                              files=model_file_hashes(local), lineage=read_lineage(local)), "hf"
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise BackboneError(f"backbone directory {spec!r} does not exist; check the path")
     return _from_hub(spec, revision), "hf"

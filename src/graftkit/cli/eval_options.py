@@ -75,6 +75,10 @@ def evaluation_kwargs(args) -> dict:
 def format_evaluation(record: dict) -> list[str]:
     """Plain-text lines for the parts of the record beyond the per-class table."""
     lines = []
+    shift = record.get("domain_shift") or {}
+    if "verdict" in shift:
+        lines.append(f"domain shift to {shift['target']['data']} ({shift['target']['rows']} rows): {shift['verdict']}; "
+                     f"MMD² {shift['mmd']['mmd2']:.4g} (p={shift['mmd']['p_value']:.3g})")
     cal = record["metrics"].get("calibration")
     if cal and "ece_before" in cal:
         lines.append(f"calibration: ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} "

@@ -131,6 +131,11 @@ def _fit_and_save(args, output: Path, training: dict, state: dict) -> int:
     if training and args.validation:
         roles = {table.modality: table.input_column, "label": table.label_column}
         validation = load_data(args.validation, **{**data_kwargs(args), **roles})
+    adapt_to = strategy_kwargs(args).get("adapt_to")
+    if test is not None and adapt_to:  # domain-adversarial target = the test inputs: leakage
+        from graftkit.data.unlabelled import load_unlabelled, warn_if_test_rows
+
+        warn_if_test_rows(load_unlabelled(adapt_to, modality=table.modality), test, "--adapt-to")
     model = settings.clone(task=task.kind, **training).fit(train, validation=validation)
     result = {"train": model.metrics_["train"], "timings": model.timings_, "parameters": model.parameter_counts()}
     record = None

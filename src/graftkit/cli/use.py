@@ -47,6 +47,9 @@ def register(commands) -> None:
     evaluate.add_argument("data", help="labelled data file or folder")
     _add_common(evaluate)
     add_evaluation_options(evaluate, fit=False)
+    evaluate.add_argument("--target", metavar="FILE",
+                          help="unlabelled target-domain data: report the domain shift from the training rows (else "
+                               "the test rows) to it (proxy A-distance, MMD)")
     evaluate.set_defaults(run=run_evaluate)
 
 
@@ -150,13 +153,14 @@ def _evaluate(args) -> int:
     if args.train:
         roles = {table.modality: table.input_column, "label": table.label_column}
         train = load_data(args.train, **{**data_kwargs(args), **roles})
-    record = evaluate_model(model, table, train=train, interval=args.interval, **evaluation_kwargs(args))
+    record = evaluate_model(model, table, train=train, interval=args.interval, target=args.target,
+                            **evaluation_kwargs(args))
     metrics = record["metrics"]
     if args.save:
         _refuse_saved_evaluation(args)
         save_evaluation(args.model, record)
     if args.json:
-        extra = {k: record[k] for k in ("leakage", "baseline", "scratch", "forgetting", "learning_curve")
+        extra = {k: record[k] for k in ("leakage", "baseline", "scratch", "forgetting", "learning_curve", "domain_shift")
                  if "skipped" not in record[k]}
         emit_json({**metrics, **extra})
     else:

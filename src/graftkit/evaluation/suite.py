@@ -39,13 +39,14 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
                    text_threshold: float | None = None, learning_curve: bool = False, shots=None, seeds: int = 3,
                    targets=None, target_recall: float = 0.9, target_precision: float = 0.9, cv: dict | None = None,
                    scratch: bool = False, forgetting: bool = True, reference=None, progress: bool = False,
-                   interval: float | None = None) -> dict:
+                   interval: float | None = None, target=None) -> dict:
     """Everything ``graftkit report`` shows, as plain data. ``train`` (the rows the model was fitted on)
     enables leakage, the baselines and the learning curve; without it those sections say why they are absent.
     ``drop_leaked`` scores the model without the test rows that duplicate training rows. ``scratch`` trains
     the same architecture from random weights for the transfer gain against it (costs one more fit);
     ``forgetting`` measures a fine-tuned backbone's drift on the test rows and, with a labelled ``reference``
-    task, what a linear probe on it lost."""
+    task, what a linear probe on it lost. ``target`` (unlabelled target-domain data) adds the domain shift between
+    the training rows (else the test rows) and it: proxy A-distance and MMD (``evaluation.shift``)."""
     from graftkit.evaluation import leakage as leakage_module
     from graftkit.evaluation.baselines import run_baseline, transfer_gain
     from graftkit.evaluation.forgetting import measure_forgetting
@@ -130,6 +131,16 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
         record["learning_curve"] = measure_learning_curve(model, train, test, shots=shots or DEFAULT_SHOTS,
                                                           seeds=seeds, targets=targets or DEFAULT_TARGETS)
     record["cv"] = cv if cv is not None else _skipped("not requested (CLI: fit --cv K)")
+    if target is None:
+        record["domain_shift"] = _skipped("no target data given (Python: target=...; CLI: evaluate --target FILE)")
+    else:
+        from graftkit.data.unlabelled import load_unlabelled, warn_if_test_rows
+        from graftkit.evaluation.shift import domain_shift
+
+        backbone = model.loaded_backbone()
+        target_table = load_unlabelled(target, modality=backbone.modality) if not hasattr(target, "frame") else target
+        warn_if_test_rows(target_table, test, "target")
+        record["domain_shift"] = domain_shift(model, train if train is not None else test, target_table)
     return _plain(record)
 
 

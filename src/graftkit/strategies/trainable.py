@@ -72,6 +72,12 @@ class TrainableConfig(StrategyConfig):
         "help": "augment training batches per modality (images: random resized crop, flip, colour jitter; text: "
                 "word dropout; audio: noise, gain, time shift, time / frequency masking); never at validation or "
                 "prediction"})
+    adapt_to: str | None = field(default=None, metadata={
+        "help": "unlabelled target-domain data (a file: text lines, a table, or media paths) for domain-adversarial "
+                "training (DANN, Ganin et al. 2016): a domain classifier behind gradient reversal on the pooled "
+                "features; default off"})
+    adapt_weight: float = field(default=1.0, metadata={
+        "help": "weight of the domain-adversarial loss (with --adapt-to)"})
     freeze_batchnorm: bool = field(default=True, metadata={
         "help": "BatchNorm layers keep their pretrained running statistics while their weights train (small batches "
                 "of a new domain would otherwise shift them away from what the head learns on)"})
@@ -89,6 +95,10 @@ class TrainableConfig(StrategyConfig):
         self._check_int("patience", 0)
         self._check_number("l2_sp", low=0.0)
         self._check_choice("lr_schedule", LR_SCHEDULES)
+        self._check_number("adapt_weight", low=0.0, low_open=True)
+        if self.adapt_to is not None and (not isinstance(self.adapt_to, str) or not self.adapt_to.strip()):
+            raise ConfigError(f"{self.name} adapt_to must be the path of the unlabelled target data; got "
+                              f"{self.adapt_to!r} (--adapt-to)")
         known = engine_metric_names()
         if self.metric is not None and self.metric not in known:
             raise ConfigError(f"{self.name} metric must be one of {', '.join(known)} (the task's own; default: its "

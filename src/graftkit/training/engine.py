@@ -52,6 +52,7 @@ class TrainingResult:
     schedule: list[int] = field(default_factory=list)
     augmentation: dict | None = None  # what augmented the training batches (augment=True), else None
     stopped: str | None = None  # why training ended before its epochs (a Deadline: the time budget), else None
+    domain_adaptation: dict | None = None  # domain-adversarial training's record (adapt_to), else None
     # (outputs, labels, epoch) of the training batches in the epoch whose weights were kept, as the loop saw
     # them (RunningOutputs); None where that epoch ran before a resume. Not part of the record.
     train_outputs: tuple | None = None
@@ -125,6 +126,8 @@ def epoch_history(log_history: list[dict], model: GraftModel, schedule, metrics=
         for key in ("loss", *metrics):
             if f"eval_{key}" in entry:
                 row[f"val_{key}"] = entry[f"eval_{key}"]
+        if "domain_accuracy" in entry:  # domain-adversarial training: how well the domains are still told apart
+            row["domain_accuracy"] = entry["domain_accuracy"]
     head = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.adaptation_parameters)
     for epoch, row in rows.items():
         groups = schedule(epoch - 1)
@@ -183,7 +186,8 @@ def _trainer(model, strategy, args, *, collator, train, validation, task, schedu
     # the Trainer's own optimiser class and settings (default: fused AdamW, as a plain Trainer run gets) over
     # graftkit's discriminative parameter groups
     optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    optimizer = optimizer_cls(optimizer_groups(model.head, model.plan, strategy, model.adaptation_parameters),
+    optimizer = optimizer_cls(optimizer_groups(model.head, model.plan, strategy, model.adaptation_parameters,
+                                               model.objective_parameters),
                               **{**optimizer_kwargs, "lr": strategy.learning_rate})
     ours = [schedule, SealCheckpoints()]
     if validation is not None and strategy.patience:
@@ -200,9 +204,10 @@ def _trainer(model, strategy, args, *, collator, train, validation, task, schedu
 def train_model(backbone, strategy, task, *, train: Examples, validation: Examples | None, batch_size: int,
                 seed: int, device: str, run_dir: Path, resume_from: Path | None = None, progress: bool = True,
                 head_init: tuple | None = None, standardize: tuple | None = None,
-                callbacks: list[TrainerCallback] = ()) -> tuple[GraftModel, TrainingResult]:
+                callbacks: list[TrainerCallback] = (), target: Examples | None = None) -> tuple[GraftModel, TrainingResult]:
     """Fine-tune ``backbone`` + a new output layer for ``task`` on ``train`` as ``strategy`` says; returns the
-    trained model (best validation epoch restored) and the run's history. The backbone's weights change in place."""
+    trained model (best validation epoch restored) and the run's history. The backbone's weights change in place.
+    ``target``: unlabelled target-domain examples for domain-adversarial training (``training.adversarial``)."""
     started = time.perf_counter()
     metric = task.check_engine_metric(strategy.metric)
     greater = task.metric_improves(metric)
@@ -225,6 +230,13 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
         train = train.tokenized(backbone)
     if validation is not None:
         validation = validation.tokenized(backbone)
+    objective = None
+    if target is not None:  # DANN: target batches beside the source ones, a domain loss behind gradient reversal
+        from graftkit.training import adversarial
+
+        train, collator, extra = adversarial.attach(model, train, target.tokenized(backbone), collator,
+                                                    strategy.adapt_weight)
+        objective, callbacks = model.objectives[-1], [*extra, *callbacks]
     running = RunningOutputs(model)
     trainer = _trainer(model, strategy, args, collator=collator, train=train, validation=validation,
                        task=task, schedule=schedule, callbacks=[running, *callbacks], progress=progress)
@@ -255,5 +267,6 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
                             schedule=[schedule.groups_for(e) for e in range(len(history))],
                             augmentation=augmenter.describe() if augmenter is not None else None,
                             stopped=stopped,
+                            domain_adaptation=objective.describe() if objective is not None else None,
                             train_outputs=(*running.epochs[kept], kept) if kept in running.epochs else None)
     return model, result

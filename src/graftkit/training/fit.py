@@ -29,6 +29,24 @@ def examples(table, y, task, backbone):
     return Examples(table, y)
 
 
+def domain_target(graft, strategy, task, backbone):
+    """The unlabelled target rows of domain-adversarial training (``adapt_to``) as engine examples, or None."""
+    if not getattr(strategy, "adapt_to", None):
+        return None
+    from graftkit.data.unlabelled import load_unlabelled
+    from graftkit.training.adversarial import target_examples
+
+    if task.unit != "row":
+        raise ConfigError(f"--adapt-to (domain-adversarial training) reads one feature vector per row; the {task.kind} "
+                          "task reads one per word; drop --adapt-to")
+    table = load_unlabelled(strategy.adapt_to, modality=backbone.modality)
+    if table.modality != backbone.modality:
+        raise DataError(f"{table.source}: the target data's column {table.input_column!r} holds {table.modality}, but "
+                        f"backbone {graft.backbone!r} reads {backbone.modality}; give {backbone.modality} target data "
+                        "(--adapt-to)")
+    return target_examples(table, Examples)
+
+
 def validation_split(graft, table, task, validation, val_size: float):
     """``(train, validation or None, how)``: a given validation table, or a ``val_size`` share of ``table`` split
     as the task splits (stratified by class for classification)."""
@@ -73,14 +91,15 @@ def _after_failure(run_dir: Path, created: bool, crashed: bool) -> None:
 
 
 @contextmanager
-def training_run(graft, backbone, strategy, task, train, val):
+def training_run(graft, backbone, strategy, task, train, val, extra=None):
     """The run directory of one training run, as ``(directory, checkpoint to resume from or None)``: its identity
     (backbone, strategy, seed, data, processes) written, or checked when resuming; only sealed checkpoints are
     resumed from. A temporary directory is removed afterwards; after a failure the user is told where the complete
     epochs are, and a directory this run created and never checkpointed into is removed."""
     identity = {"format": 1, "backbone": backbone.fingerprint(), "strategy": strategy.to_dict(), "seed": graft.seed,
                 "batch_size": graft.batch_size, "task": task.to_dict(), "train_data": train.fingerprint(),
-                "validation_data": None if val is None else val.fingerprint(), "processes": world_size()}
+                "validation_data": None if val is None else val.fingerprint(), "processes": world_size(),
+                **(extra or {})}
     run_dir, temporary = _run_directory(graft)
     prepared = False
     try:
@@ -119,13 +138,16 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
         standardize = fitted.arrays["mean"], fitted.arrays["scale"]
         probe = fitted.info
     features_s = round(time.perf_counter() - features_started, 3)
+    target = domain_target(graft, strategy, task, backbone)
+    extra = {"target_data": target.table.fingerprint()} if target is not None else {}
     try:
-        with training_run(graft, backbone, strategy, task, train, val) as (run_dir, resume_from):
+        with training_run(graft, backbone, strategy, task, train, val, extra) as (run_dir, resume_from):
             model, result = train_model(
                 backbone, strategy, task, train=examples(train, y_train, task, backbone),
                 validation=None if val is None else examples(val, y_val, task, backbone), batch_size=graft.batch_size,
                 seed=graft.seed, device=graft.device, run_dir=run_dir, resume_from=resume_from,
-                progress=graft.progress, head_init=head_init, standardize=standardize, callbacks=list(callbacks))
+                progress=graft.progress, head_init=head_init, standardize=standardize, callbacks=list(callbacks),
+                target=target)
     except BaseException:
         graft.backbone_ = None  # its weights may be half-trained: reload the pretrained ones next time
         raise
@@ -140,6 +162,9 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
                                      "training split (folded into head.safetensors)",
                        "checkpoint_dir": None if graft.checkpoint_dir is None else str(run_dir.absolute()),
                        **({"adaptation": model.adaptation.describe()} if model.adaptation is not None else {})}
+    if target is not None:
+        graft.training_["domain_adaptation"] = {**result.domain_adaptation, "target": {
+            "source": target.table.source, "rows": len(target), "fingerprint": target.table.fingerprint()}}
     graft.timings_ = {"features_s": features_s, "train_s": result.seconds,
                       "fit_s": round(time.perf_counter() - started, 3)}
     logger.info("fitted %s on %d rows in %.1fs: %d epochs, best epoch %s, %d of %d parameters trained",

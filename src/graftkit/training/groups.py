@@ -93,10 +93,12 @@ def no_decay(param: nn.Parameter) -> bool:
     return param.ndim <= 1
 
 
-def optimizer_groups(head: nn.Module, plan: LayerPlan, strategy, adaptation: list[nn.Parameter] = ()) -> list[dict]:
+def optimizer_groups(head: nn.Module, plan: LayerPlan, strategy, adaptation: list[nn.Parameter] = (),
+                     auxiliary: list[nn.Parameter] = ()) -> list[dict]:
     """AdamW parameter groups: the head first (so the logged learning rate is the head's), then each
     backbone group that ever trains, top first, at its discriminative learning rate, then the parameters a
-    parameter-efficient strategy added (``adaptation``) at ``learning_rate × backbone_lr_ratio``."""
+    parameter-efficient strategy added (``adaptation``) at ``learning_rate × backbone_lr_ratio``, then an auxiliary
+    objective's layers (``auxiliary``: the domain classifier) at the head's rate."""
     backbone_decay = 0.0 if strategy.l2_sp > 0 else strategy.weight_decay
     groups = []
 
@@ -111,6 +113,8 @@ def optimizer_groups(head: nn.Module, plan: LayerPlan, strategy, adaptation: lis
         add(f"backbone.{plan.names[index]}", plan.params[index], strategy.group_learning_rate(depth), backbone_decay)
     if adaptation:
         add(f"{strategy.name}", list(adaptation), strategy.learning_rate * strategy.backbone_lr_ratio, backbone_decay)
+    if auxiliary:  # an auxiliary objective's own layers (the domain classifier) learn as the head does
+        add("objectives", list(auxiliary), strategy.learning_rate, strategy.weight_decay)
     return groups
 
 

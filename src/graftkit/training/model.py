@@ -44,6 +44,16 @@ class GraftModel(nn.Module):
         self.freeze_batchnorm = freeze_batchnorm  # BatchNorm always on its pretrained running statistics
         self.adaptation = None  # a parameter-efficient strategy's Adaptation (training/efficient.py)
         self._adaptation_modules: list[nn.Module] = []
+        # auxiliary training losses on the standardised features (domain-adversarial: training/adversarial.py);
+        # each is called as objective(model, features, batch) while training and returns a loss or None
+        self.objectives = nn.ModuleList()
+
+    def add_objective(self, objective: nn.Module) -> None:
+        self.objectives.append(objective)
+
+    @property
+    def objective_parameters(self) -> list[nn.Parameter]:
+        return list(self.objectives.parameters())
 
     def adapt(self, adaptation, modules: list[nn.Module]) -> None:
         """Train ``adaptation``'s parameters (whatever the layer groups do); ``modules`` follow ``train()``
@@ -128,12 +138,22 @@ class GraftModel(nn.Module):
         return self.l2_sp.penalty() if self.l2_sp is not None else torch.zeros((), device=self.head.weight.device)
 
     # -- forward ----------------------------------------------------------------------------------
-    def forward(self, inputs: dict, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+    def standardized(self, inputs: dict) -> torch.Tensor:
+        """The features the output layer reads: pooled, standardised by the pretrained features' statistics."""
         pooled = self._embed(inputs).to(self.head.weight.dtype)
-        z = self.head((pooled - self.feature_mean) / self.feature_scale)
+        return (pooled - self.feature_mean) / self.feature_scale
+
+    def forward(self, inputs: dict, labels: torch.Tensor | None = None, **batch) -> SequenceClassifierOutput:
+        features = self.standardized(inputs)
+        z = self.head(features)
         loss = None
         if labels is not None:
             loss = self.task.loss(z, labels.to(z.device), self.target_mean, self.target_scale)
             if self.training and self.l2_sp is not None:
                 loss = loss + self.l2_sp.penalty()
+            if self.training:
+                for objective in self.objectives:
+                    extra = objective(self, features, batch)
+                    if extra is not None:
+                        loss = loss + extra
         return SequenceClassifierOutput(loss=loss, logits=z * self.target_scale + self.target_mean)

@@ -211,6 +211,9 @@ def _compute_metrics(task, tokenizer):
 def _train(graft, backbone, task, strategy, train, y_train, val, y_val, max_new_tokens, callbacks) -> dict:
     started = time.perf_counter()
     metric = task.check_engine_metric(strategy.metric)
+    if getattr(strategy, "adapt_to", None):  # DANN reads pooled features; a generative model has none to pool
+        raise ConfigError(f"--adapt-to (domain-adversarial training) is for tasks with a head on pooled features; "
+                          f"{task.kind} trains a generative decoder; drop --adapt-to")
     plan = prepare_trainable(backbone, strategy)
     augmenter = augmenter_for(backbone, graft.seed) if strategy.augment else None
     train_examples = SpeechExamples(train, y_train, backbone, augment=augmenter is not None)
