@@ -55,12 +55,15 @@ def _start_rows(task, y: np.ndarray, size: int, seed: int) -> np.ndarray:
 def simulate(data, test=None, *, methods=("hybrid",), rounds: int = 5, per_round: int | None = None,
              start: int | None = None, seeds: int = 5, pool_cap: int | None = None, test_size: float = 0.2,
              measure: str | None = None, beta: int = DEFAULT_BETA, base: Graft | None = None,
-             backbone: str = DEFAULT_BACKBONE, columns: dict | None = None, **graft_options) -> dict:
+             backbone: str = DEFAULT_BACKBONE, columns: dict | None = None, pickers: dict | None = None,
+             **graft_options) -> dict:
     """The curve "primary metric vs labels" for each method of ``suggest`` against random picks.
 
     ``per_round`` defaults to 2 rows per class (a task with classes; else it must be given), ``start`` to
     ``per_round``. ``pool_cap`` caps the pool at a seeded random subsample (embedding cost). ``base`` is an unfitted
-    ``Graft`` whose settings every probe uses (default: a linear probe on ``backbone``).
+    ``Graft`` whose settings every probe uses (default: a linear probe on ``backbone``). ``pickers`` are more arms
+    to compare (e.g. a peer tool's query strategy): name -> ``pick(X_labelled, y_labelled, X_rest, k, seed)``
+    returning ``k`` positions into ``X_rest``, run on the same starts and scored by the same probe.
     """
     _check(rounds, seeds, per_round, start)
     methods = tuple(check_method(m) for m in methods)
@@ -98,12 +101,16 @@ def simulate(data, test=None, *, methods=("hybrid",), rounds: int = 5, per_round
                           f"has {len(pool)} (lower --rounds / --per-round, or raise --pool-cap)")
     started = time.perf_counter()
     X_test = base.features(test_table, task)
-    base.features(pool, task)  # embed the pool once: every later fit and suggestion reads the cache
+    X_pool = base.features(pool, task)  # embed the pool once: every later fit and suggestion reads the cache
     embed_seconds = time.perf_counter() - started
-    arms = (RANDOM, *methods)
+    pickers = dict(pickers or {})
+    arms = (RANDOM, *methods, *pickers)
     scores = {arm: [[] for _ in range(rounds + 1)] for arm in arms}
     labels = {arm: [[] for _ in range(rounds + 1)] for arm in arms}
     probe = base.clone(progress=False)  # refitted in place every round: the backbone is loaded once
+    # arms that do not read the probe's probabilities skip its calibration: the temperature leaves the arg-max,
+    # and so the score, unchanged
+    plain = base.clone(progress=False, calibrate=False)
     where = {row: i for i, row in enumerate(pool.frame.index)}  # a pool row number -> its position
     started = time.perf_counter()
     for seed in range(seeds):
@@ -112,7 +119,7 @@ def simulate(data, test=None, *, methods=("hybrid",), rounds: int = 5, per_round
             labelled = first
             rng = np.random.default_rng([seed, 1])
             for step in range(rounds + 1):
-                model = probe.set_params(seed=seed).fit(pool.subset(labelled))
+                model = (probe if arm in methods else plain).set_params(seed=seed).fit(pool.subset(labelled))
                 raw = model.head_.logits(X_test)
                 scores[arm][step].append(task.primary(y_test, task.outputs(raw, model.active_calibration())))
                 labels[arm][step].append(len(labelled))
@@ -121,6 +128,11 @@ def simulate(data, test=None, *, methods=("hybrid",), rounds: int = 5, per_round
                 rest = np.setdiff1d(np.arange(len(pool)), labelled)
                 if arm == RANDOM:
                     new = rng.choice(rest, size=per_round, replace=False)
+                elif arm in pickers:
+                    chosen = np.asarray(pickers[arm](X_pool[labelled], y_pool[labelled], X_pool[rest], per_round, seed))
+                    new = rest[np.unique(chosen)]
+                    if len(new) != per_round:
+                        raise ValueError(f"picker {arm!r} gave {len(new)} distinct rows, not {per_round}")
                 else:
                     chosen = suggest(model, pool.subset(rest), per_round, how=arm, labelled=pool.subset(labelled),
                                      measure=measure, seed=seed, beta=beta)
@@ -132,7 +144,7 @@ def simulate(data, test=None, *, methods=("hybrid",), rounds: int = 5, per_round
                     for s in range(rounds + 1)] for arm in arms}
     return {"metric": task.primary_metric, "source": table.source, "test": test_note, "n_test": len(test_table),
             "pool": pool_note, "n_pool": len(pool), "start": int(start), "per_round": int(per_round),
-            "rounds": rounds, "seeds": seeds, "measure": measure, "methods": list(methods), "curves": curves,
+            "rounds": rounds, "seeds": seeds, "measure": measure, "methods": list(methods), "pickers": list(pickers), "curves": curves,
             "final": {arm: curves[arm][-1] for arm in arms},
             "seconds": {"embedding": round(embed_seconds, 1), "rounds": round(time.perf_counter() - started, 1)}}
 
