@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import tempfile
 import warnings
 
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--pool-cap", type=int, default=4000)
     parser.add_argument("--cache-dir", help="feature cache (default: a fresh temporary one, so embedding is timed)")
     args = parser.parse_args()
+    progress = logging.getLogger("graftkit.active.simulate")  # one line per seed and arm, as it goes
+    progress.addHandler(logging.StreamHandler())
+    progress.setLevel(logging.INFO)
     if args.quick:
         args.sets, args.seeds, args.rounds = ["sst2"], 2, 2
     print(machine())
