@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pool-cap", type=int, default=4000)
+    parser.add_argument("--C", type=float, help="fix the probe's C (default: chosen by CV every round)")
     parser.add_argument("--cache-dir", help="feature cache (default: a fresh temporary one, so embedding is timed)")
     args = parser.parse_args()
     progress = logging.getLogger("graftkit.active.simulate")  # one line per seed and arm, as it goes
@@ -78,11 +79,11 @@ def main() -> None:
     cache = args.cache_dir or tempfile.mkdtemp(prefix="bench-suggest-")  # fresh: the embedding time is real
     for name in args.sets:
         train, test = tables(name)
-        base = Graft("all-MiniLM-L6-v2", strategy="linear-probe", cache_dir=cache, progress=False)
+        base = Graft("all-MiniLM-L6-v2", strategy="linear-probe", cache_dir=cache, progress=False, C=args.C)
         with Clock() as clock:
             result = simulate(train, test, methods=tuple(args.methods), rounds=args.rounds, seeds=args.seeds,
                               pool_cap=args.pool_cap, base=base, pickers={"modAL margin": modal_margin})
-        result["wall_s"], result["cpu_s"] = round(clock.wall, 1), round(clock.cpu, 1)
+        result["wall_s"], result["cpu_s"], result["C"] = round(clock.wall, 1), round(clock.cpu, 1), args.C
         results[name] = result
         print(f"\n== {name} ({clock.wall:.0f} s wall, {clock.cpu:.0f} s CPU; embedding {result['seconds']['embedding']} s)")
         print(format_simulation(result))
