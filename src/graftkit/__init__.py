@@ -1,5 +1,6 @@
 """graftkit: adapt pretrained models to your own small labelled data set, the way the literature says works."""
 
+from graftkit.active import simulate as simulate_suggestions, suggest
 from graftkit.adapters import load_adapters
 from graftkit.loading import load_model as load
 from graftkit.data import Table, load_data
@@ -16,4 +17,4 @@ __version__ = "0.1.0"
 
 __all__ = ["ArtifactError", "BackboneError", "ConfigError", "DataError", "Graft", "GraftkitError", "Table",
            "__version__", "auto", "infer_task", "load", "load_adapters", "load_data", "max_image_pixels",
-           "PretrainConfig", "pretrain", "rank", "set_threads"]
+           "PretrainConfig", "pretrain", "rank", "set_threads", "simulate_suggestions", "suggest"]

@@ -212,6 +212,29 @@ class Task(ABC):
         raise ConfigError(f"{source}: decision thresholds apply to multi-label models; this is a {self.kind} model "
                           "(drop --thresholds)")
 
+    # -- active learning (``graftkit suggest``) -------------------------------------------------------------------
+    # how ``uncertainty`` can score a row, the default first; empty: the task's outputs rank no row above another
+    uncertainty_measures: ClassVar[tuple[str, ...]] = ()
+
+    def check_uncertainty(self, measure: str | None = None) -> str:
+        """The uncertainty measure to use (``measure`` or the task's default); a ConfigError naming the flag when the
+        task has none or not this one."""
+        if not self.uncertainty_measures:
+            raise ConfigError(f"a {self.kind} model gives no per-row uncertainty to rank rows by; suggest by "
+                              "diversity instead (how='diversity', CLI: --how diversity)")
+        if measure is None:
+            return self.uncertainty_measures[0]
+        if measure not in self.uncertainty_measures:
+            raise ConfigError(f"uncertainty measure {measure!r} does not apply to a {self.kind} model; use one of "
+                              f"{', '.join(self.uncertainty_measures)} (--measure)")
+        return measure
+
+    def uncertainty(self, outputs: np.ndarray, calibration: dict | None = None, measure: str | None = None) -> np.ndarray:
+        """How unsure the model is of each row, in [0, 1] (1: least sure), from calibrated ``outputs``; the rows an
+        annotator should label first are the largest (uncertainty sampling, Lewis & Gale 1994)."""
+        self.check_uncertainty(measure)
+        raise NotImplementedError(f"{type(self).__name__} lists uncertainty measures but does not compute them")
+
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         if not self.has_probabilities:
             raise ConfigError(f"a {self.kind} model has no probabilities; use predict()")

@@ -16,6 +16,7 @@ from graftkit.data.readers import DROP_HINT, MISSING_LABELS
 from graftkit.errors import DataError
 from graftkit.scoring.calibration import fit_temperature, scaled_probabilities
 from graftkit.scoring.metrics import classification_metrics, format_table, probability_metrics
+from graftkit.scoring.uncertainty import entropy_uncertainty, margin_uncertainty
 from graftkit.tasks.base import Task
 from graftkit.tasks.heads import LogRegHead, MLPHead
 from graftkit.tasks.registry import register_task
@@ -75,6 +76,7 @@ class Classification(Task):
     engine_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
     calibrated_without_scaling: ClassVar[bool] = False
     has_classes: ClassVar[bool] = True
+    uncertainty_measures: ClassVar[tuple[str, ...]] = ("margin", "entropy")
 
     classes: tuple[str, ...] = ()
     reason: str = ""
@@ -181,6 +183,12 @@ class Classification(Task):
     def outputs(self, raw: np.ndarray, calibration: dict | None) -> np.ndarray:
         temperature = float((calibration or {}).get("temperature", 1.0))
         return scaled_probabilities(raw, temperature)
+
+    def uncertainty(self, outputs, calibration=None, measure=None) -> np.ndarray:
+        """Margin (default: 1 - the gap between the two most probable classes) or normalised entropy of the
+        calibrated class probabilities."""
+        measure = self.check_uncertainty(measure)
+        return (margin_uncertainty if measure == "margin" else entropy_uncertainty)(outputs)
 
     def metrics(self, y, raw, calibration, *, target_recall: float = 0.9, target_precision: float = 0.9,
                 curves: bool = True, **_) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 from graftkit.errors import ConfigError, DataError
 from graftkit.scoring.calibration import fit_temperature, reliability_diagram
 from graftkit.scoring.multilabel import multilabel_metrics, tune_thresholds
+from graftkit.scoring.uncertainty import binary_entropy_uncertainty, threshold_margin_uncertainty
 from graftkit.tasks.base import Task
 from graftkit.tasks.heads import OneVsRestHead
 from graftkit.tasks.registry import register_task
@@ -57,6 +58,7 @@ class MultiLabel(Task):
     engine_metrics: ClassVar[tuple[str, ...]] = ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss")
     minimized: ClassVar[tuple[str, ...]] = ("loss", "hamming_loss")
     options: ClassVar[tuple[str, ...]] = ("label_sep", "allow_empty")
+    uncertainty_measures: ClassVar[tuple[str, ...]] = ("margin", "entropy")
 
     names: tuple[str, ...] = ()
     label_sep: str | None = DEFAULT_SEP   # None: the labels are several 0/1 columns
@@ -252,6 +254,14 @@ class MultiLabel(Task):
     def outputs(self, raw: np.ndarray, calibration: dict | None) -> np.ndarray:
         temperatures = np.asarray((calibration or {}).get("temperatures") or np.ones(len(self.names)), np.float64)
         return _sigmoid(np.asarray(raw, dtype=np.float64) / temperatures)
+
+    def uncertainty(self, outputs, calibration=None, measure=None) -> np.ndarray:
+        """Margin (default: the least sure label's distance to its tuned threshold) or the mean binary entropy of
+        the calibrated per-label probabilities."""
+        measure = self.check_uncertainty(measure)
+        if measure == "margin":
+            return threshold_margin_uncertainty(outputs, self.thresholds(calibration))
+        return binary_entropy_uncertainty(outputs)
 
     def metrics(self, y, raw, calibration, **_) -> dict:
         raw = np.asarray(raw, dtype=np.float64)

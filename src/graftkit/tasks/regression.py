@@ -208,6 +208,13 @@ class Regression(Task):
     def outputs(self, raw: np.ndarray, calibration: dict | None) -> np.ndarray:
         return self.values(raw)
 
+    def check_uncertainty(self, measure: str | None = None) -> str:
+        """Split-conformal intervals from absolute residuals have one width for every row, so the contract's
+        interval ranks no row above another: a regression model is refused here, with the way out."""
+        raise ConfigError("a regression model's conformal interval has the same width for every row (one quantile of "
+                          "the held-out absolute residuals), so it ranks no row as less sure than another; suggest by "
+                          "diversity instead (how='diversity', CLI: --how diversity)")
+
     def metrics(self, y, raw, calibration, interval: float | None = None, residual_points: int = 400, **_) -> dict:
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         predicted = self.values(raw)
