@@ -147,6 +147,52 @@ def test_crash_then_resume_continues_from_the_sealed_checkpoint(tiny_whisper, tm
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+@pytest.mark.slow
+def test_two_process_ddp_matches_single_process(tiny_whisper, tmp_path):
+    """torchrun, 2 CPU processes, gloo: decoder-only data-parallel (each process half of every batch) trains the
+    same decoder as one process."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from graftkit.cli.main import main
+
+    _clips(tmp_path / "clips", n=8).to_csv(tmp_path / "train.csv", index=False)
+    args = ["-q", "fit", str(tmp_path / "train.csv"), "--task", "speech-recognition", "--backbone", str(tiny_whisper),
+            "--strategy", "decoder-only", "--label", "transcript", "--audio", "audio", "--epochs", "2",
+            "--batch-size", "4", "--learning-rate", "0.01", "--test-size", "0", "--val-size", "0", "--patience", "0"]
+    assert main([*args, "-o", str(tmp_path / "single")]) == 0
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    done = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "graftkit.cli.main", *args, "--checkpoint-dir",
+                           str(tmp_path / "run"), "-o", str(tmp_path / "ddp")],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    histories = [json.loads((tmp_path / d / "manifest.json").read_text())["training"]["history"]
+                 for d in ("single", "ddp")]
+    assert histories[0][-1]["train_loss"] == pytest.approx(histories[1][-1]["train_loss"], rel=1e-3)
+    a, b = (load_file(str(tmp_path / d / "trained.safetensors")) for d in ("single", "ddp"))
+    assert a.keys() == b.keys() and a
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4)
+    assert json.loads((tmp_path / "ddp" / "manifest.json").read_text())["training"]["epochs_run"] == 2
+
+
+def test_whispers_loss_still_ignores_num_items_in_batch(tiny_whisper):
+    """Upstream's behaviour that ``mean_loss_for_the_trainer`` works around: the loss is a mean whatever
+    ``num_items_in_batch`` says. When this fails, upstream reads it: drop the workaround."""
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper).eval()
+    features = torch.randn(2, 80, 3000)
+    labels = torch.tensor([[50257, 530, 50256], [50257, 734, 50256]])
+    with torch.no_grad():
+        plain = model(input_features=features, labels=labels).loss
+        counted = model(input_features=features, labels=labels, num_items_in_batch=torch.tensor(1000)).loss
+    assert torch.allclose(plain, counted)
+
+
 def test_lora_artifact_holds_only_the_decoder_adapter(tiny_whisper, tmp_path):
     frame = _clips(tmp_path / "clips")
     graft = _graft(tiny_whisper, "lora", learning_rate=5e-2)

@@ -26,6 +26,11 @@ from graftkit.training.regularizers import L2SP
 
 
 class GraftModel(nn.Module):
+    # ``task.loss`` is a mean over the batch and ignores the Trainer's ``num_items_in_batch``: the Trainer must divide
+    # it for gradient accumulation and must not multiply it by the process count under torchrun, which it would do
+    # for a ``forward(**kwargs)`` (the Trainer's own switch, read before its signature check)
+    accepts_loss_kwargs = False
+
     def __init__(self, backbone, task, plan: LayerPlan, *, l2_sp: float = 0.0, freeze_batchnorm: bool = False,
                  embed=None):
         super().__init__()

@@ -33,6 +33,7 @@ from graftkit.tasks.speech_recognition import GenerationHead
 from graftkit.training.augment import augmenter_for
 from graftkit.training.callbacks import AugmentEpoch, Deadline, LoggingProgress, QuietLog, SealCheckpoints
 from graftkit.training.checkpoints import stopped_at
+from graftkit.training.distributed import world_size
 from graftkit.training.fit import training_run, validation_split
 
 logger = logging.getLogger(__name__)
@@ -197,6 +198,16 @@ def _history(log_history: list[dict]) -> list[dict]:
     return [rows[e] for e in sorted(rows)]
 
 
+def mean_loss_for_the_trainer(model) -> None:
+    """The one workaround of this module. ``WhisperForConditionalGeneration.forward`` takes ``**kwargs`` but its
+    loss is a mean that ignores the Trainer's ``num_items_in_batch``; from the ``**kwargs`` the Trainer concludes
+    the opposite and then skips the division for gradient accumulation and multiplies the loss by the process count
+    under torchrun (doubled gradients, which clipping turns into another model than one process trains).
+    ``accepts_loss_kwargs`` is the Trainer's own switch for this; ``tests/test_speech_recognition.py`` fails
+    once upstream's loss starts reading ``num_items_in_batch``."""
+    model.accepts_loss_kwargs = False
+
+
 def _compute_metrics(task, tokenizer):
     def compute(prediction):
         predictions = np.where(prediction.predictions == IGNORE, tokenizer.pad_token_id, prediction.predictions)
@@ -239,9 +250,13 @@ def _run_trainer(graft, backbone, task, strategy, plan, metric, max_new_tokens, 
 
     validate = val_examples is not None
     stopped = stopped_at(resume_from) if resume_from else None  # early stopping had already ended the run
+    processes = world_size()
+    if graft.batch_size % processes:
+        raise ConfigError(f"batch_size {graft.batch_size} does not split evenly over {processes} processes; use a "
+                          f"multiple of {processes} (--batch-size)")
     on_cuda = torch.device(graft.device).type == "cuda"
     args = Seq2SeqTrainingArguments(
-        output_dir=str(run_dir), per_device_train_batch_size=graft.batch_size,
+        output_dir=str(run_dir), per_device_train_batch_size=graft.batch_size // processes,  # the same steps
         per_device_eval_batch_size=graft.batch_size, num_train_epochs=stopped or strategy.epochs,
         learning_rate=strategy.learning_rate,
         lr_scheduler_type={"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[
@@ -261,6 +276,7 @@ def _run_trainer(graft, backbone, task, strategy, plan, metric, max_new_tokens, 
     ours = [SealCheckpoints()] + ([AugmentEpoch(collator)] if augmenter is not None else [])
     if validate and strategy.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
+    mean_loss_for_the_trainer(backbone.model)
     trainer = Seq2SeqTrainer(model=backbone.model, args=args, data_collator=collator,
                              train_dataset=train_examples, eval_dataset=val_examples,
                              compute_metrics=_compute_metrics(task, backbone.tokenizer),
