@@ -9,10 +9,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from graftkit.errors import ConfigError
+from graftkit.errors import BackboneError, ConfigError
 
 
 @dataclass
@@ -79,6 +80,11 @@ class Backbone(ABC):
         """The pretraining classifier that maps ``embed`` features to source-class logits (e.g. an ImageNet-1k
         layer), or None where the model has none or the features are not what it reads."""
         return None
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Texts (class descriptions, queries) embedded into the same space as ``embed`` outputs, shape
+        ``(len(texts), hidden_size)``: what zero-shot similarity and label-initialised heads compare rows with."""
+        raise BackboneError(f"backbone {self.source.spec!r} ({self.family}) cannot embed text descriptions")
 
     def sort_key(self, item) -> int:
         """Cost proxy for length-sorted batching; the same for every item by default."""
