@@ -250,6 +250,20 @@ def test_bad_inputs_exit_2(tiny_bert_dir, tmp_path, capsys, args, message):
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
 
 
+def test_auto_runs_zero_shot_as_rung_zero_only_for_words(tiny_bert_dir):
+    frame = sentiment_frame(40)
+    result = gk.auto(frame, backbones=[str(tiny_bert_dir)], budget="2m", ladder=[], progress=False)
+    rung = [row for row in result.rows if row["kind"] == "zero-shot"]
+    assert len(rung) == 1 and rung[0]["status"] == "ran" and "class names are words" in rung[0]["reason"]
+    assert rung[0]["validation"]["accuracy"] is not None
+    ids = frame.assign(label=frame["label"].map({"pos": "1", "neg": "0"}))
+    result = gk.auto(ids, backbones=[str(tiny_bert_dir)], budget="2m", ladder=[], progress=False)
+    assert not [row for row in result.rows if row["kind"] == "zero-shot"]
+    result = gk.auto(ids, backbones=[str(tiny_bert_dir)], budget="2m", ladder=[], progress=False,
+                     label_descriptions={"1": "good great", "0": "bad awful"})
+    assert [row["status"] for row in result.rows if row["kind"] == "zero-shot"] == ["ran"]
+
+
 @pytest.mark.slow
 def test_zero_shot_and_fewshot_on_ag_news():
     path = shared_path("data", "ag_news", "test.csv")

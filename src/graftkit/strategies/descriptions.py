@@ -120,3 +120,16 @@ def description_texts(classes, source=None, template: str | None = None) -> list
 def described_classes(source) -> list[str]:
     """The classes a description file names (a zero-shot model fitted without labelled rows)."""
     return list(read_descriptions(source))
+
+
+def zero_shot_rung(task, label_descriptions=None) -> str | None:
+    """Why ``auto`` runs zero-shot as rung 0 for ``task`` (descriptions given, or class names that are words),
+    or None when it does not apply."""
+    if not getattr(task, "zero_shot", False):
+        return None
+    if label_descriptions is not None:
+        where = "given" if isinstance(label_descriptions, dict) else str(label_descriptions)
+        return f"rung 0: class descriptions ({where}), no training"
+    if meaningful_names(task.labels):
+        return f"rung 0: the class names are words (e.g. {task.labels[0]!r}), so they describe the classes"
+    return None
