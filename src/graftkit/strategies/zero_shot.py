@@ -7,11 +7,15 @@ The head is plain arrays (``SimilarityHead``: the description embeddings and the
 model is calibrated like any other: a temperature fitted on their logits (nothing is learnt from those rows, so
 every row is held out). Without any (``Graft(...).fit()``), the classes come from the description file and the
 model can only ``predict`` (and ``evaluate`` on labelled data).
+
+For a generative task (speech recognition) the same strategy is rung 0 there: the pretrained encoder-decoder
+transcribes with its own ``generate`` (``training/seq2seq.py``; no head, no descriptions).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,6 +37,7 @@ def description_embeddings(backbone, task, label_descriptions, template) -> tupl
 @dataclass
 class ZeroShot(StrategyConfig):
     name = "zero-shot"
+    trainable: ClassVar[bool] = False
     fits_without_rows = True  # Graft.fit() with no data: the classes are the described ones
 
     label_descriptions: str | dict | None = field(default=None, metadata={
