@@ -115,7 +115,8 @@ def test_leaderboard_has_the_baseline_and_every_step_with_a_reason(tiny_bert_dir
     for row in rows:
         if row["status"] == "ran":
             assert row["validation"]["accuracy"] is not None and row["seconds"] >= 0 and row["peak_rss_mib"] > 0
-            assert row["test"]["score_std"] >= 0 and row["parameters"]["trainable"] > 0
+            assert row["test"]["score_std"] >= 0
+            assert row["parameters"]["trainable"] > 0 or row["strategy"] == "zero-shot"  # rung 0 trains nothing
     finetune = _by_strategy(result)["finetune"]
     if finetune["status"] == "ran":  # the manifest's training section gives the trainable share
         assert 0 < finetune["parameters"]["share"] < 1

@@ -205,7 +205,7 @@ class Graft:
         return task
 
     # -- estimator API -----------------------------------------------------------------------------------------
-    def fit(self, data, validation=None, callbacks=None) -> Graft:
+    def fit(self, data=None, validation=None, callbacks=None) -> Graft:
         """Fit on a Table, a file path, a DataFrame or a ``datasets.Dataset``.
 
         Trainable strategies (finetune, full, gradual, lp-ft, lora, ...) evaluate each epoch on ``validation``
@@ -215,8 +215,10 @@ class Graft:
         when given, else the fine-tuning validation split, or cross-fitted folds of ``data`` for a head on frozen
         features. Multi-label thresholds and regression intervals are fitted even with ``calibrate=False``.
         """
-        table = self.as_table(data, require_label=True)
         strategy = get_strategy(self.strategy, **self.strategy_params)
+        if data is None:  # zero-shot: no labelled rows at all, the classes named by the strategy
+            return self._fit_without_rows(strategy)
+        table = self.as_table(data, require_label=True)
         task = self.infer_task(table)
         task.check_options(strategy)
         if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
@@ -238,6 +240,7 @@ class Graft:
         else:
             train, how, running = table, None, None
             val = None if validation is None else self.as_table(validation, require_label=True)
+            strategy.prepare(self.check_modality(table), task)
             y = task.encode(table)
             X = self.features(table, task)
             extraction = dict(self.last_extraction_)
@@ -259,6 +262,29 @@ class Graft:
                                                        self.calibration_)
         logger.info("fitted %s (%s) on %d rows in %.1fs", strategy.name, task.kind, len(table),
                     time.perf_counter() - started)
+        return self
+
+    def _fit_without_rows(self, strategy) -> Graft:
+        """``fit()`` with no data: a strategy that needs no labelled rows (zero-shot) names the classes; the
+        model can predict, and evaluate on labelled data, but nothing was calibrated."""
+        if not getattr(strategy, "fits_without_rows", False):
+            raise ConfigError(f"strategy {strategy.name!r} learns from labelled rows; pass data to fit, or use "
+                              "--strategy zero-shot --label-descriptions FILE to fit without any")
+        started = time.perf_counter()
+        classes = strategy.classes_without_rows()
+        task = task_class(self.task or "classification").from_dict({"labels": list(dict.fromkeys(classes))})
+        backbone = self.loaded_backbone()
+        strategy.prepare(backbone, task)
+        self.training_ = self.adaptation_ = None
+        self.head_ = task.wrap_head(strategy.fit_head(task, None, None, seed=self.seed))
+        self.task_, self.strategy_ = task, strategy
+        self.input_ = {"modality": backbone.modality, "column": backbone.modality, "label_column": None}
+        self.data_ = {"source": "class descriptions (no labelled rows)", "rows": 0, "fingerprint": "none"}
+        self.calibration_ = (task.skipped_calibration("no labelled rows (fitted without data)")
+                             if self.calibrate else None)
+        self.metrics_ = {}
+        self.timings_ = {"fit_s": round(time.perf_counter() - started, 3)}
+        logger.info("fitted %s (%s) without labelled rows: %d classes", strategy.name, task.kind, len(task.labels))
         return self
 
     def _train_metrics(self, task, train, X, y, running) -> dict:
@@ -288,7 +314,7 @@ class Graft:
         if getattr(self, "training_", None):
             return dict(self.training_["parameters"])
         head = int(sum(np.asarray(v).size for k, v in self.head_.arrays.items()
-                       if k not in ("mean", "scale", "target_mean", "target_scale")))
+                       if k not in ("mean", "scale", "target_mean", "target_scale", "queries", "logit_scale")))
         total = head + sum(p.numel() for p in self.loaded_backbone().model.parameters())
         return {"trainable": head, "total": total, "share": round(head / total, 6)}
 

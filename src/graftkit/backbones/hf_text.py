@@ -142,6 +142,16 @@ class HFTextBackbone(Backbone):
     def layer_groups(self) -> list[nn.Module]:
         return encoder_layers(self.model)
 
+    def embed_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """A text encoder embeds descriptions exactly as it embeds rows: the same tokenizer, pooling and
+        normalisation, so a description and a row with the same text get the same vector."""
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = self.preprocess(list(texts[start:start + batch_size]))
+                out.append(self.embed(batch).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.hidden_size), np.float32)
+
 
 def _claims(config: dict) -> bool:
     return config.get("model_type") not in VISION_AUDIO_TYPES

@@ -47,6 +47,10 @@ def register(commands) -> None:
     parser.add_argument("--val-size", type=float, default=0.2,
                         help="fraction of the data held out, stratified, for validation (default: 0.2)")
     parser.add_argument("--test", metavar="FILE", help="labelled test file, scored after every decision")
+    parser.add_argument("--label-descriptions", metavar="FILE",
+                        help="class -> description (JSON / CSV): zero-shot runs as rung 0 (it also runs when the "
+                             "class names are words, not ids such as 0 / 1 / LABEL_3)")
+    parser.add_argument("--template", help="wraps each description for zero-shot, e.g. 'This message is about {}.'")
     parser.add_argument("--ladder", nargs="*", choices=STEPS, default=list(LADDER), metavar="STRATEGY",
                         help=f"escalation steps after the probe, in order, from {', '.join(STEPS)} "
                              f"(default: {' '.join(LADDER)}); "
@@ -76,7 +80,8 @@ def _auto(args) -> int:
                   val_size=args.val_size, ladder=args.ladder, epochs=args.epochs, probe_top=args.probe_top,
                   min_gain_per_minute=args.min_gain_per_minute, batch_size=args.batch_size,
                   cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device,
-                  calibrate=not args.no_calibration, track=args.track, **task_kwargs(args), **data_kwargs(args))
+                  calibrate=not args.no_calibration, track=args.track, label_descriptions=args.label_descriptions,
+                  template=args.template, **task_kwargs(args), **data_kwargs(args))
     if args.json:
         emit_json({**result.to_dict(), **({"tracking": result.tracking} if result.tracking else {})})
         return 0

@@ -48,7 +48,9 @@ def register(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fit a frozen pretrained backbone + head, report held-out metrics, write a model directory.",
         epilog="example:\n  graftkit fit train.csv --text review --label stars --test test.csv -o runs/reviews")
-    fit.add_argument("data", help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders")
+    fit.add_argument("data", nargs="?",
+                     help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders (may be left out with "
+                          "--strategy zero-shot --label-descriptions FILE: a model with no labelled rows)")
     fit.add_argument("-o", "--output", required=True, help="model directory to write")
     fit.add_argument("--overwrite", action="store_true", help="replace a model already in the output directory")
     fit.add_argument("--test", help="separate labelled test file (default: hold out --test-size of the data)")
@@ -115,6 +117,8 @@ def _fit_and_save(args, output: Path, training: dict, state: dict) -> int:
     if args.cv and (args.cv < 2 or not (args.test or args.test_size)):
         raise ConfigError(f"--cv {args.cv}: cross-validation needs K >= 2 and a test split to save it beside "
                           "(--test FILE or --test-size); or run `graftkit cv`")
+    if args.data is None:  # zero-shot from class descriptions alone
+        return _fit_without_rows(args, output, state)
     table = load_data(args.data, **data_kwargs(args))
     settings = Graft(**graft_kwargs(args))
     task = settings.infer_task(table)  # a single class, a text target of a regression, ... fail here
@@ -171,6 +175,23 @@ def _fit_and_save(args, output: Path, training: dict, state: dict) -> int:
         if args.track:
             print(f"MLflow run {result['tracking']['run_id']} in {result['tracking']['tracking_uri']} (model: "
                   f"{result['tracking']['model_uri']})")
+    return 0
+
+
+def _fit_without_rows(args, output: Path, state: dict) -> int:
+    """``graftkit fit --strategy zero-shot --label-descriptions FILE -o DIR``: no data, so no test metrics;
+    ``graftkit evaluate`` scores it on labelled rows later."""
+    if args.test:
+        raise ConfigError("--test needs training DATA; fit without data, then run `graftkit evaluate DIR TEST`")
+    model = Graft(**graft_kwargs(args)).fit()
+    model.save(output, overwrite=args.overwrite)
+    state["saved"] = True
+    result = {"output": str(output), "classes": list(model.task_.labels), "parameters": model.parameter_counts()}
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"zero-shot model over {len(result['classes'])} classes written to {output} (no labelled rows: not "
+              "calibrated; `graftkit evaluate` it on labelled data)")
     return 0
 
 

@@ -228,7 +228,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
          probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
          cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
          calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, task: str | None = None,
-         task_options: dict | None = None, track: str | None = None, **data_options) -> AutoResult:
+         task_options: dict | None = None, track: str | None = None, label_descriptions=None,
+         template: str | None = None, **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
 
     One seeded, stratified ``val_size`` split of ``data`` is the validation set (or ``validation`` when given);
@@ -242,7 +243,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     request): a rung runs when its estimated time fits the remaining budget, and escalation stops once a rung
     gained less than ``min_gain_per_minute`` validation accuracy points per minute, unless the classical baseline
     still beats every pretrained candidate on validation; a stop caused by a fresh-head rung still lets ``lp-ft``
-    run. ``refit``: when the saved model is a linear probe and the validation rows came from ``data``, refit it
+    run. Zero-shot runs first (rung 0) on the top backbone when ``label_descriptions`` are given or the class names
+    are words (``strategies/descriptions.zero_shot_rung``). ``refit``: when the saved model is a linear probe and the validation rows came from ``data``, refit it
     on all of ``data`` after the choice (cached features: the head's cost) if the budget allows. ``output``: save
     the best pretrained model there (atomically; ``overwrite`` to replace a model) with ``leaderboard.json`` and
     ``leaderboard.md``.
@@ -309,6 +311,11 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     baseline = run.baseline(table.modality, seed)
     baseline_row = run.rows[-1]
     ordered, ranking = _order_by_rank(run, backbones, seed, graft_options)
+    from graftkit.strategies.descriptions import zero_shot_rung
+
+    rung_zero = zero_shot_rung(task, label_descriptions)  # descriptions, or class names that are words
+    if rung_zero:
+        run.zero_shot(ordered[0], rung_zero, graft_options, label_descriptions, template)
     for position, spec in enumerate(ordered, start=1):
         if position > probe_top:
             run.row("probe", spec, "linear-probe", "skipped",

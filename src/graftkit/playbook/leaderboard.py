@@ -13,7 +13,7 @@ from graftkit.atomic import write_text_atomic
 MEMORY_NOTE = ("memory: the process's peak resident set size (resource.getrusage ru_maxrss) when the step ended; "
                "it never decreases, so a step's figure includes the steps before it")
 # simpler first: on a validation tie the cheaper rung wins
-COMPLEXITY = {"zero-shot": 1, "linear-probe": 1, "decoder-only": 2, "finetune": 2, "lora": 3, "lp-ft": 4,
+COMPLEXITY = {"zero-shot": 0.5, "linear-probe": 1, "decoder-only": 2, "finetune": 2, "lora": 3, "lp-ft": 4,
               "full": 5}  # by strategy; the baseline is 0
 
 

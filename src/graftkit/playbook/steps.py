@@ -107,6 +107,24 @@ class Run:
                        peak_rss_mib=peak_rss_mib(), parameters=model.parameter_counts())
         self.models[row["step"]] = model
 
+    def zero_shot(self, spec: str, reason: str, graft_options: dict, label_descriptions, template) -> None:
+        """Rung 0: class descriptions (or names) scored by similarity; calibrated on the training rows."""
+        from graftkit.graft import Graft
+
+        started = time.perf_counter()
+        try:
+            model = Graft(backbone=spec, strategy="zero-shot", label_descriptions=label_descriptions,
+                          template=template, **graft_options).fit(self.train)
+            validation = self.model_metrics(model, self.val, self.y_val)
+        except GraftkitError as exc:
+            self.row("zero-shot", spec, "zero-shot", "failed", f"{reason}; failed: {exc}",
+                     seconds=round(time.perf_counter() - started, 3))
+            return
+        row = self.row("zero-shot", spec, "zero-shot", "ran", reason, validation=validation,
+                       seconds=round(time.perf_counter() - started, 3), peak_rss_mib=peak_rss_mib(),
+                       parameters=model.parameter_counts())
+        self.models[row["step"]] = model
+
     def _measure_forward(self, spec, model, embedded) -> None:
         seconds = sum(s for s, n in embedded if n)
         rows = sum(n for _, n in embedded if n)

@@ -34,6 +34,10 @@ class StrategyConfig:
     def to_dict(self) -> dict:
         return {"name": self.name, **dataclasses.asdict(self)}
 
+    def prepare(self, backbone, task) -> None:
+        """What the strategy needs from the loaded backbone before its head is fitted (zero-shot and the
+        label-initialised probe embed the class descriptions here); nothing by default."""
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]

@@ -1,5 +1,6 @@
-"""Strategies of generative (encoder-decoder) tasks: ``zero-shot`` (the pretrained model as it is, rung 0) and
-``decoder-only`` (every decoder group trains, the encoder stays frozen: the common recipe for adapting Whisper's
+"""Strategies of generative (encoder-decoder) tasks: ``zero-shot`` (the pretrained model as it is, rung 0; the one
+``zero-shot`` strategy of ``strategies/zero_shot.py``, which for a generative task transcribes with the model's own
+``generate``) and ``decoder-only`` (every decoder group trains, the encoder stays frozen: the common recipe for adapting Whisper's
 vocabulary and output style to a domain). ``finetune --layers N`` trains the top N groups of the same list
 (decoder groups first, from the top), ``full`` all of them, ``lora`` adapters on the decoder
 (``training/seq2seq.py``)."""
@@ -10,21 +11,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from graftkit.errors import ConfigError
-from graftkit.strategies.base import StrategyConfig, register_strategy
+from graftkit.strategies.base import register_strategy
 from graftkit.strategies.trainable import TrainableConfig
-
-
-@register_strategy
-@dataclass
-class ZeroShot(StrategyConfig):
-    """Nothing trains: the pretrained model transcribes with its own ``generate`` (always measured first)."""
-
-    name = "zero-shot"
-    trainable: ClassVar[bool] = False
-
-    def fit_head(self, task, X, y, *, seed: int = 0, fixed=None):
-        raise ConfigError("strategy zero-shot fits no head; it applies to generative tasks (--task "
-                          "speech-recognition); use linear-probe for a head on frozen features")
 
 
 @register_strategy

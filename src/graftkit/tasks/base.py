@@ -45,6 +45,9 @@ class Task(ABC):
     # the model writes the output itself (speech recognition: ``generate`` of an encoder-decoder): no head on
     # features; ``Graft`` hands fit / transcription / artifacts to ``training/seq2seq.py``
     generative: ClassVar[bool] = False
+    # one class per row scored by a softmax over classes: zero-shot similarity to class descriptions and
+    # label-initialised heads apply
+    zero_shot: ClassVar[bool] = False
 
     reason: str = ""  # why this task was inferred (printed, as column roles are)
 

@@ -306,7 +306,98 @@ class WordHead(Head):
         return self.inner.linear_weights(fold_scaling)
 
 
-LOADABLE_HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead, OneVsRestHead, RidgeHead, LinearHead, WordHead)}
+def _unit(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+class SimilarityHead(Head):
+    """Zero-shot: ``logits = logit_scale * cos(x, q_c)`` against one embedded description ``q_c`` per class
+    (CLIP's zero-shot classifier, Radford et al. 2021, on any encoder that embeds text into its feature space).
+    The arrays are the unit-normalised description embeddings (``queries``) and the scale; nothing is fitted."""
+
+    kind = "similarity"
+
+    @classmethod
+    def from_queries(cls, queries: np.ndarray, logit_scale: float, texts=()) -> SimilarityHead:
+        arrays = {"queries": _unit(queries), "logit_scale": np.asarray([logit_scale], np.float32)}
+        return cls(arrays, {"kind": cls.kind, "logit_scale": float(logit_scale), "descriptions": list(texts)})
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return float(self.arrays["logit_scale"][0]) * (_unit(X) @ self.arrays["queries"].T)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return _softmax(self.logits(X))
+
+
+PRIOR_CS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def _prior_logreg(X, y, prior, C, n_classes, max_iter) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression with the L2 penalty centred on ``prior`` instead of zero:
+    ``0.5 * ||W - W0||^2 + C * sum(cross-entropy)`` (a Gaussian prior on the weights with mean W0, the MAP
+    estimate). scikit-learn's penalty is centred on zero, so a warm start from W0 alone would converge to
+    the same optimum and forget the prior; hence this small L-BFGS fit (scipy)."""
+    from scipy.optimize import minimize
+
+    X = np.asarray(X, np.float64)
+    W0 = np.asarray(prior, np.float64)
+    onehot = np.eye(n_classes)[y]
+    d = X.shape[1]
+
+    def objective(theta):
+        W, b = theta[:n_classes * d].reshape(n_classes, d), theta[n_classes * d:]
+        z = X @ W.T + b
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -C * (onehot * log_p).sum() + 0.5 * ((W - W0) ** 2).sum()
+        residual = C * (np.exp(log_p) - onehot)
+        grad_W = residual.T @ X + (W - W0)
+        return loss, np.concatenate([grad_W.ravel(), residual.sum(axis=0)])
+
+    start = np.concatenate([W0.ravel(), np.zeros(n_classes)])
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return result.x[:n_classes * d].reshape(n_classes, d), result.x[n_classes * d:]
+
+
+def fit_prior_logreg(X, y, prior, *, C=None, Cs=PRIOR_CS, cv_folds=5, max_iter=1000, seed=0, standardize=True,
+                     n_classes=None) -> LogRegHead:
+    """A ``LogRegHead`` whose weights start from, and are shrunk towards, ``prior`` (weights on the raw features:
+    the class-description embeddings x the zero-shot logit scale) instead of zero: the label-initialised probe.
+    On standardised features (the probe's default) the prior is carried over exactly (``x @ W0.T`` =
+    ``z @ (W0 * scale).T + W0 @ mean``), so C means what it means for the plain probe. ``C`` by stratified CV on
+    log-loss over ``Cs``."""
+    n_classes = int(n_classes or prior.shape[0])
+    y = np.asarray(y, np.int64)
+    scaling = Head.scaling(X, standardize)
+    Z = (X - scaling["mean"]) / scaling["scale"]
+    W0 = np.asarray(prior, np.float64) * scaling["scale"]
+    b0 = np.asarray(prior, np.float64) @ scaling["mean"]
+    Zb = np.concatenate([Z, np.ones((len(Z), 1))], axis=1)  # the bias rides along, with its own prior b0
+    prior_b = np.concatenate([W0, b0[:, None] if b0.ndim == 1 else b0], axis=1)
+    folds = min(cv_folds, min(Counter(y.tolist()).values()))
+    if C is None and folds >= 2:
+        losses = []
+        for candidate in Cs:
+            total = 0.0
+            for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Z, y):
+                W, b = _prior_logreg(Zb[train], y[train], prior_b, candidate, n_classes, max_iter)
+                p = _softmax(Zb[held] @ W.T + b)
+                total -= float(np.log(np.clip(p[np.arange(len(held)), y[held]], 1e-12, 1.0)).sum())
+            losses.append(total)
+        chosen = float(Cs[int(np.argmin(losses))])
+        logger.info("label-initialised logistic regression: C=%g chosen by %d-fold CV over %s", chosen, folds,
+                    list(Cs))
+    else:
+        chosen = 1.0 if C is None else float(C)
+    W, b = _prior_logreg(Zb, y, prior_b, chosen, n_classes, max_iter)
+    arrays = {**scaling, "coef": W[:, :-1].astype(np.float32), "intercept": (W[:, -1] + b).astype(np.float32)}
+    return LogRegHead(arrays, {"kind": LogRegHead.kind, "C": chosen, "cv_folds": folds if C is None else 0,
+                               "prior": "class-description embeddings (label-initialised)"})
+
+
+LOADABLE_HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead, OneVsRestHead, RidgeHead, LinearHead, WordHead,
+                                            SimilarityHead)}
 
 
 def head_from_state(arrays: dict[str, np.ndarray], info: dict) -> Head:

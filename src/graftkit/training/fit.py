@@ -119,6 +119,10 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
     """Fine-tune ``graft``'s backbone and a new output layer for ``task`` on ``table`` as ``strategy`` says (sets
     the fitted head and records); returns ``(train, validation or None, how the validation rows were chosen, the
     training loop's outputs on the kept epoch's training batches or None)`` (``TrainingResult.train_outputs``)."""
+    if getattr(strategy, "contrastive", False):  # pairs of rows, then a head (SetFit's recipe)
+        from graftkit.training.contrastive import fit_contrastive
+
+        return fit_contrastive(graft, table, task, strategy, validation=validation, callbacks=callbacks)
     started = time.perf_counter()
     backbone = graft.check_modality(table)
     task.check_engine_metric(strategy.metric)  # a wrong --metric fails before any work
