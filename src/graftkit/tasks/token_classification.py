@@ -308,7 +308,6 @@ class TokenClassification(Task):
         present = np.unique(tags)
         ids = np.searchsorted(present, tags)
         chosen = C if C is not None else choose_C(features, ids, max_iter=max_iter, seed=seed, **options)
-        from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=chosen, max_iter=max_iter, random_state=seed).fit(features, ids)
 
