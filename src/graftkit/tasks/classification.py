@@ -17,6 +17,7 @@ from graftkit.errors import DataError
 from graftkit.scoring.calibration import fit_temperature, scaled_probabilities
 from graftkit.scoring.metrics import classification_metrics, format_table, probability_metrics
 from graftkit.tasks.base import Task
+from graftkit.tasks.gbdt import GBDTHead
 from graftkit.tasks.heads import LogRegHead, MLPHead
 from graftkit.tasks.registry import register_task
 
@@ -143,7 +144,9 @@ class Classification(Task):
 
     # -- heads and the engine ----------------------------------------------------------------------------------
     def fit_head(self, X, y, *, head: str = "linear", seed: int = 0, C=None, cv_folds: int = 5, hidden_size: int = 256,
-                 max_iter: int = 1000, standardize: bool = True, **_):
+                 max_iter: int = 1000, standardize: bool = True, **params):
+        if head == "gbdt":  # trees on fused features (tasks/gbdt.py); ``categorical`` marks the category codes
+            return GBDTHead.fit(X, y, classifier=True, seed=seed, **params)
         if head == "mlp":
             return MLPHead.fit(X, y, hidden_size=hidden_size, max_iter=max_iter, standardize=standardize, seed=seed)
         return LogRegHead.fit(X, y, C=C, cv_folds=cv_folds, max_iter=max_iter, standardize=standardize, seed=seed)
