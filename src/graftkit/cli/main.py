@@ -12,12 +12,14 @@ import traceback
 
 from graftkit import __version__
 from graftkit.cli import auto, demo, export, fit, merge, models, rank, report, serve, use
+from graftkit.cli import fuse
 from graftkit.cli.run_scope import run_scope
 from graftkit.cli.train_options import Interrupted
 from graftkit.errors import GraftkitError
 from graftkit.threads import set_threads
 
 COMMAND_MODULES = (fit, use, merge, export, models, rank, auto, report, serve, demo)
+COMMAND_MODULES += (fuse,)  # issue 12: multi-input tables (cli/fuse.py)
 
 
 # OS errors a user's environment causes (a full disk, a read-only folder, a name too long), with the fix
