@@ -215,7 +215,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_cli_fuse_then_predict(tiny_bert_dir, tmp_path, capsys):
-    table_frame(100).to_csv(tmp_path / "t.csv", index=False)
+    table_frame(60).to_csv(tmp_path / "t.csv", index=False)
     table_frame(5, seed=9).drop(columns="label").to_csv(tmp_path / "new.csv", index=False)
     code = main(["fuse", str(tmp_path / "t.csv"), "--label", "label", "--text", "title", "review", "--numeric", "age",
                  "--categorical", "dept", "--backbone", str(tiny_bert_dir), "--cv", "2", "--baseline",
