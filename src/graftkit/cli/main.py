@@ -11,14 +11,15 @@ import sys
 import traceback
 
 from graftkit import __version__
-from graftkit.cli import auto, demo, export, fewshot, fit, merge, models, pretrain, rank, report, serve, use
+from graftkit.cli import auto, demo, export, fewshot, fit, fuse, merge, models, pretrain, rank, report, serve, use
 from graftkit.cli import suggest as suggest_command
 from graftkit.cli.run_scope import run_scope
 from graftkit.cli.train_options import Interrupted
 from graftkit.errors import GraftkitError
 from graftkit.threads import set_threads
 
-COMMAND_MODULES = (fit, use, merge, export, models, rank, auto, report, serve, demo, pretrain, suggest_command, fewshot)
+COMMAND_MODULES = (fit, use, merge, export, models, rank, auto, report, serve, demo, pretrain, suggest_command, fewshot,
+                   fuse)
 
 
 # OS errors a user's environment causes (a full disk, a read-only folder, a name too long), with the fix

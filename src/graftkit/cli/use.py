@@ -18,6 +18,7 @@ from graftkit.cli.eval_options import (
 from graftkit.cli.options import add_data_options, add_threads_option, data_kwargs, emit_json, positive_int
 from graftkit.data import load_data
 from graftkit.errors import ArtifactError, ConfigError
+from graftkit.fusion.model import is_fusion_model
 from graftkit.loading import load_model
 from graftkit.scoring.regression import check_level
 
@@ -69,6 +70,10 @@ def _add_common(parser) -> None:
 
 
 def _load(args, require_label: bool):
+    if is_fusion_model(args.model):  # a multi-input model (graftkit fuse): its own loader reads its roles
+        from graftkit.cli.fuse import load_for_predict
+
+        return load_for_predict(args, require_label)
     if args.interval is not None:
         check_level(args.interval)
     if getattr(args, "runtime", "torch") == "onnx":

@@ -18,6 +18,7 @@ import pandas as pd
 
 from graftkit.data.conll import SUFFIXES as CONLL_SUFFIXES
 from graftkit.data.conll import looks_like_conll, read_conll
+from graftkit.data.roles import given_roles, multi_input_table, wants_multi_input
 from graftkit.data.table import Table
 from graftkit.errors import DataError
 
@@ -42,9 +43,11 @@ def _sniffed(path: Path, encoding: str) -> str | None:
     return "conll" if path.suffix.lower() == ".txt" and looks_like_conll(path, encoding) else None
 
 
-def load_data(source, *, text: str | None = None, image: str | None = None, audio: str | None = None,
-              label: str | list[str] | None = None, format: str | None = None, encoding: str = "utf-8",
-              require_label: bool = True, known_columns: dict | None = None, drop_missing: bool = False) -> Table:
+def load_data(source, *, text: str | list[str] | None = None, image: str | list[str] | None = None,
+              audio: str | list[str] | None = None, label: str | list[str] | None = None, format: str | None = None,
+              encoding: str = "utf-8", require_label: bool = True, known_columns: dict | None = None,
+              drop_missing: bool = False, numeric: list[str] | None = None, categorical: list[str] | None = None,
+              roles: str | None = None) -> Table:
     """Load a data set into a Table.
 
     ``source`` is a file path (CSV, TSV, JSONL, Parquet), a folder of class sub-folders holding
@@ -52,7 +55,16 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
     (role -> column, e.g. from a fitted model) is used for roles not given, where the column exists.
     ``label`` may name several columns (one 0/1 column per label: a multi-label target). Targets are read
     (and refused with the row and column) by the task, not here: blank labels are legal for some tasks.
+
+    Several inputs per row (``data/roles.py``): several media columns (``text=["title", "review"]``) or tabular
+    ones (``numeric=``, ``categorical=``) give a multi-input table (``Table.roles``); ``roles="infer"`` also
+    assigns every other column a role, with the reason recorded. ``known_columns={"roles": ...}`` reads the
+    columns a fitted multi-input model was fitted on.
     """
+    named = {"text": text, "image": image, "audio": audio, "numeric": numeric, "categorical": categorical}
+    if roles == "infer" or wants_multi_input(**named) or "roles" in (known_columns or {}):
+        return _multi_input(source, named, label, format, encoding, require_label, roles == "infer",
+                            (known_columns or {}).get("roles"))
     roles = {"text": text, "image": image, "audio": audio}
     known = known_columns or {}
     if sum(v is not None for v in roles.values()) > 1:
@@ -83,6 +95,24 @@ def load_data(source, *, text: str | None = None, image: str | None = None, audi
                         ".parquet or .conll, or pass format='csv'|'tsv'|'jsonl'|'parquet'|'conll' (CLI: --format)")
     frame = _read_file(path, kind, encoding)
     return _from_frame(frame, str(path), path.parent.resolve(), roles, label, require_label, known, drop_missing)
+
+
+def _multi_input(source, named, label, format, encoding, require_label, infer, known_roles) -> Table:
+    """A multi-input table (``data/roles.py``) from a DataFrame or a file."""
+    given = given_roles(**named)
+    if isinstance(source, pd.DataFrame):
+        return multi_input_table(source.astype(object), "DataFrame", None, given, label, require_label, infer,
+                                 known_roles)
+    if not isinstance(source, (str, Path)):
+        raise DataError(f"a multi-input table is read from a file path or a pandas.DataFrame; got {type(source).__name__}")
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist; check the path")
+    kind = format or TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind not in ("csv", "tsv", "jsonl", "parquet"):
+        raise DataError(f"{path}: a multi-input table is a .csv, .tsv, .jsonl or .parquet file (or pass format=)")
+    frame = _read_file(path, kind, encoding)
+    return multi_input_table(frame, str(path), path.parent.resolve(), given, label, require_label, infer, known_roles)
 
 
 def _dataset_frame(dataset) -> pd.DataFrame:

@@ -33,8 +33,13 @@ class Table:
     source: str
     base_dir: Path | None = None
     explanation: list[str] = field(default_factory=list)
+    # several inputs per row (``data/roles.py``): media columns with their modality, numeric and categorical
+    # columns. None for a single-input table, which reads ``input_column`` alone, as it always did.
+    roles: object | None = None
 
     def __post_init__(self) -> None:
+        if self.roles is not None and self.modality == "tabular":  # a multi-input table of tabular columns only
+            return
         if self.modality not in MODALITIES:
             raise DataError(f"modality must be one of {', '.join(MODALITIES)}; got {self.modality!r}")
 
@@ -64,6 +69,13 @@ class Table:
         """Input references in row order: text strings, or absolute paths / in-memory media objects."""
         values = self.frame[self.input_column].tolist()
         if self.modality == "text" or self.base_dir is None:
+            return values
+        return [self._resolve(v) for v in values]
+
+    def column_items(self, column: str, modality: str) -> list:
+        """One column's references in row order (media paths resolved against ``base_dir``)."""
+        values = self.frame[column].tolist()
+        if modality == "text" or self.base_dir is None:
             return values
         return [self._resolve(v) for v in values]
 
@@ -108,7 +120,14 @@ class Table:
         from graftkit.data.content import content_key
 
         digest = hashlib.sha256()
-        for position, item in enumerate(self.items()):
+        if self.roles is not None:  # every input column: media by content, tabular by value
+            for column, modality in self.roles.media:
+                for position, item in enumerate(self.column_items(column, modality)):
+                    item = "" if modality == "text" and not isinstance(item, str) else item
+                    digest.update(content_key(item, modality, where=lambda p=position, c=column: self.where(p, c)).encode())
+            for column in self.roles.tabular:
+                digest.update(("\x00" + column + "\x00" + "\x01".join(map(str, self.frame[column].tolist()))).encode())
+        for position, item in enumerate(self.items() if self.roles is None else ()):
             digest.update(content_key(item, self.modality, where=lambda p=position: self.where(p, self.input_column)).encode())
         if self.has_labels:
             for label in self.labels():

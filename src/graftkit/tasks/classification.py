@@ -18,6 +18,7 @@ from graftkit.scoring.calibration import fit_temperature, scaled_probabilities
 from graftkit.scoring.metrics import classification_metrics, format_table, probability_metrics
 from graftkit.scoring.uncertainty import entropy_uncertainty, margin_uncertainty
 from graftkit.tasks.base import Task
+from graftkit.tasks.gbdt import GBDTHead
 from graftkit.tasks.heads import LogRegHead, MLPHead, fit_prior_logreg
 from graftkit.tasks.registry import register_task
 
@@ -146,16 +147,18 @@ class Classification(Task):
 
     # -- heads and the engine ----------------------------------------------------------------------------------
     def fit_head(self, X, y, *, head: str = "linear", seed: int = 0, C=None, cv_folds: int = 5, hidden_size: int = 256,
-                 max_iter: int = 1000, standardize: bool = True, prior=None, **_):
+                 max_iter: int = 1000, standardize: bool = True, prior=None, **params):
         """``prior``: class-description weights the linear head is pulled towards (label-initialised probe)."""
+        if head == "gbdt":  # trees on fused features (tasks/gbdt.py); ``categorical`` marks the category codes
+            return GBDTHead.fit(X, y, classifier=True, seed=seed, **params)
         if prior is not None:
             if head == "mlp":
                 from graftkit.errors import ConfigError
 
                 raise ConfigError("label_init needs the linear head (--head linear); an mlp has no class weights "
                                   "to start from descriptions")
-            return fit_prior_logreg(X, y, prior, C=C, cv_folds=cv_folds, max_iter=max_iter, seed=seed, standardize=standardize,
-                                    n_classes=len(self.classes))
+            return fit_prior_logreg(X, y, prior, C=C, cv_folds=cv_folds, max_iter=max_iter, seed=seed,
+                                    standardize=standardize, n_classes=len(self.classes))
         if head == "mlp":
             return MLPHead.fit(X, y, hidden_size=hidden_size, max_iter=max_iter, standardize=standardize, seed=seed)
         return LogRegHead.fit(X, y, C=C, cv_folds=cv_folds, max_iter=max_iter, standardize=standardize, seed=seed)

@@ -402,6 +402,10 @@ LOADABLE_HEADS = {cls.kind: cls for cls in (LogRegHead, MLPHead, OneVsRestHead, 
 
 def head_from_state(arrays: dict[str, np.ndarray], info: dict) -> Head:
     kind = info.get("kind")
+    if kind == "gbdt":  # the tree head lives in its own module (it reads scikit-learn's fitted trees)
+        from graftkit.tasks.gbdt import GBDTHead
+
+        return GBDTHead(arrays, info)
     if kind not in LOADABLE_HEADS:
         raise ConfigError(f"unknown head kind {kind!r} in the model; known: {', '.join(LOADABLE_HEADS)}")
     return LOADABLE_HEADS[kind](arrays, info)

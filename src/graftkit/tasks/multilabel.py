@@ -207,6 +207,9 @@ class MultiLabel(Task):
     # -- heads and the engine ----------------------------------------------------------------------------------
     def fit_head(self, X, y, *, head: str = "linear", seed: int = 0, C=None, cv_folds: int = 5, max_iter: int = 1000,
                  standardize: bool = True, **_):
+        if head == "gbdt":
+            raise ConfigError("the gbdt head predicts one target (a class or a value); a multi-label model uses the "
+                              "linear head (--head linear)")
         if head == "mlp":
             raise ConfigError("the mlp head is built for single-label classification; a multi-label probe uses the "
                               "linear head (--head linear)")

@@ -23,6 +23,7 @@ from graftkit.data.readers import is_missing_label
 from graftkit.errors import ConfigError, DataError
 from graftkit.scoring.regression import check_level, conformal_quantile, interval_coverage, regression_metrics
 from graftkit.tasks.base import Task
+from graftkit.tasks.gbdt import GBDTHead
 from graftkit.tasks.heads import RidgeHead
 from graftkit.tasks.registry import register_task
 
@@ -161,7 +162,9 @@ class Regression(Task):
 
     # -- heads and the engine ----------------------------------------------------------------------------------
     def fit_head(self, X, y, *, head: str = "linear", seed: int = 0, C=None, alpha=None, standardize: bool = True,
-                 **_):
+                 **params):
+        if head == "gbdt":  # trees on fused features (tasks/gbdt.py), squared error
+            return GBDTHead.fit(X, np.asarray(y, np.float64), classifier=False, seed=seed, **params)
         if head == "mlp":
             raise ConfigError("the mlp head is built for single-label classification; a regression probe uses the "
                               "ridge head (--head linear)")

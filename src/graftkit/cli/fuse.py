@@ -1,0 +1,161 @@
+"""``graftkit fuse``: fit a model on a multi-input table (text / image / audio columns plus numeric and categorical
+ones), evaluate it on a seeded held-out split (metrics, feature-group importance, optionally the TF-IDF + tabular
+baseline and k-fold cv), and save it; ``graftkit predict`` reads the saved directory (``use.py`` hands a fusion
+model to ``predict_fusion`` here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+
+from graftkit.atomic import output_lock
+from graftkit.cli.options import add_threads_option, emit_json, positive_int, seed
+from graftkit.data import load_data
+from graftkit.errors import ConfigError
+from graftkit.fusion.model import ENCODERS, HEADS, FusionModel, load_fusion
+from graftkit.tasks import TASK_KINDS
+
+
+def register(commands) -> None:
+    fuse = commands.add_parser(
+        "fuse", help="fit text / image + tabular columns into one model (gradient-boosted trees by default)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  graftkit fuse reviews.csv --label Rating --text Title 'Review Text' --numeric Age "
+               "--categorical 'Department Name' -o runs/fused\n  graftkit predict runs/fused new.csv")
+    fuse.add_argument("data", help="CSV / TSV / JSONL / Parquet file")
+    group = fuse.add_argument_group("column roles (any not named are inferred, with the reason printed, when no "
+                                    "role is named at all)")
+    for role, what in (("text", "free text"), ("image", "image file paths"), ("audio", "audio file paths"),
+                       ("numeric", "numbers (blank = missing)"), ("categorical", "categories (blank = missing)")):
+        group.add_argument(f"--{role}", nargs="+", metavar="COLUMN", help=f"column(s) holding {what}")
+    fuse.add_argument("--label", required=True, metavar="COLUMN", help="the target column")
+    fuse.add_argument("--task", choices=TASK_KINDS, help="what the target is (default: inferred)")
+    fuse.add_argument("--backbone", nargs="+", default=[], metavar="[COLUMN=]SPEC",
+                      help="backbone of every text column (SPEC), or of one column / modality (COLUMN=SPEC, "
+                           "text=SPEC); default all-MiniLM-L6-v2 for text, efficientnet-lite0 for images")
+    fuse.add_argument("--head", choices=HEADS, default="gbdt", help="gbdt (HistGradientBoosting) or linear")
+    fuse.add_argument("--encoder", choices=ENCODERS, default="frozen",
+                      help="lora: first LoRA-tune each text backbone on the target, then embed (two-stage)")
+    fuse.add_argument("--tune-rows", type=positive_int, help="lora: train the adapter on this many rows at most")
+    fuse.add_argument("--tune-epochs", type=positive_int, default=2, help="lora: epochs (default: 2)")
+    fuse.add_argument("--reduce", choices=["pca", "svd"], help="reduce each media column's embeddings (fitted on "
+                                                             "the training rows)")
+    fuse.add_argument("--components", type=positive_int, default=64, help="dimensions kept by --reduce (64)")
+    fuse.add_argument("--test-size", type=float, default=0.2, help="held-out share (default 0.2; 0: none)")
+    fuse.add_argument("--cv", type=positive_int, metavar="K", help="also report K-fold cross-validation")
+    fuse.add_argument("--baseline", action="store_true", help="also fit the TF-IDF + tabular GBDT baseline")
+    fuse.add_argument("--seed", type=seed, default=0)
+    fuse.add_argument("--batch-size", type=positive_int, default=32)
+    fuse.add_argument("--cache-dir", help="feature cache folder")
+    fuse.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet"])
+    fuse.add_argument("--encoding", default="utf-8")
+    fuse.add_argument("-o", "--output", help="model directory to write")
+    fuse.add_argument("--overwrite", action="store_true", help="replace an existing model in -o")
+    fuse.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_threads_option(fuse)
+    fuse.set_defaults(run=run_fuse)
+
+
+def _backbones(values: list[str]) -> dict:
+    out = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if sep and not spec:
+            raise ConfigError(f"--backbone {value!r}: give COLUMN=SPEC or SPEC")
+        out[name if sep else "text"] = spec if sep else name
+    return out
+
+
+def read_table(args):
+    roles = {r: getattr(args, r) for r in ("text", "image", "audio", "numeric", "categorical")}
+    infer = not any(roles.values())
+    table = load_data(args.data, label=args.label, format=args.format, encoding=args.encoding,
+                      roles="infer" if infer else None, **roles)
+    if table.roles is None:  # one media column named and nothing else: still a (one-column) multi-input table
+        table = load_data(args.data, label=args.label, format=args.format, encoding=args.encoding, roles="infer",
+                          **roles)
+    return table
+
+
+def run_fuse(args) -> int:
+    if not 0 <= args.test_size < 1:
+        raise ConfigError(f"--test-size must be in [0, 1); got {args.test_size}")
+    if args.output:
+        from graftkit.fusion.model import _check_destination
+
+        _check_destination(__import__("pathlib").Path(args.output).expanduser(), args.overwrite)
+    table = read_table(args)
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    for line in table.explanation:
+        say(f"roles: {line}")
+    say(f"inputs: {table.roles.describe()}")
+    model = FusionModel(_backbones(args.backbone), head=args.head, encoder=args.encoder, reduce=args.reduce,
+                        components=args.components, seed=args.seed, batch_size=args.batch_size,
+                        cache_dir=args.cache_dir, task=args.task, tune_rows=args.tune_rows,
+                        tune_params={"epochs": args.tune_epochs})
+    from graftkit.tasks import infer_task
+
+    task = infer_task(table, args.task)
+    result: dict = {"roles": table.roles.to_dict(), "task": task.kind}
+    train, test = task.split(table, test_size=args.test_size, seed=args.seed) if args.test_size else (table, None)
+    model.fit(train)
+    result["train"] = model.metrics_["train"]
+    if test is not None:
+        metrics = model.evaluate(test)
+        result["test"] = {k: metrics[k] for k in (*task.headline, "n") if k in metrics}
+        result["feature_groups"] = metrics["feature_groups"]
+        result["notes"] = metrics["notes"]
+        say(f"test: {task.format_metrics(metrics)}")
+        groups = metrics["feature_groups"]
+        say(f"feature-group importance (drop of {groups['metric']} when permuted, {groups['repeats']} repeats, "
+            f"{len(test)} test rows):")
+        for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"]):
+            say(f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)")
+        if args.baseline:
+            from graftkit.fusion.baseline import ClassicalFusion
+
+            base = ClassicalFusion(model.task_, seed=args.seed).fit(train)
+            y = model.task_.encode(test)
+            score = model.task_.primary(y, model.task_.outputs(base.raw_outputs(test), None))
+            result["baseline"] = {"name": "TF-IDF + tabular GBDT", task.primary_metric: score}
+            say(f"baseline TF-IDF + tabular GBDT: {task.primary_metric} {score:.4f}")
+    if args.cv:
+        scores = []
+        for fold_train, fold_test in task.folds(train, k=args.cv, seed=args.seed):
+            fold = FusionModel(**{**_params(model), "progress": False}).fit(fold_train)
+            y = fold.task_.encode(fold_test)
+            scores.append(fold.task_.primary(y, fold.outputs(fold_test), fold.calibration_))
+        result["cv"] = {task.primary_metric: {"mean": float(np.mean(scores)), "std": float(np.std(scores)),
+                                              "folds": scores}}
+        say(f"cv ({args.cv} folds): {task.primary_metric} {np.mean(scores):.4f} ± {np.std(scores):.4f}")
+    if args.output:
+        with output_lock(__import__("pathlib").Path(args.output).expanduser()):
+            model.save(args.output, overwrite=args.overwrite)
+        say(f"saved {args.output}")
+    if args.json:
+        emit_json(result)
+    return 0
+
+
+def _params(model) -> dict:
+    return {name: getattr(model, name) for name in ("backbones", "head", "encoder", "reduce", "components", "seed",
+                                                    "batch_size", "cache_dir", "use_cache", "device", "task",
+                                                    "task_options", "head_params", "tune_params", "tune_rows",
+                                                    "calibration_folds")}
+
+
+def load_for_predict(args, require_label: bool):
+    """``graftkit predict`` on a fusion model directory: the model and the table read with its roles."""
+    model = load_fusion(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    table = load_data(args.data, require_label=require_label, format=args.format, encoding=args.encoding,
+                      known_columns={"roles": model.featurizer_.roles.to_dict(), "label": model.label_column_},
+                      label=model.label_column_ if require_label else None)
+    return model, table
+
+
+def records_frame(model, table) -> pd.DataFrame:
+    records = model.predict_records(table)
+    return pd.DataFrame([{"row": row, **record} for row, record in zip(table.frame.index, records)])

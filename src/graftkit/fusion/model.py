@@ -1,0 +1,338 @@
+"""``FusionModel``: the estimator for multi-input tables (text / image / audio columns plus numeric and
+categorical ones): encoders per media column -> ``Featurizer`` -> the task's head (gradient-boosted trees by
+default, or the linear heads), calibrated on cross-fitted out-of-fold outputs as ``Graft`` calibrates a probe.
+
+Everything that depends on the kind of target is the task's (``tasks/``): encoding, the head it fits
+(``task.fit_head(head="gbdt")`` picks a classifier or a regressor), calibration, metrics and prediction records.
+Saved as a directory: ``fusion.json`` (roles, task, categories, encoders with their backbone fingerprints, head
+info, calibration, file hashes), ``arrays.safetensors`` (trees, reductions) and, for tuned encoders, each one's
+``Graft`` artifact under ``encoders/``. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from graftkit.atomic import output_lock
+from graftkit.data import Table, load_data
+from graftkit.errors import ArtifactError, ConfigError, DataError
+from graftkit.fusion.encoders import DEFAULT_BACKBONES, FrozenEncoder
+from graftkit.fusion.featurize import Featurizer
+from graftkit.tasks import infer_task, task_class, task_from_dict
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "fusion.json"
+ARRAYS = "arrays.safetensors"
+FORMAT = "graftkit-fusion"
+VERSION = 1
+HEADS = ("gbdt", "linear")
+ENCODERS = ("frozen", "lora")
+
+
+def is_fusion_model(path) -> bool:
+    return (Path(path).expanduser() / MANIFEST).is_file()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class FusionModel:
+    """Fit a head on the fused features of a multi-input table.
+
+    >>> table = load_data("reviews.csv", label="Rating", text=["Title", "Review Text"], numeric=["Age"],
+    ...                   categorical=["Department Name"])
+    >>> model = FusionModel().fit(table)
+
+    ``backbones`` maps a media column (or a modality, for all its columns) to a backbone spec (default: MiniLM for
+    text, EfficientNet-Lite0 for images); ``encoder="lora"`` first tunes each text backbone on the target
+    (``tune_params`` go to that ``Graft``, ``tune_rows`` caps its rows). ``reduce`` ("pca" / "svd") reduces each
+    media column's embeddings to ``components`` dimensions fitted on the training rows.
+    """
+
+    def __init__(self, backbones: dict | None = None, head: str = "gbdt", *, encoder: str = "frozen",
+                 reduce: str | None = None, components: int = 64, seed: int = 0, batch_size: int = 32,
+                 cache_dir=None, use_cache: bool = True, progress: bool = True, device: str = "cpu",
+                 task: str | None = None, task_options: dict | None = None, head_params: dict | None = None,
+                 tune_params: dict | None = None, tune_rows: int | None = None, calibration_folds: int = 3):
+        if head not in HEADS:
+            raise ConfigError(f"--head must be one of {', '.join(HEADS)}; got {head!r}")
+        if encoder not in ENCODERS:
+            raise ConfigError(f"--encoder must be one of {', '.join(ENCODERS)}; got {encoder!r}")
+        self.backbones = dict(backbones or {})
+        self.head, self.encoder, self.reduce, self.components = head, encoder, reduce, components
+        self.seed, self.batch_size, self.cache_dir, self.use_cache = seed, batch_size, cache_dir, use_cache
+        self.progress, self.device, self.task = progress, device, task
+        self.task_options, self.head_params = dict(task_options or {}), dict(head_params or {})
+        self.tune_params, self.tune_rows, self.calibration_folds = dict(tune_params or {}), tune_rows, calibration_folds
+
+    # -- data --------------------------------------------------------------------------------------------------
+    def as_table(self, data, require_label: bool) -> Table:
+        if isinstance(data, Table):
+            table = data
+        else:
+            known = {"roles": self.featurizer_.roles.to_dict(), "label": self.label_column_} \
+                if hasattr(self, "featurizer_") else None
+            table = load_data(data, require_label=require_label, known_columns=known,
+                              label=None if known is None else (self.label_column_ if require_label else None),
+                              roles=None if known else "infer")
+        if table.roles is None:
+            raise DataError(f"{table.source}: a fusion model reads a multi-input table; load it with roles "
+                            "(load_data(..., text=[...], numeric=[...], categorical=[...]) or roles='infer')")
+        if hasattr(self, "featurizer_") and table.roles != self.featurizer_.roles:
+            raise DataError(f"{table.source}: its roles ({table.roles.describe()}) differ from the model's "
+                            f"({self.featurizer_.roles.describe()}); give the columns the model was fitted on")
+        return table
+
+    def _spec(self, column: str, modality: str) -> str:
+        spec = self.backbones.get(column) or self.backbones.get(modality) or DEFAULT_BACKBONES.get(modality)
+        if spec is None:
+            raise ConfigError(f"no backbone for the {modality} column {column!r}; name one (backbones="
+                              f"{{{column!r}: SPEC}}, CLI --backbone {modality}=SPEC)")
+        return spec
+
+    def _encoders(self, table, task) -> dict:
+        """One encoder object per backbone spec, shared by the columns that use it."""
+        by_spec: dict[str, object] = {}
+        columns: dict[str, object] = {}
+        for column, modality in table.roles.media:
+            spec = self._spec(column, modality)
+            if spec not in by_spec:
+                same = [c for c, m in table.roles.media if self._spec(c, m) == spec]
+                if self.encoder == "lora" and modality == "text":
+                    from graftkit.fusion.tuning import tune_encoder
+
+                    by_spec[spec] = tune_encoder(table, task, same, spec, rows=self.tune_rows, seed=self.seed,
+                                                 batch_size=self.batch_size, device=self.device,
+                                                 progress=self.progress, **self.tune_params)
+                else:
+                    by_spec[spec] = FrozenEncoder(spec, batch_size=self.batch_size, cache_dir=self.cache_dir,
+                                                  use_cache=self.use_cache, progress=self.progress, device=self.device)
+            columns[column] = by_spec[spec]
+        return columns
+
+    # -- fitting -----------------------------------------------------------------------------------------------
+    def fit(self, data) -> FusionModel:
+        table = self.as_table(data, require_label=True)
+        if self.task is not None:
+            task_class(self.task)
+        task = infer_task(table, self.task, **self.task_options)
+        logger.info("%s", task.reason or f"task: {task.kind}")
+        started = time.perf_counter()
+        y = task.encode(table)
+        featurizer = Featurizer(table.roles, self._encoders(table, task), layout="trees" if self.head == "gbdt" else "dense",
+                                reduce=self.reduce, components=self.components)
+        X = featurizer.fit_transform(table)
+        features_s = time.perf_counter() - started
+        self.task_, self.featurizer_, self.label_column_ = task, featurizer, table.label_column
+        head_started = time.perf_counter()
+        self.head_ = self._fit_head(X, y)
+        self.calibration_ = self._calibrate(X, y)
+        self.timings_ = {"features_s": round(features_s, 3), "head_s": round(time.perf_counter() - head_started, 3),
+                         "fit_s": round(time.perf_counter() - started, 3), "rows": len(table)}
+        self.data_ = {"source": table.source, "rows": len(table), "fingerprint": table.fingerprint(),
+                      **task.describe_targets(y)}
+        self.metrics_ = {"train": task.summary(y, task.outputs(self.head_.logits(X), self.calibration_),
+                                               self.calibration_)}
+        return self
+
+    def _fit_head(self, X, y, fixed: dict | None = None):
+        params = {**self.head_params, **(fixed or {})}
+        if self.head == "gbdt":
+            return self.task_.fit_head(X, y, head="gbdt", seed=self.seed, categorical=self.featurizer_.categorical_mask,
+                                       **params)
+        return self.task_.fit_head(X, y, head="linear", seed=self.seed, **params)
+
+    def _calibrate(self, X, y) -> dict:
+        """The task's calibration on out-of-fold outputs of the same head refitted on k - 1 folds (the encoders
+        and reductions are the ones fitted on every training row)."""
+        task = self.task_
+        folds, reason = task.calibration_folds(y, max_folds=self.calibration_folds)
+        if self.calibration_folds < 2 or not folds or folds < 2:
+            return task.skipped_calibration(reason or "calibration_folds < 2")
+        raw = task.empty_outputs(len(y))
+        fixed = self.head_.fixed_params() if self.head != "gbdt" else {}
+        for train_rows, held in task.fold_indices(y, folds, self.seed):
+            raw[held] = self._fit_head(X[train_rows], y[train_rows], fixed).logits(X[held])
+        return {**task.fit_calibration(raw, y, scale=True),
+                "fitted_on": f"{folds}-fold cross-fitted out-of-fold outputs of the {len(y)} training rows"}
+
+    # -- prediction --------------------------------------------------------------------------------------------
+    def check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise ConfigError("this FusionModel is not fitted yet; call fit(data) first or load_fusion(DIR)")
+
+    def features(self, data) -> np.ndarray:
+        self.check_fitted()
+        return self.featurizer_.transform(self.as_table(data, require_label=False))
+
+    def raw_outputs(self, table) -> np.ndarray:
+        return self.head_.logits(self.featurizer_.transform(table))
+
+    def outputs(self, data) -> np.ndarray:
+        self.check_fitted()
+        return self.task_.outputs(self.raw_outputs(self.as_table(data, require_label=False)), self.calibration_)
+
+    def predict(self, data) -> list:
+        return self.task_.decode(self.outputs(data), self.calibration_)
+
+    def predict_proba(self, data) -> np.ndarray:
+        return self.task_.probabilities(self.outputs(data))
+
+    def predict_records(self, data, **options) -> list[dict]:
+        self.check_fitted()
+        table = self.as_table(data, require_label=False)
+        outputs = self.task_.outputs(self.raw_outputs(table), self.calibration_)
+        return self.task_.records(outputs, self.calibration_, table=table, **options)
+
+    def evaluate(self, data, *, importance: bool = True, repeats: int = 5, **options) -> dict:
+        """The task's held-out metrics, plus (``importance``) the drop of the primary metric when each feature
+        group (each media column, each modality, the tabular columns) is permuted across the rows."""
+        from graftkit.fusion.importance import group_importance
+
+        self.check_fitted()
+        table = self.as_table(data, require_label=True)
+        y = self.task_.encode(table)
+        started = time.perf_counter()
+        X = self.featurizer_.transform(table)
+        raw = self.head_.logits(X)
+        self.last_predict_s_ = time.perf_counter() - started
+        self.last_predictions_ = {"y_true": y, "raw": raw, "outputs": self.task_.outputs(raw, self.calibration_)}
+        metrics = self.task_.metrics(y, raw, self.calibration_, table=table, **options)
+        if importance:
+            metrics["feature_groups"] = group_importance(self, X, y, repeats=repeats, seed=self.seed)
+        metrics["notes"] = list(self.featurizer_.notes)
+        return metrics
+
+    # -- saving ------------------------------------------------------------------------------------------------
+    def save(self, path, overwrite: bool = False) -> Path:
+        from safetensors.numpy import save_file
+
+        self.check_fitted()
+        path = Path(path).expanduser()
+        with output_lock(path):
+            _check_destination(path, overwrite)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+            try:
+                arrays, info = self.featurizer_.state()
+                tensors = {f"featurizer.{k}": np.ascontiguousarray(v) for k, v in arrays.items()}
+                tensors.update({f"head.{k}": np.ascontiguousarray(v) for k, v in self.head_.arrays.items()})
+                save_file(tensors, str(staging / ARRAYS))
+                saved_encoders = {}
+                for i, encoder in enumerate(dict.fromkeys(self.featurizer_.encoders.values())):
+                    if encoder.kind == "tuned":
+                        encoder.graft.save(staging / "encoders" / str(i))
+                        saved_encoders[encoder.spec] = f"encoders/{i}"
+                for column in info["encoders"]:
+                    spec = info["encoders"][column]["spec"]
+                    if spec in saved_encoders:
+                        info["encoders"][column]["dir"] = saved_encoders[spec]
+                manifest = {"format": FORMAT, "version": VERSION, "task": self.task_.to_dict(),
+                            "label_column": self.label_column_, "featurizer": info, "head": self.head_.info,
+                            "head_name": self.head, "calibration": self.calibration_, "seed": self.seed,
+                            "batch_size": self.batch_size, "data": self.data_, "metrics": self.metrics_,
+                            "timings": self.timings_, "files": {ARRAYS: _sha256(staging / ARRAYS)}}
+                (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=_plain))
+                _move_into_place(staging, path)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        return path
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _check_destination(path: Path, overwrite: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"output {str(path)!r} is a file; give a directory path (-o DIR)")
+    if path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
+        if not is_fusion_model(path):
+            raise ArtifactError(f"output directory {str(path)!r} is not empty and holds no graftkit fusion model; "
+                                "choose a new -o DIR")
+        if not overwrite:
+            raise ArtifactError(f"output directory {str(path)!r} already holds a model; pass --overwrite "
+                                "(overwrite=True) to replace it or choose another -o DIR")
+
+
+def _move_into_place(staging: Path, path: Path) -> None:
+    """Swap the finished directory in; the old model survives until the new one is complete."""
+    if path.is_dir() and any(path.iterdir()):
+        retired = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(path, retired)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            os.replace(retired, path)
+            raise
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+
+
+def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True,
+                progress: bool = True) -> FusionModel:
+    """A saved ``FusionModel``; the arrays' hash and every frozen backbone's fingerprint are checked."""
+    from safetensors.numpy import load_file
+
+    from graftkit.fusion.encoders import TunedEncoder
+    from graftkit.loading import load_model
+    from graftkit.tasks.heads import head_from_state
+
+    path = Path(path).expanduser()
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} holds no {MANIFEST}; give a directory written by `graftkit fuse`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path / MANIFEST} is not valid JSON ({exc}); refit the model") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise ArtifactError(f"{path / MANIFEST}: not a version-{VERSION} {FORMAT} manifest; refit the model")
+    if not (path / ARRAYS).is_file() or _sha256(path / ARRAYS) != manifest["files"].get(ARRAYS):
+        raise ArtifactError(f"{path / ARRAYS} is missing or differs from the one saved (hash); refit the model")
+    tensors = load_file(str(path / ARRAYS))
+    info = manifest["featurizer"]
+    encoders, by_key = {}, {}
+    for column, described in info["encoders"].items():
+        key = (described["kind"], described["spec"])
+        if key not in by_key:
+            if described["kind"] == "tuned":
+                by_key[key] = TunedEncoder(load_model(path / described["dir"], device=device, progress=progress),
+                                           described["spec"])
+            else:
+                by_key[key] = FrozenEncoder(described["spec"], batch_size=manifest["batch_size"], cache_dir=cache_dir,
+                                            use_cache=use_cache, progress=progress, device=device,
+                                            fingerprint=described["fingerprint"])
+        encoders[column] = by_key[key]
+    model = FusionModel(head=manifest["head_name"], seed=manifest["seed"], batch_size=manifest["batch_size"],
+                        cache_dir=cache_dir, use_cache=use_cache, progress=progress, device=device)
+    model.task_ = task_from_dict(manifest["task"])
+    model.featurizer_ = Featurizer.from_state({k[len("featurizer."):]: v for k, v in tensors.items()
+                                               if k.startswith("featurizer.")}, info, encoders)
+    model.head_ = head_from_state({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")},
+                                  manifest["head"])
+    model.label_column_ = manifest["label_column"]
+    if isinstance(model.label_column_, list):
+        model.label_column_ = tuple(model.label_column_)
+    model.calibration_, model.data_ = manifest["calibration"], manifest["data"]
+    model.metrics_, model.timings_ = manifest["metrics"], manifest["timings"]
+    return model
