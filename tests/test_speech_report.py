@@ -64,7 +64,10 @@ def test_sections_escape_every_user_string_and_mark_each_edit():
     assert "<del" in reference and "two" in reference and "two" not in transcript
     assert "<ins" in transcript and "<ins" not in reference
     assert reference.count("<u ") == transcript.count("<u ") == 1
+    assert sections_transcripts._edits([{"op": "insert", "reference": [], "hypothesis": ["la"] * 3}]) == "+la ×3"
     assert "0.2500" in html and "-0.2500" in html  # validation WER: zero-shot 0.5 -> adapted 0.25
+    perfect = {"metrics": {**record["metrics"], "wer": 0.0, "misses": []}}
+    assert "No test utterance has a word error" in sections_transcripts.worst(perfect)
     tags = {tag for tag, _ in parse(html).tags}
     assert not tags & {"script", "img", "iframe"}
 
@@ -98,8 +101,8 @@ def test_fit_with_cv_then_report_renders_the_transcript_sections(tiny_whisper, t
     for anchor in ("error-rates", "worst-utterances", "cv", "transfer", "forgetting", "learning-curve"):
         assert f"<h2 id='{anchor}'>" in html, anchor
     assert "Zero-shot (rung 0) against the adapted model" in html and "adapted (decoder-only)" in html
-    assert "random over utterances" in html
-    assert "Learning curve</h2><div class='row'>" in html and "1 training runs" in html
+    assert "random over utterances" in html and "<th>WER</th><th>CER</th>" in html
+    assert "Learning curve</h2><div class='row'>" in html and "(1 training run, " in html
     assert "confusion" not in html.lower() and "Per-class results" not in html  # no classification sections
 
 

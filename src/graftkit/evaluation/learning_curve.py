@@ -264,7 +264,7 @@ def learning_curve_by_refit(model, train, test, *, seeds: int = 1) -> dict:
                    metric: _summary([task.primary(y_test, model.outputs(test))])})
     return {"points": points, "seeds": seeds, "n_test": int(len(y_test)), "x": "rows", "metric": metric,
             "head": (f"the {model.strategy_.name} strategy refitted from the pretrained model at each size "
-                     f"({runs_done} training runs, {time.perf_counter() - started:.0f} s); the last point is the "
+                     f"({runs_done} training run{'' if runs_done == 1 else 's'}, {time.perf_counter() - started:.0f} s); the last point is the "
                      "fitted model"),
             "refits": runs_done, "extrapolation": None}
 

@@ -121,14 +121,22 @@ def _edits(chunks: list[dict]) -> str:
             parts += [f"−{esc(w)}" for w in chunk["reference"]]
         elif chunk["op"] == "insert":
             parts += [f"+{esc(w)}" for w in chunk["hypothesis"]]
-    return ", ".join(parts)
+    runs = []  # a looping decoder repeats one word: "+reliever ×15", not fifteen entries
+    for part in parts:
+        if runs and runs[-1][0] == part:
+            runs[-1][1] += 1
+        else:
+            runs.append([part, 1])
+    return ", ".join(part if times == 1 else f"{part} ×{times}" for part, times in runs)
 
 
 @task_section(SpeechRecognition, "details")
 def worst(record: dict | None) -> str:
-    found = metrics_of(record).get("misses")
+    metrics = metrics_of(record)
+    found = metrics.get("misses")
     if not found:
-        return ""
+        return ("<h2 id='worst-utterances'>Worst utterances</h2><p class='note'>No test utterance has a word error "
+                "(after normalisation).</p>" if metrics.get("wer") is not None else "")
     rows = []
     for entry in found[:MAX_MISSES]:
         if entry.get("alignment") is not None:
