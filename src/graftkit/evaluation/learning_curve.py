@@ -198,7 +198,7 @@ def measure_learning_curve(model, train, test, *, shots=DEFAULT_SHOTS, seeds: in
     train = model.as_table(train, require_label=True)
     test = model.as_table(test, require_label=True)
     task = model.task_
-    if task.generative:  # the model writes its outputs: refit it per size (costly; seeds default to 1 there)
+    if task.generative:  # the model writes its outputs: refit it per size (every size × seed is a training run)
         return learning_curve_by_refit(model, train, test, seeds=seeds)
     y_train, y_test = task.encode(train), task.encode(test)
     if getattr(model, "finetuned_", False) or not hasattr(model.strategy_, "fit_head"):
