@@ -23,4 +23,4 @@ def cross_validate(model, table, k: int = 5, seed: int = 0) -> dict:
         folds.append({"fold": number, "n_train": len(train), "n_test": len(test),
                       **{key: metrics.get(key) for key in task.headline}})
     keys = [key for key in task.headline if all(f[key] is not None for f in folds)]
-    return {"task": task.kind, "folds": folds, "summary": summarize(folds, keys=keys)}
+    return {"task": task.kind, "split": task.describe_folds(), "folds": folds, "summary": summarize(folds, keys=keys)}

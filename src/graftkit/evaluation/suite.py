@@ -82,6 +82,8 @@ def evaluate_model(model, test, *, train=None, baseline: bool = True, leakage: b
     record["metrics"] = model.evaluate(test, target_recall=target_recall, target_precision=target_precision,
                                        interval=interval)
     record["task"] = model.task_.to_dict()
+    # what the fit measured on its validation rows (a generative task: rung 0, zero-shot, before the adapted model)
+    record["fit_metrics"] = {k: v for k, v in (getattr(model, "metrics_", None) or {}).items() if k != "test"}
     record["calibration_fit"] = _without_residuals(getattr(model, "calibration_", None))
     task = model.task_
     y_true, outputs = model.last_predictions_["y_true"], model.last_predictions_["outputs"]

@@ -9,7 +9,7 @@ from graftkit.report.svg import esc
 # How the report names a metric of the record (a metric the table lacks is shown by its key).
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "samples_f1": "samples-F1",
                 "subset_accuracy": "subset accuracy", "hamming_loss": "Hamming loss", "r2": "R²", "rmse": "RMSE",
-                "mae": "MAE", "spearman": "Spearman ρ"}
+                "mae": "MAE", "spearman": "Spearman ρ", "wer": "WER", "cer": "CER"}
 PLACES = ("cards", "lead", "details")  # summary cards; sections before the learning curve; after forgetting
 _SECTIONS: dict[str, dict[str, list]] = {}
 

@@ -19,6 +19,7 @@ from graftkit.report import (  # noqa: F401
     sections_multilabel,
     sections_regression,
     sections_tokens,
+    sections_transcripts,
 )
 from graftkit.report.common import (
     card,
@@ -287,8 +288,9 @@ def _cv(record: dict | None) -> str:
     rows = [[f["fold"], f["n_train"], f["n_test"], *[num(f.get(k)) for k in keys]] for f in cv["folds"]]
     rows.append(["mean ± std", "", "", *[f"{summary[k]['mean']:.4f} ± {summary[k]['std']:.4f}" for k in keys]])
     headers = ["fold", "train rows", "test rows", *[metric_name(k) for k in keys]]
-    return (f"<h2 id='cv'>Cross-validation</h2><p class='note'>{len(cv['folds'])} stratified folds of the training "
-            f"data, same settings.</p>" + table(headers, rows, set(range(1, len(headers)))))
+    split = cv.get("split") or "stratified"  # records before the task described its folds
+    return (f"<h2 id='cv'>Cross-validation</h2><p class='note'>{len(cv['folds'])} folds of the training data "
+            f"({esc(split)}), same settings.</p>" + table(headers, rows, set(range(1, len(headers)))))
 
 
 def _manifest(manifest: dict, task) -> str:

@@ -69,3 +69,34 @@ def bootstrap_interval(counts: np.ndarray, level: float = 0.95, draws: int = 100
     values = resampled_error_rate(counts, index)
     tail = (1 - level) / 2
     return [round(float(np.quantile(values, tail)), 6), round(float(np.quantile(values, 1 - tail)), 6)]
+
+
+def word_alignment(reference: str, hypothesis: str) -> list[dict]:
+    """jiwer's word alignment of two (already normalised) texts as chunks ``{"op", "reference", "hypothesis"}``:
+    ``op`` is ``equal`` / ``substitute`` / ``delete`` / ``insert``, the words are the chunk's words on each side."""
+    import jiwer
+
+    ref, hyp = reference.split(), hypothesis.split()
+    if not ref or not hyp:  # jiwer refuses an empty reference; both sides empty is no chunk at all
+        return ([{"op": "delete", "reference": ref, "hypothesis": []}] if ref else []) + \
+               ([{"op": "insert", "reference": [], "hypothesis": hyp}] if hyp else [])
+    chunks = jiwer.process_words(reference, hypothesis).alignments[0]
+    return [{"op": c.type, "reference": ref[c.ref_start_idx:c.ref_end_idx],
+             "hypothesis": hyp[c.hyp_start_idx:c.hyp_end_idx]} for c in chunks]
+
+
+def frequent_errors(references, hypotheses, top: int = 10) -> dict:
+    """The most frequent word substitutions (reference -> hypothesis), deletions and insertions over all
+    utterances, each ``[[words, count], ...]`` most frequent first (ties in first-seen order)."""
+    from collections import Counter
+
+    found = {"substitutions": Counter(), "deletions": Counter(), "insertions": Counter()}
+    for ref, hyp in zip(references, hypotheses):
+        for chunk in word_alignment(ref, hyp):
+            if chunk["op"] == "substitute":  # a substitute chunk pairs its words one to one
+                found["substitutions"].update(f"{a} -> {b}" for a, b in zip(chunk["reference"], chunk["hypothesis"]))
+            elif chunk["op"] == "delete":
+                found["deletions"].update(chunk["reference"])
+            elif chunk["op"] == "insert":
+                found["insertions"].update(chunk["hypothesis"])
+    return {kind: [[words, count] for words, count in counter.most_common(top)] for kind, counter in found.items()}

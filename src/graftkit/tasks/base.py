@@ -124,6 +124,10 @@ class Task(ABC):
 
         return fold_positions(len(y), k, seed, strata=self.strata(y), source=getattr(table, "source", "the data"))
 
+    def describe_folds(self) -> str:
+        """How ``folds`` splits, for cv records and the report."""
+        return "random, unstratified"
+
     def calibration_folds(self, y: np.ndarray, max_folds: int) -> tuple[int, str | None]:
         """How many folds cross-fitted calibration can use, or ``(0, reason)`` when it cannot."""
         return (min(max_folds, len(y)), None) if len(y) >= 2 else (0, "fewer than 2 training rows")

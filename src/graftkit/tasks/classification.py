@@ -133,6 +133,9 @@ class Classification(Task):
     def describe_targets(self, y: np.ndarray) -> dict:
         return {"class_counts": {label: int((y == i).sum()) for i, label in enumerate(self.classes)}}
 
+    def describe_folds(self) -> str:
+        return "stratified by class"
+
     def strata(self, y: np.ndarray) -> np.ndarray:
         """The class names (not ids): scikit-learn's stratified splitters order classes as they sort, and the
         names keep the splits of tables split before tasks had ids."""

@@ -193,6 +193,9 @@ class MultiLabel(Task):
         train, val = _iterative_split(Y[rest], rest, val_size / (1.0 - test_size), seed, table.source)
         return table.subset(train), table.subset(val), table.subset(test)
 
+    def describe_folds(self) -> str:
+        return "iterative stratification over the labels"
+
     def fold_indices(self, y: np.ndarray, k: int, seed: int, table=None) -> list:
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 

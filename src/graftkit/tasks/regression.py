@@ -153,6 +153,9 @@ class Regression(Task):
         return {"target": {"min": float(y.min()), "max": float(y.max()), "mean": float(y.mean()),
                            "std": float(y.std())}}
 
+    def describe_folds(self) -> str:
+        return "stratified by quantile bins of the target; random below 8 rows"
+
     def strata(self, y: np.ndarray) -> np.ndarray | None:
         """Quantile bins of the target (5, fewer on small data) so every split sees the whole range."""
         bins = min(5, len(y) // 4)

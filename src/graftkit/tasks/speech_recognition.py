@@ -16,8 +16,10 @@ from graftkit.scoring.transcripts import (
     bootstrap_interval,
     edit_counts,
     error_rate,
+    frequent_errors,
     normalize,
     resampled_error_rate,
+    word_alignment,
 )
 from graftkit.tasks.base import Task
 from graftkit.tasks.heads import LOADABLE_HEADS
@@ -134,6 +136,9 @@ class SpeechRecognition(Task):
         return {"utterances": len(y), "reference_words": int(sum(words)),
                 "longest_words": int(max(words, default=0))}
 
+    def describe_folds(self) -> str:
+        return "random over utterances, unstratified; each fold starts again from the pretrained model"
+
     # -- no head, no baseline: the model generates -----------------------------------------------------------
     def fit_head(self, X, y, *, head: str = "linear", seed: int = 0, **params):
         raise ConfigError("speech recognition has no head on frozen features; use --strategy zero-shot or a "
@@ -191,8 +196,11 @@ class SpeechRecognition(Task):
                 "exact_match": round(float(np.mean([r == h for r, h in zip(refs, hyps)])) if len(y) else 0.0, 6),
                 "normaliser": NORMALISER + (" with the tokenizer's spelling map" if self.spelling else
                                             " (the model ships no normalizer.json: no British -> American map)"),
-                "misses": [{"row": i, "reference": str(y[i]), "transcript": str(raw[i]), "word_errors": int(errors[i])}
-                           for i in worst]}
+                # the worst utterances with jiwer's word alignment of the normalised texts (what was scored)
+                "misses": [{"row": i, "reference": str(y[i]), "transcript": str(raw[i]), "word_errors": int(errors[i]),
+                            "reference_words": int(words[i, 4]), "alignment": word_alignment(refs[i], hyps[i])}
+                           for i in worst],
+                "frequent_errors": frequent_errors(refs, hyps)}
 
     def describe(self) -> str:
         return f"speech recognition (transcripts of column `{self.column}`)"
