@@ -195,7 +195,7 @@ CASES = [
     Case("unknown-format-flag", reviews(), (*FIT, "--format", "xlsx"),
          r"argument --format: invalid choice: 'xlsx'"),
     Case("two-input-columns", reviews(), (*FIT, "--text", "text", "--image", "text"),
-         r"give one input column \(text=, image= or audio=\); got text='text', image='text'"),
+         r"column 'text' is named in --text and --image; give each column one role"),
     Case("input-is-label", reviews(), (*FIT, "--text", "label", "--label", "label"),
          r"reviews\.csv: column 'label' is given as both the input and the label"),
     Case("too-few-for-split", write("reviews.csv", GOOD_LINES + "superb film,wow\n"), FIT,

@@ -56,7 +56,7 @@ def test_default_embed_queries_refuses():
     import torch
 
     backbone = Pixels(torch.nn.Linear(1, 1), gk.backbones.base.BackboneSource("px", "local", "/x"), 1)
-    with pytest.raises(BackboneError, match="cannot embed text descriptions"):
+    with pytest.raises(BackboneError, match="cannot embed text queries into its feature space"):
         backbone.embed_queries(["a cat"])
 
 

@@ -512,7 +512,7 @@ def test_strategy_flags_are_consistent_across_strategies():
     flags = strategy_flags()  # raises if two strategies give one flag different types
     for cls in strategy_classes():
         assert {f for f in cls.field_names()} <= set(flags)
-    assert set(flags["learning_rate"]["defaults"]) == set(TRAINABLE) | {"lora", "ia3", "adapters", "bitfit", "decoder-only"}
+    assert set(flags["learning_rate"]["defaults"]) == set(TRAINABLE) | {"lora", "ia3", "adapters", "bitfit", "decoder-only", "contrastive"}
 
 
 # -- data-parallel -------------------------------------------------------------------------------------
