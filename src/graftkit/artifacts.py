@@ -10,14 +10,13 @@ import os
 import platform
 import shutil
 import tempfile
-import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from graftkit.atomic import output_lock
+from graftkit.atomic import check_output_directory, output_lock, swap_directory
 from graftkit.errors import ArtifactError
 from graftkit.manifest import (
     FORMAT,
@@ -49,19 +48,7 @@ def _sha256(path: Path) -> str:
 
 
 def check_destination(path: Path, overwrite: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise ArtifactError(f"output {str(path)!r} is a file; give a directory path (-o DIR)")
-    parent = next((p for p in Path(os.path.abspath(path)).parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ArtifactError(f"output {str(path)!r} lies under {str(parent)!r}, which is a file; give a directory "
-                            "path (-o DIR)")
-    if path.is_dir() and any(path.iterdir()):
-        if not (path / MANIFEST).is_file():
-            raise ArtifactError(f"output directory {str(path)!r} is not empty and holds no graftkit model; "
-                                "graftkit will not write into it; choose a new -o DIR")
-        if not overwrite:
-            raise ArtifactError(f"output directory {str(path)!r} already holds a model; pass --overwrite "
-                                "(overwrite=True) to replace it or choose another -o DIR")
+    check_output_directory(path, overwrite, holds=lambda p: (p / MANIFEST).is_file(), what="model")
 
 
 def build_manifest(graft) -> dict:
@@ -115,28 +102,11 @@ def _save_locked(graft, path: Path, overwrite: bool) -> Path:
         manifest["digest"] = sign(manifest)  # the label order and every setting, not only the files
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         (staging / CARD).write_text(render_card(manifest))
-        _move_into_place(staging, path)
+        swap_directory(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
-
-
-def _move_into_place(staging: Path, path: Path) -> None:
-    """Swap the finished directory in; the old model survives until the new one is complete."""
-    if path.is_dir() and any(path.iterdir()):
-        retired = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(path, retired)
-        try:
-            os.replace(staging, path)
-        except BaseException:
-            os.replace(retired, path)
-            raise
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        if path.is_dir():
-            path.rmdir()
-        os.replace(staging, path)
 
 
 def read_manifest(path) -> dict:

@@ -113,3 +113,25 @@ def swap_directory(staging, path) -> None:
         if path.is_dir():
             path.rmdir()
         os.replace(staging, path)
+
+
+def check_output_directory(path, overwrite: bool, *, holds, what: str) -> None:
+    """Refuse an output directory ``-o DIR`` before any work: a file, a path under a file, a non-empty directory
+    that ``holds(path)`` says is not ours (a user's folder is never written into), or one of ours without
+    ``overwrite``. ``what`` names what the directory would hold ("model", "pretrained backbone")."""
+    from graftkit.errors import ArtifactError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"output {str(path)!r} is a file; give a directory path (-o DIR)")
+    parent = next((p for p in Path(os.path.abspath(path)).parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ArtifactError(f"output {str(path)!r} lies under {str(parent)!r}, which is a file; give a directory "
+                            "path (-o DIR)")
+    if path.is_dir() and any(path.iterdir()):
+        if not holds(path):
+            raise ArtifactError(f"output directory {str(path)!r} is not empty and holds no graftkit {what}; "
+                                "graftkit will not write into it; choose a new -o DIR")
+        if not overwrite:
+            raise ArtifactError(f"output directory {str(path)!r} already holds a {what}; pass --overwrite "
+                                "(overwrite=True) to replace it or choose another -o DIR")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,9 +85,9 @@ def run_fuse(args) -> int:
     if not 0 <= args.test_size < 1:
         raise ConfigError(f"--test-size must be in [0, 1); got {args.test_size}")
     if args.output:
-        from graftkit.fusion.model import _check_destination
+        from graftkit.fusion.model import check_destination
 
-        _check_destination(__import__("pathlib").Path(args.output).expanduser(), args.overwrite)
+        check_destination(Path(args.output).expanduser(), args.overwrite)
     table = read_table(args)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     for line in table.explanation:

@@ -14,16 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from graftkit.atomic import output_lock
+from graftkit.atomic import check_output_directory, output_lock, swap_directory
 from graftkit.data import Table, load_data
 from graftkit.errors import ArtifactError, ConfigError, DataError
 from graftkit.fusion.encoders import DEFAULT_BACKBONES, FrozenEncoder
@@ -222,7 +220,7 @@ class FusionModel:
         self.check_fitted()
         path = Path(path).expanduser()
         with output_lock(path):
-            _check_destination(path, overwrite)
+            check_destination(path, overwrite)
             path.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
             try:
@@ -245,7 +243,7 @@ class FusionModel:
                             "batch_size": self.batch_size, "data": self.data_, "metrics": self.metrics_,
                             "timings": self.timings_, "files": {ARRAYS: _sha256(staging / ARRAYS)}}
                 (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=_plain))
-                _move_into_place(staging, path)
+                swap_directory(staging, path)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -260,33 +258,8 @@ def _plain(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _check_destination(path: Path, overwrite: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise ArtifactError(f"output {str(path)!r} is a file; give a directory path (-o DIR)")
-    if path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
-        if not is_fusion_model(path):
-            raise ArtifactError(f"output directory {str(path)!r} is not empty and holds no graftkit fusion model; "
-                                "choose a new -o DIR")
-        if not overwrite:
-            raise ArtifactError(f"output directory {str(path)!r} already holds a model; pass --overwrite "
-                                "(overwrite=True) to replace it or choose another -o DIR")
-
-
-def _move_into_place(staging: Path, path: Path) -> None:
-    """Swap the finished directory in; the old model survives until the new one is complete."""
-    if path.is_dir() and any(path.iterdir()):
-        retired = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(path, retired)
-        try:
-            os.replace(staging, path)
-        except BaseException:
-            os.replace(retired, path)
-            raise
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(staging, path)
+def check_destination(path: Path, overwrite: bool) -> None:
+    check_output_directory(path, overwrite, holds=is_fusion_model, what="fusion model")
 
 
 def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True,

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from graftkit.atomic import output_lock, swap_directory
+from graftkit.atomic import check_output_directory, output_lock, swap_directory
 from graftkit.backbones.sources import LINEAGE
 from graftkit.data.unlabelled import corpus_fingerprint, load_unlabelled
-from graftkit.errors import ArtifactError, BackboneError, ConfigError, DataError
+from graftkit.errors import BackboneError, ConfigError, DataError
 from graftkit.training.callbacks import LoggingProgress, QuietLog, SealCheckpoints
 from graftkit.training.checkpoints import prepare_run
 from graftkit.training.distributed import is_main_process, world_size
@@ -82,15 +82,7 @@ class PretrainResult:
 
 
 def _check_destination(path: Path, overwrite: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise ArtifactError(f"output {str(path)!r} is a file; give a directory path (-o DIR)")
-    if path.is_dir() and any(path.iterdir()):
-        if not (path / LINEAGE).is_file():
-            raise ArtifactError(f"output directory {str(path)!r} is not empty and holds no pretrained backbone; "
-                                "graftkit will not write into it; choose a new -o DIR")
-        if not overwrite:
-            raise ArtifactError(f"output directory {str(path)!r} already holds a pretrained backbone; pass "
-                                "--overwrite (overwrite=True) to replace it or choose another -o DIR")
+    check_output_directory(path, overwrite, holds=lambda p: (p / LINEAGE).is_file(), what="pretrained backbone")
 
 
 def _text_encoder(spec: str, revision: str | None, trust_remote_code: bool):
