@@ -226,14 +226,20 @@ def _require_column(name: str, frame: pd.DataFrame, where: str, flag: str) -> No
                         f"{_closest(name, frame.columns)}")
 
 
-def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: dict, label: str | None,
-                require_label: bool, known: dict, drop_missing: bool = False) -> Table:
+def named_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """A copy of ``frame`` with string column names, refused when two columns share a name."""
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
     twice = sorted(set(frame.columns[frame.columns.duplicated()]))
     if twice:
         raise DataError(f"{where}: column name(s) {', '.join(map(repr, twice))} appear more than once; give every "
                         "column its own name")
+    return frame
+
+
+def _from_frame(frame: pd.DataFrame, where: str, base_dir: Path | None, roles: dict, label: str | None,
+                require_label: bool, known: dict, drop_missing: bool = False) -> Table:
+    frame = named_columns(frame, where)
     if not any(roles.values()):
         roles = {r: (known.get(r) if known.get(r) in frame.columns else None) for r in roles}
     if label is None and _present(known.get("label"), frame):

@@ -183,15 +183,10 @@ def check_media(frame: pd.DataFrame, where: str, column: str, modality: str, bas
 def multi_input_table(frame: pd.DataFrame, where: str, base_dir: Path | None, given: dict[str, list[str]],
                       label, require_label: bool, infer: bool, known_roles: dict | None = None):
     """A Table with ``roles``: the given roles (or the fitted model's), the others inferred when ``infer``."""
-    from graftkit.data.readers import AUDIO_SUFFIXES, IMAGE_SUFFIXES, _clean_labels, _infer_label
+    from graftkit.data.readers import AUDIO_SUFFIXES, IMAGE_SUFFIXES, _clean_labels, _infer_label, named_columns
     from graftkit.data.table import Table
 
-    frame = frame.copy()
-    frame.columns = [str(c) for c in frame.columns]
-    twice = sorted(set(frame.columns[frame.columns.duplicated()]))
-    if twice:
-        raise DataError(f"{where}: column name(s) {', '.join(map(repr, twice))} appear more than once; give every "
-                        "column its own name")
+    frame = named_columns(frame, where)
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     if frame.empty:
         raise DataError(f"{where} has no rows; give at least one row")
