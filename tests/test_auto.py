@@ -345,3 +345,42 @@ def test_auto_without_backbones_and_none_installed_says_how_to_get_one(monkeypat
     monkeypatch.setattr(registry, "installed_backbones", lambda modality: [])
     with pytest.raises(ConfigError, match="no installed backbone reads text; install one"):
         graftkit.auto(sentiment_frame(20), budget="1m")
+
+
+# -- the first probe within the budget (playbook/bounded.py) ---------------------------------------------------
+
+def test_rows_that_fit_leave_room_for_validation_and_test_and_keep_a_floor():
+    from graftkit.playbook.bounded import HEAD_SHARE, MIN_ROWS, rows_that_fit
+
+    # 100 s left, 1 s per row, 20 other rows: 80 s for training rows at (1 + HEAD_SHARE) s each
+    assert rows_that_fit(1.0, train_rows=1000, other_rows=20, seconds_left=100) == int(80 / (1 + HEAD_SHARE))
+    assert rows_that_fit(0.001, train_rows=1000, other_rows=20, seconds_left=100) == 1000  # everything fits
+    assert rows_that_fit(1.0, train_rows=1000, other_rows=500, seconds_left=100) == MIN_ROWS  # nothing fits
+    assert rows_that_fit(1.0, train_rows=30, other_rows=500, seconds_left=100) == 30  # the floor never exceeds the data
+
+
+def test_the_first_probe_takes_a_subsample_that_fits_the_budget_and_says_so(tiny_bert_dir, monkeypatch):
+    from graftkit.playbook import bounded
+
+    # one second per row (timed on a 16-row sample), whatever the machine: 96 training + 24 validation rows at
+    # that rate cannot fit 100 s, so the probe gets a stratified subsample of the training rows
+    monkeypatch.setattr(bounded, "forward_seconds_per_row", lambda spec, train, task, options: (1.0, 16))
+    result = graftkit.auto(_noisy(sentiment_frame(120)), backbones=[str(tiny_bert_dir)], budget="100s", ladder=[],
+                           refit=False)
+    probe = _by_strategy(result)["linear-probe"]
+    assert probe["status"] == "ran" and bounded.MIN_ROWS <= probe["train_rows"] < 96
+    assert f"subsample of {probe['train_rows']} of the 96 training rows" in probe["reason"]
+    assert result.model.data_["rows"] == probe["train_rows"]
+    labels = result.model.data_.get("classes") or result.model.task_.classes
+    assert len(labels) == 2  # stratified: both classes kept
+    assert any(step["action"] == "budget" and "subsample" in step["reason"] for step in result.steps)
+
+
+def test_the_first_probe_sees_every_training_row_when_the_budget_allows(tiny_bert_dir):
+    result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="5m", ladder=[],
+                           refit=False)
+    probe = _by_strategy(result)["linear-probe"]
+    assert probe["train_rows"] == 48 and "subsample" not in probe["reason"]
+    # either timed and fitting, or its timing sample already cached (earlier tests embed the same sentences)
+    assert any(step["action"] == "budget" and ("fit the budget" in step["reason"] or "feature cache" in step["reason"])
+               for step in result.steps)

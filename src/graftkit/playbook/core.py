@@ -335,7 +335,13 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
         elif clock.remaining() <= 0 and probed:
             run.row("probe", spec, "linear-probe", "skipped", "skipped: the budget is spent")
             continue
-        run.probe(spec, reason, graft_options)
+        if probed:
+            run.probe(spec, reason, graft_options)
+        else:  # the first probe always runs: bounded by the budget through its training rows
+            from graftkit.playbook.bounded import bounded_training_rows
+
+            rows, note = bounded_training_rows(run, spec, graft_options)
+            run.probe(spec, f"{reason}; {note}" if note else reason, graft_options, train=rows)
 
     best_probe = choose([row for row in run.rows if row["kind"] == "probe"])
     if best_probe is None:

@@ -88,12 +88,15 @@ class Run:
                  parameters={"trainable": count, "total": count, "share": 1.0})
         return baseline
 
-    def probe(self, spec: str, reason: str, graft_options: dict) -> None:
+    def probe(self, spec: str, reason: str, graft_options: dict, train=None) -> None:
+        """A linear probe on ``train`` (default: every training row; the first probe may get a subsample that
+        fits the budget, playbook/bounded.py)."""
         from graftkit.graft import Graft
 
+        train = self.train if train is None else train
         started = time.perf_counter()
         try:
-            model = Graft(backbone=spec, strategy="linear-probe", **graft_options).fit(self.train, validation=self.val)
+            model = Graft(backbone=spec, strategy="linear-probe", **graft_options).fit(train, validation=self.val)
             embedded = [(model.timings_["extraction_s"], model.timings_["embedded_rows"])]
             validation = self.model_metrics(model, self.val, self.y_val)
             embedded.append((model.last_extraction_["seconds"], model.last_extraction_["embedded"]))
@@ -104,7 +107,7 @@ class Run:
         seconds = round(time.perf_counter() - started, 3)
         self._measure_forward(spec, model, embedded)
         row = self.row("probe", spec, "linear-probe", "ran", reason, validation=validation, seconds=seconds,
-                       peak_rss_mib=peak_rss_mib(), parameters=model.parameter_counts())
+                       peak_rss_mib=peak_rss_mib(), parameters=model.parameter_counts(), train_rows=len(train))
         self.models[row["step"]] = model
 
     def zero_shot(self, spec: str, reason: str, graft_options: dict, label_descriptions, template) -> None:
@@ -195,7 +198,7 @@ class Run:
         of both are cached, so this costs the head's fit), when the budget allows it."""
         from graftkit.graft import Graft
 
-        estimate = row["seconds"] * len(table) / max(len(self.train), 1)
+        estimate = row["seconds"] * len(table) / max(row.get("train_rows") or len(self.train), 1)
         fits, note = self.budget_note(estimate)
         if not fits:
             row["refit"] = f"not refitted on training + validation: would not fit the budget ({note})"
