@@ -178,7 +178,8 @@ def _plain_steps(path, frame, batch_size, steps) -> list[float]:
     with tempfile.TemporaryDirectory() as out:
         arguments = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, num_train_epochs=1,
                                       learning_rate=5e-5, warmup_steps=0.1, save_strategy="no", eval_strategy="no",
-                                      logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True)
+                                      logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+                                      seed=0, data_seed=0)  # graftkit's seed: the same batches in the same order
         Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
                 callbacks=[timer.callback]).train()
     return timer.steps
@@ -228,7 +229,10 @@ def components(args) -> None:
     backbone, strategy = load_backbone(args.backbone), get_strategy("full", epochs=1)
     ours_collate = BackboneCollator(backbone)
     rows = [{"item": text, "where": "bench", "label": label} for text, label in zip(batch["text"], labels)]
-    ours = build_model(backbone, strategy, ours_collate(rows[:2])["inputs"], len(classes), args.seed).train()
+    from graftkit.tasks import task_class
+
+    task = task_class("classification")(classes=tuple(classes))
+    ours = build_model(backbone, strategy, ours_collate(rows[:2])["inputs"], task, args.seed).train()
     ours_opt = torch.optim.AdamW(optimizer_groups(ours.head, ours.plan, strategy), lr=5e-5, fused=True)
     path = backbone.source.path
     tokenizer = AutoTokenizer.from_pretrained(path)
