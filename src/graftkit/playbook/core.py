@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graftkit.data import Table, load_data
-from graftkit.errors import ConfigError
+from graftkit.errors import ConfigError, GraftkitError
 from graftkit.evaluation.baselines import ClassicalBaseline
 from graftkit.playbook.budget import Clock, estimate_trainable, format_seconds, parse_budget
 from graftkit.playbook.leaderboard import choose, write_leaderboard
@@ -340,7 +340,10 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
         else:  # the first probe always runs: bounded by the budget through its training rows
             from graftkit.playbook.bounded import bounded_training_rows
 
-            rows, note = bounded_training_rows(run, spec, graft_options)
+            try:
+                rows, note = bounded_training_rows(run, spec, graft_options)
+            except GraftkitError:  # the backbone cannot read the data: the probe's own row records why
+                rows, note = None, None
             run.probe(spec, f"{reason}; {note}" if note else reason, graft_options, train=rows)
 
     best_probe = choose([row for row in run.rows if row["kind"] == "probe"])
