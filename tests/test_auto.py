@@ -384,3 +384,17 @@ def test_the_first_probe_sees_every_training_row_when_the_budget_allows(tiny_ber
     # either timed and fitting, or its timing sample already cached (earlier tests embed the same sentences)
     assert any(step["action"] == "budget" and ("fit the budget" in step["reason"] or "feature cache" in step["reason"])
                for step in result.steps)
+
+
+def test_a_failed_timing_sample_leaves_the_first_probe_to_record_its_own_outcome(tiny_bert_dir, monkeypatch):
+    from graftkit.errors import DataError
+    from graftkit.playbook import bounded
+
+    def unreadable(spec, train, task, options):
+        raise DataError("the backbone cannot read this column")
+
+    monkeypatch.setattr(bounded, "forward_seconds_per_row", unreadable)
+    result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="2m", ladder=[],
+                           refit=False)
+    probe = _by_strategy(result)["linear-probe"]
+    assert probe["status"] == "ran" and probe["train_rows"] == 48 and "subsample" not in probe["reason"]
