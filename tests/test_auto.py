@@ -364,7 +364,7 @@ def test_the_first_probe_takes_a_subsample_that_fits_the_budget_and_says_so(tiny
 
     # one second per row (timed on a 16-row sample), whatever the machine: 96 training + 24 validation rows at
     # that rate cannot fit 100 s, so the probe gets a stratified subsample of the training rows
-    monkeypatch.setattr(bounded, "forward_seconds_per_row", lambda spec, train, task, options: (1.0, 16))
+    monkeypatch.setattr(bounded, "forward_seconds_per_row", lambda spec, train, task, options: (1.0, 16, None))
     result = graftkit.auto(_noisy(sentiment_frame(120)), backbones=[str(tiny_bert_dir)], budget="100s", ladder=[],
                            refit=False)
     probe = _by_strategy(result)["linear-probe"]
@@ -398,3 +398,25 @@ def test_a_failed_timing_sample_leaves_the_first_probe_to_record_its_own_outcome
                            refit=False)
     probe = _by_strategy(result)["linear-probe"]
     assert probe["status"] == "ran" and probe["train_rows"] == 48 and "subsample" not in probe["reason"]
+
+
+def test_the_timing_sample_excludes_loading_and_the_probe_reuses_the_loaded_backbone(tiny_bert_dir, monkeypatch):
+    import time
+
+    import graftkit.graft as graft_module
+    from graftkit.playbook import bounded
+
+    loads, load = [], graft_module.load_backbone
+
+    def slow_load(*args, **kwargs):  # a load far slower than a forward pass of 16 tiny-BERT rows
+        loads.append(1)
+        time.sleep(2.0)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(graft_module, "load_backbone", slow_load)
+    table = graftkit.load_data(_noisy(sentiment_frame(40)), text="text", label="label")
+    options = {"seed": 0, "batch_size": 8, "use_cache": False, "progress": False}
+    per_row, sampled, model = bounded.forward_seconds_per_row(str(tiny_bert_dir), table, None, options)
+    assert sampled == 16 and per_row is not None and per_row * sampled < 2.0  # the load is not in the per-row time
+    model.fit(table)
+    assert len(loads) == 1  # the probe fitted the timing model: one load, not two

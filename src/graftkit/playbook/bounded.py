@@ -20,18 +20,21 @@ HEAD_SHARE = 0.25       # the head's fit (C by cross-validation) taken as this s
 MIN_ROWS = 50           # fewer training rows than this make a probe too noisy to be worth a model
 
 
-def forward_seconds_per_row(spec: str, train, task, graft_options: dict) -> tuple[float | None, int]:
-    """Measured seconds per row of one inference pass over a small sample of ``train`` and the sample's size;
-    ``None`` when the whole sample came from the feature cache (then the rest most likely does too)."""
+def forward_seconds_per_row(spec: str, train, task, graft_options: dict):
+    """``(seconds per row, sample size, model)``: one inference pass timed over a small sample of ``train`` (the
+    backbone is loaded before the clock starts), ``None`` seconds when the whole sample came from the feature
+    cache (then the rest most likely does too); ``model`` is the unfitted probe ``Graft`` with its backbone
+    loaded, for the probe itself to fit, so the backbone loads once."""
     from graftkit.graft import Graft
 
     sample = train.head(min(len(train), SAMPLE_BATCHES * graft_options["batch_size"]))
     model = Graft(backbone=spec, strategy="linear-probe", **graft_options)
+    model.check_modality(sample)  # loads the backbone: not part of the per-row time
     started = time.perf_counter()
     model.features(sample, task=task)
     seconds = time.perf_counter() - started
     embedded = model.last_extraction_["embedded"]
-    return (seconds / embedded if embedded else None), len(sample)
+    return (seconds / embedded if embedded else None), len(sample), model
 
 
 def rows_that_fit(forward_s: float, *, train_rows: int, other_rows: int, seconds_left: float) -> int:
@@ -54,13 +57,14 @@ def _subsample(task, train, rows: int, seed: int):
 
 
 def bounded_training_rows(run, spec: str, graft_options: dict):
-    """``(training table for the first probe, note or None)``: all of ``run.train`` when its extraction fits the
-    budget, else a stratified seeded subsample sized to fit, with the sentence saying so."""
+    """``(training table for the first probe, note or None, the probe's unfitted model)``: all of ``run.train``
+    when its extraction fits the budget, else a stratified seeded subsample sized to fit, with the sentence
+    saying so."""
     train = run.train
-    forward_s, sampled = forward_seconds_per_row(spec, train, run.task, graft_options)
+    forward_s, sampled, model = forward_seconds_per_row(spec, train, run.task, graft_options)
     if forward_s is None:
         run.log("budget", f"first probe: its {sampled}-row timing sample was all in the feature cache; no bound")
-        return train, None
+        return train, None, model
     run.forward_s.setdefault(spec, forward_s)
     other = len(run.val) + (len(run.test) if run.test is not None else 0)
     left = run.clock.remaining(run.reserve())
@@ -69,12 +73,12 @@ def bounded_training_rows(run, spec: str, graft_options: dict):
     if rows >= len(train):
         run.log("budget", f"first probe: {len(train)} training + {other} other rows at "
                 f"{forward_s * 1000:.1f} ms/row fit the budget (estimated {need:.0f}s, {max(left, 0):.0f}s left)")
-        return train, None
+        return train, None, model
     subsample = _subsample(run.task, train, rows, run.settings.get("seed", 0))
     note = (f"fitted on a seeded stratified subsample of {len(subsample)} of the {len(train)} training rows: "
             f"embedding all of them and the {other} validation / test rows at {forward_s * 1000:.1f} ms/row "
             f"(timed on {sampled} rows) would take about {need:.0f}s, and {max(left, 0):.0f}s of the budget is left")
-    if rows <= MIN_ROWS:
+    if forward_s * ((1.0 + HEAD_SHARE) * min(MIN_ROWS, len(train)) + other) > left:
         note += f" (the floor of {MIN_ROWS} rows: the budget cannot fit even that)"
     run.log("budget", f"first probe {note}")
-    return subsample, note
+    return subsample, note, model

@@ -341,10 +341,10 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
             from graftkit.playbook.bounded import bounded_training_rows
 
             try:
-                rows, note = bounded_training_rows(run, spec, graft_options)
+                rows, note, model = bounded_training_rows(run, spec, graft_options)
             except GraftkitError:  # the backbone cannot read the data: the probe's own row records why
-                rows, note = None, None
-            run.probe(spec, f"{reason}; {note}" if note else reason, graft_options, train=rows)
+                rows, note, model = None, None, None
+            run.probe(spec, f"{reason}; {note}" if note else reason, graft_options, train=rows, model=model)
 
     best_probe = choose([row for row in run.rows if row["kind"] == "probe"])
     if best_probe is None:

@@ -88,15 +88,17 @@ class Run:
                  parameters={"trainable": count, "total": count, "share": 1.0})
         return baseline
 
-    def probe(self, spec: str, reason: str, graft_options: dict, train=None) -> None:
+    def probe(self, spec: str, reason: str, graft_options: dict, train=None, model=None) -> None:
         """A linear probe on ``train`` (default: every training row; the first probe may get a subsample that
-        fits the budget, playbook/bounded.py)."""
+        fits the budget, playbook/bounded.py), fitting ``model`` when given (an unfitted probe ``Graft`` whose
+        backbone is already loaded)."""
         from graftkit.graft import Graft
 
         train = self.train if train is None else train
+        model = model or Graft(backbone=spec, strategy="linear-probe", **graft_options)
         started = time.perf_counter()
         try:
-            model = Graft(backbone=spec, strategy="linear-probe", **graft_options).fit(train, validation=self.val)
+            model = model.fit(train, validation=self.val)
             embedded = [(model.timings_["extraction_s"], model.timings_["embedded_rows"])]
             validation = self.model_metrics(model, self.val, self.y_val)
             embedded.append((model.last_extraction_["seconds"], model.last_extraction_["embedded"]))
