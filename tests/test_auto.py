@@ -124,7 +124,11 @@ def test_leaderboard_has_the_baseline_and_every_step_with_a_reason(tiny_bert_dir
     assert result.model is not None
 
 
-def test_a_step_that_cannot_fit_the_budget_is_skipped_with_the_reason(tiny_bert_dir):
+def test_a_step_that_cannot_fit_the_budget_is_skipped_with_the_reason(tiny_bert_dir, monkeypatch):
+    from graftkit.playbook.steps import Run
+
+    # 2 s per row whatever the machine: not even 1 epoch on the 48 training rows fits what 30 s leave
+    monkeypatch.setattr(Run, "_measure_forward", lambda self, spec, model, embedded: self.forward_s.__setitem__(spec, 2.0))
     result = graftkit.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="30s", epochs=100_000,
                            ladder=["finetune", "full"], progress=False)
     ladder = _by_strategy(result)
@@ -299,7 +303,9 @@ def test_a_rung_past_the_budget_stops_cleanly_and_the_leaderboard_says_so(tiny_b
     tuned = rows["finetune"]
     assert tuned["status"] == "ran" and tuned["stopped_at_budget"] is True
     assert "stopped at the time budget after" in tuned["reason"] and tuned["validation"] is not None
-    assert rows["lp-ft"]["status"] == "skipped" and "budget" in rows["lp-ft"]["reason"]
+    # what the stop left is either too little for lp-ft, or enough only for fewer epochs (playbook/bounded.py)
+    assert "budget" in rows["lp-ft"]["reason"]
+    assert rows["lp-ft"]["status"] == "skipped" or "so that it fits the budget" in rows["lp-ft"]["reason"]
     markdown = (tmp_path / "model" / "leaderboard.md").read_text()
     assert "ran, stopped at budget" in markdown
     saved = json.loads((tmp_path / "model" / "leaderboard.json").read_text())["rows"]
@@ -420,3 +426,66 @@ def test_the_timing_sample_excludes_loading_and_the_probe_reuses_the_loaded_back
     assert sampled == 16 and per_row is not None and per_row * sampled < 2.0  # the load is not in the per-row time
     model.fit(table)
     assert len(loads) == 1  # the probe fitted the timing model: one load, not two
+
+
+# -- trainable rungs within the budget (playbook/bounded.py) ---------------------------------------------------
+
+def _fake_run(seconds_left, rows=1000, first=None, feature_rows=0):
+    from types import SimpleNamespace
+
+    from graftkit.playbook.budget import Clock
+    from graftkit.playbook.steps import Run
+
+    table = graftkit.load_data(sentiment_frame(rows), text="text", label="label")
+    task = graftkit.Graft().infer_task(table)
+    run = SimpleNamespace(train=table, val=table.head(100), forward_s={"b": 0.01}, correction=1.0,
+                          feature_rows=feature_rows, first_probe_rows=first, clock=Clock(seconds_left),
+                          reserve=lambda: 0.0, task=task, settings={"seed": 0})
+    run.uncached_rows = lambda train: Run.uncached_rows(run, train)
+    return run
+
+
+def test_a_trainable_rung_that_does_not_fit_loses_epochs_first_then_rows_down_to_a_floor():
+    from graftkit.playbook.bounded import MIN_TRAINABLE_ROWS, fit_trainable_to_budget
+
+    # finetune at 10 ms/row, 1000 training + 100 validation rows: 3 epochs 99 s, 2 epochs 68 s, 1 epoch 37 s
+    train, epochs, estimate, _, note = fit_trainable_to_budget(_fake_run(70), "b", "finetune", 3)
+    assert len(train) == 1000 and epochs == 2 and estimate <= 70 and "2 of the 3 epochs" in note
+    train, epochs, _, _, _ = fit_trainable_to_budget(_fake_run(40), "b", "finetune", 3)
+    assert len(train) == 1000 and epochs == 1
+    # 20 s: 0.01 x (3 r + 200) + 5 <= 20 -> at most 433 rows, 1 epoch, both classes kept
+    train, epochs, estimate, _, note = fit_trainable_to_budget(_fake_run(20), "b", "finetune", 3)
+    assert epochs == 1 and 400 <= len(train) <= 433 and estimate <= 20
+    assert set(train.frame["label"]) == {"pos", "neg"} and f"subsample of {len(train)} of the 1000" in note
+    # 10 s cannot fit one epoch on the floor's rows: 0.01 x (3 x 200 + 200) + 5 = 13 s
+    assert fit_trainable_to_budget(_fake_run(10), "b", "finetune", 3) is None and MIN_TRAINABLE_ROWS == 200
+
+
+def test_a_cut_trainable_rung_keeps_the_first_probes_rows_and_counts_the_others_features():
+    from graftkit.playbook.bounded import fit_trainable_to_budget
+
+    probe_rows = _fake_run(1).train.subset(range(0, 600, 2))  # 300 of the 1000 rows
+    run = _fake_run(20, first=probe_rows)
+    train, _, estimate, basis, _ = fit_trainable_to_budget(run, "b", "finetune", 3)
+    assert set(probe_rows.frame.index) <= set(train.frame.index) and len(train) > 300
+    assert f"{len(train) - 300} rows' pretrained features" in basis  # only the rows outside the probe's cache
+    smaller = fit_trainable_to_budget(_fake_run(8.5, first=probe_rows), "b", "finetune", 1)
+    assert smaller is None or set(smaller[0].frame.index) <= set(probe_rows.frame.index)
+
+
+def test_auto_fits_a_trainable_rung_on_the_rows_that_fit_and_says_so(tiny_bert_dir, monkeypatch):
+    from graftkit.playbook import bounded
+    from graftkit.playbook.steps import Run
+
+    # 0.2 s per row whatever the machine: finetune on all 96 training rows, even for 1 epoch, needs
+    # 0.2 x (3 x 96 + 2 x 24) + 5 = 72 s, more than the 60 s budget holds; a subsample of them fits
+    monkeypatch.setattr(bounded, "forward_seconds_per_row", lambda spec, train, task, options: (0.2, 16, None))
+    monkeypatch.setattr(Run, "_measure_forward", lambda self, spec, model, embedded: self.forward_s.__setitem__(spec, 0.2))
+    monkeypatch.setattr(bounded, "MIN_TRAINABLE_ROWS", 20)
+    result = graftkit.auto(_noisy(sentiment_frame(120)), backbones=[str(tiny_bert_dir)], budget="60s",
+                           ladder=["finetune"], epochs=3, refit=False)
+    tuned = _by_strategy(result)["finetune"]
+    assert tuned["status"] == "ran", tuned["reason"]
+    assert 20 <= tuned["train_rows"] < 96 and tuned["params"]["epochs"] == 1
+    assert f"subsample of {tuned['train_rows']} of the 96 training rows" in tuned["reason"]
+    assert any(step["action"] == "budget" and step["reason"].startswith("finetune:") for step in result.steps)

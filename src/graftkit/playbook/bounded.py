@@ -1,4 +1,4 @@
-"""The first linear probe within the budget.
+"""Rungs of ``auto`` bounded by the budget through the training rows they see.
 
 Every later rung of ``auto`` is skipped or stopped when it would not fit, but the first probe must run: without it
 there is nothing to escalate from and no model to save. On a large table its feature extraction alone can outlast
@@ -7,6 +7,12 @@ runs, one small batch of training rows is embedded and timed (it lands in the fe
 and when extracting every training, validation and test row would not fit what is left of the budget, the probe is
 fitted on a seeded subsample of the training rows, stratified as the task splits, sized to fit. The validation and
 test rows are never subsampled: the choice and the test scores stay comparable with every other row.
+
+A trainable rung whose estimate on every training row does not fit is not simply skipped either: first its epochs
+go down (to 1: distinct rows teach more than repeated ones), then its training rows, to the most that fit, drawn so
+that the first probe's rows come first (their pretrained features are cached), with a floor of ``MIN_TRAINABLE_ROWS``
+below which a fine-tuned model is not worth its time. The rung's row says what it saw; the ``Deadline`` still
+stops it cleanly if the estimate was short.
 """
 
 from __future__ import annotations
@@ -15,21 +21,28 @@ import time
 
 import numpy as np
 
-SAMPLE_BATCHES = 2      # batches of training rows timed before the first probe
+SAMPLE_BATCHES = 2      # batches of training rows timed before the first probe (after one untimed warm-up batch)
 HEAD_SHARE = 0.25       # the head's fit (C by cross-validation) taken as this share of the extraction's time
 MIN_ROWS = 50           # fewer training rows than this make a probe too noisy to be worth a model
+MIN_TRAINABLE_ROWS = 200  # fewer than this: a fine-tuned rung is noise, the probe on more rows is the better buy
 
 
 def forward_seconds_per_row(spec: str, train, task, graft_options: dict):
     """``(seconds per row, sample size, model)``: one inference pass timed over a small sample of ``train`` (the
-    backbone is loaded before the clock starts), ``None`` seconds when the whole sample came from the feature
-    cache (then the rest most likely does too); ``model`` is the unfitted probe ``Graft`` with its backbone
-    loaded, for the probe itself to fit, so the backbone loads once."""
+    backbone is loaded and one warm-up batch embedded before the clock starts: the first batch pays for thread
+    pools and lazy initialisation, measured at 2.8x a steady batch with MiniLM), ``None`` seconds when the whole
+    sample came from the feature cache (then the rest most likely does too); ``model`` is the unfitted probe
+    ``Graft`` with its backbone loaded, for the probe itself to fit, so the backbone loads once."""
     from graftkit.graft import Graft
 
-    sample = train.head(min(len(train), SAMPLE_BATCHES * graft_options["batch_size"]))
+    batch = graft_options["batch_size"]
+    warm_up = train.head(min(len(train), batch))
+    rest = range(len(warm_up), min(len(train), len(warm_up) + SAMPLE_BATCHES * batch))
+    sample = train.subset(rest) if len(rest) else warm_up  # a table of one batch is timed as it is
     model = Graft(backbone=spec, strategy="linear-probe", **graft_options)
-    model.check_modality(sample)  # loads the backbone: not part of the per-row time
+    model.check_modality(warm_up)  # loads the backbone: not part of the per-row time
+    if len(rest):
+        model.features(warm_up, task=task)
     started = time.perf_counter()
     model.features(sample, task=task)
     seconds = time.perf_counter() - started
@@ -82,3 +95,58 @@ def bounded_training_rows(run, spec: str, graft_options: dict):
         note += f" (the floor of {MIN_ROWS} rows: the budget cannot fit even that)"
     run.log("budget", f"first probe {note}")
     return subsample, note, model
+
+
+def _nested_subsample(task, train, first, rows: int, seed: int):
+    """``rows`` of ``train``: the rows of ``first`` (the first probe's, a subset of ``train``) before any other,
+    each part stratified as the task splits."""
+    if first is None or len(first) >= len(train):
+        return _subsample(task, train, rows, seed) if rows < len(train) else train
+    if rows <= len(first):
+        return _subsample(task, first, rows, seed) if rows < len(first) else first
+    inside = train.frame.index.get_indexer(first.frame.index)
+    others = train.subset(np.setdiff1d(np.arange(len(train)), inside))
+    extra = _subsample(task, others, rows - len(first), seed) if rows - len(first) < len(others) else others
+    chosen = np.concatenate([inside, train.frame.index.get_indexer(extra.frame.index)])
+    return train.subset(np.sort(chosen))
+
+
+def _largest(low: int, high: int, fits) -> int:
+    """The largest ``n`` in ``[low, high]`` with ``fits(n)``, given ``fits(low)`` and ``fits`` monotone."""
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def fit_trainable_to_budget(run, spec: str, strategy: str, epochs: int):
+    """``(training table, epochs, estimate, basis, note)`` for a trainable rung that does not fit the budget on
+    every training row at ``epochs``: fewer epochs first, then the most training rows that fit (at least
+    ``MIN_TRAINABLE_ROWS``); ``None`` when not even that fits."""
+    from graftkit.playbook.budget import estimate_trainable
+
+    first = run.first_probe_rows
+    cached = len(first) if first is not None else len(run.train)
+
+    def estimate(rows: int, n_epochs: int):
+        uncached = rows if run.feature_rows else max(0, rows - cached)
+        return estimate_trainable(strategy, forward_s_per_row=run.forward_s[spec], train_rows=rows,
+                                  val_rows=len(run.val), epochs=n_epochs, correction=run.correction,
+                                  feature_rows=uncached)
+
+    left = run.clock.remaining(run.reserve())
+    total = len(run.train)
+    if epochs > 1 and estimate(total, 1)[0] <= left:
+        n_epochs = _largest(1, epochs - 1, lambda n: estimate(total, n)[0] <= left)
+        seconds, basis = estimate(total, n_epochs)
+        return run.train, n_epochs, seconds, basis, (f"{n_epochs} of the {epochs} epochs, so that it fits the "
+                                                     f"budget ({left:.0f}s left)")
+    floor = min(MIN_TRAINABLE_ROWS, total)
+    if estimate(floor, 1)[0] > left:
+        return None
+    rows = _largest(floor, total, lambda n: estimate(n, 1)[0] <= left)
+    table = _nested_subsample(run.task, run.train, first, rows, run.settings.get("seed", 0))
+    seconds, basis = estimate(len(table), 1)
+    note = (f"1 of the {epochs} epochs on a seeded stratified subsample of {len(table)} of the {total} training "
+            f"rows (the first probe's rows first), the most that fit the budget ({left:.0f}s left)")
+    return table, 1, seconds, basis, note

@@ -15,6 +15,7 @@ from pathlib import Path
 from graftkit.data import Table, load_data
 from graftkit.errors import ConfigError, GraftkitError
 from graftkit.evaluation.baselines import ClassicalBaseline
+from graftkit.playbook.bounded import MIN_TRAINABLE_ROWS, bounded_training_rows, fit_trainable_to_budget
 from graftkit.playbook.budget import Clock, estimate_trainable, format_seconds, parse_budget
 from graftkit.playbook.leaderboard import choose, write_leaderboard
 from graftkit.playbook.steps import Run
@@ -190,12 +191,19 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
             continue
         estimate, basis = estimate_trainable(strategy, forward_s_per_row=run.forward_s[spec],
                                              train_rows=len(run.train), val_rows=len(run.val), epochs=epochs,
-                                             correction=run.correction, feature_rows=run.feature_rows)
+                                             correction=run.correction, feature_rows=run.uncached_rows(run.train))
         fits, note = run.budget_note(estimate)
+        train, rung_epochs = None, epochs
         if not fits:
-            run.row("trainable", spec, strategy, "skipped", f"skipped: would not fit the budget ({note}; {basis})",
-                    estimated_s=round(estimate, 1))
-            continue
+            bounded = fit_trainable_to_budget(run, spec, strategy, epochs)
+            if bounded is None:
+                run.row("trainable", spec, strategy, "skipped", f"skipped: would not fit the budget ({note}; {basis}),"
+                        f" not even 1 epoch on {min(MIN_TRAINABLE_ROWS, len(run.train))} rows",
+                        estimated_s=round(estimate, 1))
+                continue
+            train, rung_epochs, estimate, basis, cut = bounded
+            note = f"{cut}; on every row it would not ({note})"
+            run.log("budget", f"{strategy}: {cut}")
         if baseline_ahead:
             reason = ("escalated: the classical baseline beats every pretrained candidate on validation, so "
                       "escalation goes on while the budget lasts")
@@ -203,7 +211,7 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
             reason = f"escalated: fits the budget ({note})"
         if exempt:
             reason = f"{reason}; tried although escalation had stopped: {FROM_PROBE_HEAD}"
-        row = run.trainable(spec, strategy, reason, estimate, basis, graft_options, epochs, layers)
+        row = run.trainable(spec, strategy, reason, estimate, basis, graft_options, rung_epochs, layers, train=train)
         if row["status"] != "ran":
             continue
         before = best["validation"]["score"] if best else 0.0
@@ -338,13 +346,13 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
         if probed:
             run.probe(spec, reason, graft_options)
         else:  # the first probe always runs: bounded by the budget through its training rows
-            from graftkit.playbook.bounded import bounded_training_rows
-
             try:
                 rows, note, model = bounded_training_rows(run, spec, graft_options)
             except GraftkitError:  # the backbone cannot read the data: the probe's own row records why
                 rows, note, model = None, None, None
             run.probe(spec, f"{reason}; {note}" if note else reason, graft_options, train=rows, model=model)
+            if note:
+                run.first_probe_rows = rows
 
     best_probe = choose([row for row in run.rows if row["kind"] == "probe"])
     if best_probe is None:

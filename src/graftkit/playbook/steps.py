@@ -35,6 +35,7 @@ class Run:
         # training rows a trainable step embeds with the pretrained backbone before training: none when the
         # probe's feature cache holds them
         self.feature_rows = len(train) if not settings.get("use_cache", True) else 0
+        self.first_probe_rows = None  # the training rows the first probe saw, when the budget cut them
 
     def _encode(self, table):
         return self.task.encode(table)
@@ -146,18 +147,20 @@ class Run:
             seconds, rows = time.perf_counter() - clock, len(sample)
         self.forward_s[spec] = seconds / rows
 
-    def trainable(self, spec, strategy, reason, estimate, basis, graft_options, epochs, layers) -> dict:
+    def trainable(self, spec, strategy, reason, estimate, basis, graft_options, epochs, layers, train=None) -> dict:
+        """A trainable rung on ``train`` (default: every training row; fewer when the budget cut them)."""
         from graftkit.graft import Graft
         from graftkit.strategies.base import get_strategy
 
         fields = get_strategy(strategy).field_names()
         params = {k: v for k, v in (("epochs", epochs), ("layers", layers if strategy == "finetune" else None))
                   if k in fields and v is not None}
+        train = self.train if train is None else train
         started = time.perf_counter()
         deadline = self.deadline(spec)
         try:
             model = Graft(backbone=spec, strategy=strategy, **graft_options, **params).fit(
-                self.train, validation=self.val, callbacks=[deadline])
+                train, validation=self.val, callbacks=[deadline])
             validation = model.metrics_.get("validation")
             if validation is None:
                 validation = self.model_metrics(model, self.val, self.y_val)
@@ -168,8 +171,9 @@ class Run:
             return self.row("trainable", spec, strategy, "failed", f"{reason}; failed: {exc}",
                             seconds=round(time.perf_counter() - started, 3), estimated_s=round(estimate, 1))
         seconds = round(time.perf_counter() - started, 3)
-        raw, _ = estimate_trainable(strategy, forward_s_per_row=self.forward_s[spec], train_rows=len(self.train),
-                                    val_rows=len(self.val), epochs=epochs, feature_rows=self.feature_rows)
+        raw, _ = estimate_trainable(strategy, forward_s_per_row=self.forward_s[spec], train_rows=len(train),
+                                    val_rows=len(self.val), epochs=params.get("epochs", epochs),
+                                    feature_rows=self.uncached_rows(train))
         stopped = (model.training_ or {}).get("stopped")
         if not stopped:  # a run cut at the budget says nothing about how long the whole one takes
             self.correction = seconds / raw
@@ -181,9 +185,18 @@ class Run:
         row = self.row("trainable", spec, strategy, "ran", reason,
                        validation=validation, seconds=seconds,
                        estimated_s=round(estimate, 1), peak_rss_mib=peak_rss_mib(), parameters=parameters or None,
-                       params=params, stopped_at_budget=bool(stopped))
+                       params=params, stopped_at_budget=bool(stopped), train_rows=len(train))
         self.models[row["step"]] = model
         return row
+
+    def uncached_rows(self, train) -> int:
+        """Rows of ``train`` whose pretrained features a trainable step must embed first: none when the probe's
+        feature cache holds them, all when the cache is off."""
+        if self.feature_rows:
+            return len(train)
+        if self.first_probe_rows is None:
+            return 0
+        return int((~train.frame.index.isin(self.first_probe_rows.frame.index)).sum())
 
     def deadline(self, spec: str):
         """A ``Deadline`` for a trainable step: training ends cleanly when it would eat into what the calibration
