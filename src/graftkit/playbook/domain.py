@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from graftkit.errors import ConfigError, DataError, GraftkitError
-from graftkit.evaluation.shift import LARGE_PAD, domain_shift
+from graftkit.evaluation.shift import LARGE_PAD, MMD_ALPHA, domain_shift
 from graftkit.playbook.budget import (
     estimate_pretrain,
     estimate_trainable,
@@ -141,7 +141,7 @@ class Domain:
         if not record.get("large"):
             why = (f"the shift was {record.get('skipped', 'not measured')}" if "verdict" not in record else
                    f"the shift is not large ({record['verdict']}); DANN and continued pretraining are added when "
-                   f"the proxy A-distance exceeds {LARGE_PAD:g} and the MMD test rejects at p < 0.01")
+                   f"the proxy A-distance exceeds {LARGE_PAD:g} and the MMD test rejects at p < {MMD_ALPHA:g}")
             return self._decide(run, f"no domain rung: {why}")
         if best_probe is None:
             return self._decide(run, "no domain rung: no linear probe succeeded, nothing to adapt")
