@@ -19,6 +19,7 @@ from graftkit.cli.options import (
 )
 from graftkit.playbook import LADDER, STEPS, auto, format_text, parse_budget
 from graftkit.playbook.core import DEFAULT_MIN_GAIN_PER_MINUTE
+from graftkit.playbook.domain import DEFAULT_PRETRAIN_STEPS, PRETRAINED_SUFFIX
 
 
 def register(commands) -> None:
@@ -34,7 +35,8 @@ def register(commands) -> None:
         epilog="examples:\n"
                "  graftkit auto train.csv --backbones all-MiniLM-L6-v2 /models/all-mpnet-base-v2 --budget 20m "
                "-o runs/auto\n"
-               "  graftkit auto train.csv --backbones all-MiniLM-L6-v2 --budget 90s --test test.csv -o runs/auto")
+               "  graftkit auto train.csv --backbones all-MiniLM-L6-v2 --budget 90s --test test.csv -o runs/auto\n"
+               "  graftkit auto train.csv --target unlabelled_target.txt --budget 20m -o runs/auto")
     parser.add_argument("data", help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders")
     parser.add_argument("--backbones", nargs="+", metavar="BACKBONE",
                         help="candidates: packaged names, local directories or Hub ids (default: the 3 cheapest "
@@ -47,6 +49,12 @@ def register(commands) -> None:
     parser.add_argument("--val-size", type=float, default=0.2,
                         help="fraction of the data held out, stratified, for validation (default: 0.2)")
     parser.add_argument("--test", metavar="FILE", help="labelled test file, scored after every decision")
+    parser.add_argument("--target", metavar="FILE",
+                        help="unlabelled target-domain inputs (text lines, a table, a media folder): the shift to them "
+                             "is measured and, when large, DANN and (text) continued pretraining are added as rungs")
+    parser.add_argument("--pretrain-steps", type=positive_int, default=DEFAULT_PRETRAIN_STEPS,
+                        help="with --target: most continued-pretraining steps, cut to what the budget allows "
+                             f"(default: {DEFAULT_PRETRAIN_STEPS}; the backbone goes to OUTPUT{PRETRAINED_SUFFIX})")
     parser.add_argument("--label-descriptions", metavar="FILE",
                         help="class -> description (JSON / CSV): zero-shot runs as rung 0 (it also runs when the "
                              "class names are words, not ids such as 0 / 1 / LABEL_3)")
@@ -81,7 +89,8 @@ def _auto(args) -> int:
                   min_gain_per_minute=args.min_gain_per_minute, batch_size=args.batch_size,
                   cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device,
                   calibrate=not args.no_calibration, track=args.track, label_descriptions=args.label_descriptions,
-                  template=args.template, **task_kwargs(args), **data_kwargs(args))
+                  template=args.template, target=args.target, pretrain_steps=args.pretrain_steps,
+                  **task_kwargs(args), **data_kwargs(args))
     if args.json:
         emit_json({**result.to_dict(), **({"tracking": result.tracking} if result.tracking else {})})
         return 0

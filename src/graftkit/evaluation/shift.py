@@ -16,6 +16,7 @@ import numpy as np
 from graftkit.errors import DataError
 
 LARGE_PAD = 1.0  # above this a linear classifier separates the domains with under 25 % error
+MMD_ALPHA = 0.01  # the MMD permutation test's level
 
 
 def _balanced(Xs: np.ndarray, Xt: np.ndarray, max_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,14 +82,14 @@ def mmd_rbf(Xs, Xt, *, max_rows: int = 1000, permutations: int = 200, seed: int 
 
 
 def shift_between(Xs, Xt, *, seed: int = 0) -> dict:
-    """Both measures and a verdict (``large`` when PAD > ``LARGE_PAD`` and the MMD test rejects at 0.01)."""
+    """Both measures and a verdict (``large`` when PAD > ``LARGE_PAD`` and the MMD test rejects at ``MMD_ALPHA``)."""
     pad = proxy_a_distance(Xs, Xt, seed=seed)
     mmd = mmd_rbf(Xs, Xt, seed=seed)
-    large = pad["pad"] > LARGE_PAD and mmd["p_value"] < 0.01
+    large = pad["pad"] > LARGE_PAD and mmd["p_value"] < MMD_ALPHA
     if large:
         verdict = (f"large: a linear domain classifier tells source from target with {100 * pad['error']:.1f}% error "
                    f"(proxy A-distance {pad['pad']:.2f} of 2)")
-    elif mmd["p_value"] < 0.01:
+    elif mmd["p_value"] < MMD_ALPHA:
         verdict = f"present but moderate: proxy A-distance {pad['pad']:.2f} of 2, MMD test p={mmd['p_value']:.3g}"
     else:
         verdict = f"none detected: proxy A-distance {pad['pad']:.2f} of 2, MMD test p={mmd['p_value']:.3g}"

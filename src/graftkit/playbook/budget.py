@@ -19,6 +19,10 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
 # backward still runs down to the lowest trained group
 TRAIN_FACTOR = {"finetune": 3.0, "lora": 3.0, "lp-ft": 4.0, "full": 4.0}
 STEP_OVERHEAD_S = 5.0  # loading the backbone again, the Trainer's set-up, checkpoints
+# one continued-pretraining (masked-LM) step over a row relative to one inference forward pass: forward and backward
+# through every layer plus the vocabulary-sized decoder on every token (MiniLM: 30k x 384 per token, about half the
+# encoder's own multiply-adds)
+PRETRAIN_FACTOR = 5.0
 
 
 def parse_budget(budget) -> float:
@@ -67,7 +71,7 @@ class Clock:
 
 
 def estimate_trainable(strategy: str, *, forward_s_per_row: float, train_rows: int, val_rows: int, epochs: int,
-                       correction: float = 1.0, feature_rows: int = 0) -> tuple[float, str]:
+                       correction: float = 1.0, feature_rows: int = 0, target_rows: int = 0) -> tuple[float, str]:
     """Seconds a trainable step should take, and how the figure was reached: every pass it makes.
 
     ``TRAIN_FACTOR × forward × train rows × epochs`` (training) ``+ forward × val rows × (epochs + 1)`` (the
@@ -75,13 +79,39 @@ def estimate_trainable(strategy: str, *, forward_s_per_row: float, train_rows: i
     feature_rows`` (the pretrained features of the training rows, for the standardisation and LP-FT's probe: 0 when
     the probe's feature cache holds them) ``+ STEP_OVERHEAD_S``, times ``correction`` = measured / estimated of the
     previous trainable step. The training metrics cost nothing: they come from the training loop's own outputs.
+    ``target_rows``: unlabelled target rows trained on per epoch besides the training rows (domain-adversarial
+    training pairs every source row with a target row, forward and backward through the same layers).
     """
     factor = TRAIN_FACTOR.get(strategy, 4.0)
-    raw = (forward_s_per_row * (factor * train_rows * epochs + val_rows * (epochs + 1) + feature_rows)
+    raw = (forward_s_per_row * (factor * (train_rows + target_rows) * epochs + val_rows * (epochs + 1) + feature_rows)
            + STEP_OVERHEAD_S)
-    basis = (f"{factor:g} x forward {forward_s_per_row * 1000:.2f} ms/row x {train_rows} rows x {epochs} epoch(s) "
+    rows = f"({train_rows} + {target_rows} target) rows" if target_rows else f"{train_rows} rows"
+    basis = (f"{factor:g} x forward {forward_s_per_row * 1000:.2f} ms/row x {rows} x {epochs} epoch(s) "
              f"+ {epochs + 1} validation passes" + (f" + {feature_rows} rows' pretrained features" if feature_rows
                                                      else "") + f" + {STEP_OVERHEAD_S:g}s set-up")
     if correction != 1.0:
         basis += f", x {correction:.2f} (measured / estimated time of the previous trainable step)"
     return raw * correction, basis
+
+
+def estimate_pretrain(steps: int, *, forward_s_per_row: float, batch_size: int,
+                      correction: float = 1.0) -> tuple[float, str]:
+    """Seconds ``steps`` continued-pretraining steps of ``batch_size`` documents should take:
+    ``PRETRAIN_FACTOR × forward × batch × steps + STEP_OVERHEAD_S``, times ``correction`` (measured / estimated of
+    the previous trainable step, as for every rung)."""
+    raw = forward_s_per_row * PRETRAIN_FACTOR * batch_size * steps + STEP_OVERHEAD_S
+    basis = (f"{PRETRAIN_FACTOR:g} x forward {forward_s_per_row * 1000:.2f} ms/row x {batch_size} documents x {steps} "
+             f"step(s) + {STEP_OVERHEAD_S:g}s set-up")
+    if correction != 1.0:
+        basis += f", x {correction:.2f} (measured / estimated time of the previous trainable step)"
+    return raw * correction, basis
+
+
+def pretrain_steps_that_fit(seconds: float, *, forward_s_per_row: float, batch_size: int, correction: float = 1.0,
+                            most: int) -> int:
+    """The most continued-pretraining steps (at most ``most``) whose estimate fits ``seconds``; 0 when none does."""
+    per_step = forward_s_per_row * PRETRAIN_FACTOR * batch_size * correction
+    room = seconds - STEP_OVERHEAD_S * correction
+    if room <= 0:
+        return 0
+    return int(min(most, room // per_step)) if per_step > 0 else most

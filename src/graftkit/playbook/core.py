@@ -17,6 +17,7 @@ from graftkit.errors import ConfigError, GraftkitError
 from graftkit.evaluation.baselines import ClassicalBaseline
 from graftkit.playbook.bounded import MIN_TRAINABLE_ROWS, bounded_training_rows, fit_trainable_to_budget
 from graftkit.playbook.budget import Clock, estimate_trainable, format_seconds, parse_budget
+from graftkit.playbook.domain import DEFAULT_PRETRAIN_STEPS, prepare_domain
 from graftkit.playbook.leaderboard import choose, write_leaderboard
 from graftkit.playbook.steps import Run
 from graftkit.tracking import check_tracker, log_model_run
@@ -57,6 +58,7 @@ class AutoResult:
     output: str | None = None
     settings: dict = field(default_factory=dict)
     tracking: dict | None = None  # the MLflow run (track="mlflow"): run_id, model_uri, tracking_uri
+    domain_shift: dict | None = None  # with target=: the shift measured and the domain rungs added (playbook/domain)
 
     @property
     def leaderboard(self) -> list[dict]:
@@ -70,7 +72,7 @@ class AutoResult:
                 "settings": self.settings,
                 "memory": "peak resident set size of the process when the step ended (resource.getrusage ru_maxrss)",
                 "rows": self.rows, "steps": self.steps,
-                "ranking": None if self.ranking is None else self.ranking.to_dict()}
+                "ranking": None if self.ranking is None else self.ranking.to_dict(), "domain_shift": self.domain_shift}
 
 
 
@@ -237,7 +239,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
          cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
          calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, task: str | None = None,
          task_options: dict | None = None, track: str | None = None, label_descriptions=None,
-         template: str | None = None, **data_options) -> AutoResult:
+         template: str | None = None, target=None, pretrain_steps: int = DEFAULT_PRETRAIN_STEPS, pretrain_output=None,
+         **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
 
     One seeded, stratified ``val_size`` split of ``data`` is the validation set (or ``validation`` when given);
@@ -255,7 +258,9 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     are words (``strategies/descriptions.zero_shot_rung``). ``refit``: when the saved model is a linear probe and the validation rows came from ``data``, refit it
     on all of ``data`` after the choice (cached features: the head's cost) if the budget allows. ``output``: save
     the best pretrained model there (atomically; ``overwrite`` to replace a model) with ``leaderboard.json`` and
-    ``leaderboard.md``.
+    ``leaderboard.md``. ``target``: unlabelled target-domain inputs; the shift to them is measured on the first probed
+    backbone and, when large, DANN and (text) continued pretraining for at most ``pretrain_steps`` steps into
+    ``pretrain_output`` (default: OUTPUT-tapt) are added as rungs (``playbook/domain.py``).
 
     >>> result = graftkit.auto("train.csv", backbones=["all-MiniLM-L6-v2"], budget="10m", output="runs/auto")
     >>> result.chosen["strategy"], result.message
@@ -280,6 +285,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     table = data if isinstance(data, Table) else load_data(data, **data_options)
     task = infer_task(table, task, **(task_options or {}))
     logger.info("auto: %s", task.reason or task.kind)
+    domain = prepare_domain(target, task, table, output=output, overwrite=overwrite, pretrain_output=pretrain_output,
+                            pretrain_steps=pretrain_steps, seed=seed)  # None without a target
     graft_options = {"seed": seed, "batch_size": batch_size, "cache_dir": cache_dir, "use_cache": use_cache,
                      "device": device, "progress": progress, "calibrate": calibrate, "task": task.kind,
                      "task_options": task_options or {}}
@@ -354,6 +361,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
             if note:
                 run.first_probe_rows = rows
 
+    if domain is not None:
+        domain.measure(run, graft_options)
     best_probe = choose([row for row in run.rows if row["kind"] == "probe"])
     if best_probe is None:
         for strategy in ladder:
@@ -363,6 +372,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
                 f"({run.metric} {best_probe['validation']['score']:.4f})")
         _escalate(run, best_probe["backbone"], ladder, epochs=epochs, layers=finetune_layers,
                   min_gain=min_gain_per_minute, graft_options=graft_options, baseline_row=baseline_row)
+    if domain is not None:
+        domain.escalate(run, best_probe, epochs=epochs, layers=finetune_layers, graft_options=graft_options)
 
     # -- every decision is made: choose by validation, then score the test set ----------------------------------
     chosen, shipped = choose(run.rows), _best_pretrained(run)
@@ -400,7 +411,7 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
                         rows=run.rows, steps=run.steps, baseline=baseline, baseline_wins=baseline_wins,
                         message=message, budget=budget if isinstance(budget, str) else format_seconds(budget_s),
                         budget_s=budget_s, seconds=clock.elapsed, validation_source=validation_source,
-                        ranking=ranking, settings=settings)
+                        ranking=ranking, settings=settings, domain_shift=None if domain is None else domain.record)
     if output is not None:
         if result.model is None:
             raise ConfigError(f"no pretrained candidate was fitted, so there is no model to save in {str(output)!r}; "

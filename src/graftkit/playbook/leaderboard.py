@@ -37,8 +37,10 @@ def choose(rows: list[dict]) -> dict | None:
     return max(ran, key=lambda r: (r["validation"]["score"], r["validation"].get("macro_f1") or 0.0, -_complexity(r)))
 
 
-def _complexity(row: dict) -> int:
-    return 0 if row["kind"] == "baseline" else COMPLEXITY.get(row.get("strategy"), 9)
+def _complexity(row: dict) -> float:
+    if row["kind"] == "baseline":
+        return 0
+    return COMPLEXITY.get(row.get("strategy"), 9) + (0.5 if row.get("adaptation") else 0)  # a tie: unadapted wins
 
 
 def _cell(value, digits=4) -> str:
@@ -69,7 +71,8 @@ def table_cells(row: dict, metric: str = "accuracy", second: str = "macro_f1") -
     if row["status"] == "skipped" and row.get("estimated_s") is not None:
         seconds = f"(est {row['estimated_s']:.0f})"
     status = "ran, stopped at budget" if row.get("stopped_at_budget") else row["status"]
-    return [str(row["step"]) + ("*" if row.get("chosen") else ""), row["backbone"], row["strategy"], status,
+    strategy = row["strategy"] + (f" + {row['adaptation']}" if row.get("adaptation") else "")  # DANN / TAPT
+    return [str(row["step"]) + ("*" if row.get("chosen") else ""), row["backbone"], strategy, status,
             _cell(val.get(metric)), _cell(val.get(second)), test_text, seconds,
             _cell(row.get("peak_rss_mib"), 0), _params(row.get("parameters"))]
 
@@ -114,6 +117,9 @@ def _explanations(result) -> list[str]:
         lines.append(f"step {row['step']} {row['backbone']} / {row['strategy']}: {row['reason']}")
     if result.message:
         lines.append(result.message)
+    shift = getattr(result, "domain_shift", None)
+    if shift and shift.get("decision"):
+        lines.append(f"domain shift to {shift['target']['data']}: {shift['decision']}")
     if result.chosen is not None:
         lines.append(f"chosen: step {result.chosen['step']} ({result.chosen['backbone']} / "
                      f"{result.chosen['strategy']}): {result.chosen['chosen_reason']}")

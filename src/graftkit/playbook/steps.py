@@ -147,8 +147,12 @@ class Run:
             seconds, rows = time.perf_counter() - clock, len(sample)
         self.forward_s[spec] = seconds / rows
 
-    def trainable(self, spec, strategy, reason, estimate, basis, graft_options, epochs, layers, train=None) -> dict:
-        """A trainable rung on ``train`` (default: every training row; fewer when the budget cut them)."""
+    def trainable(self, spec, strategy, reason, estimate, basis, graft_options, epochs, layers, *,
+                  train=None, kind: str = "trainable", extra: dict | None = None, cost: dict | None = None,
+                  **row_extra) -> dict:
+        """A trainable rung on ``train`` (default: every training row; fewer when the budget cut them);
+        ``extra``: more strategy settings (a domain rung's ``adapt_to``), ``cost``: what
+        ``estimate_trainable`` must count besides the defaults (its measured / estimated correction reads it)."""
         from graftkit.graft import Graft
         from graftkit.strategies.base import get_strategy
 
@@ -156,6 +160,7 @@ class Run:
         params = {k: v for k, v in (("epochs", epochs), ("layers", layers if strategy == "finetune" else None))
                   if k in fields and v is not None}
         train = self.train if train is None else train
+        params.update(extra or {})
         started = time.perf_counter()
         deadline = self.deadline(spec)
         try:
@@ -168,12 +173,13 @@ class Run:
                 sign = 1.0 if self.task.greater_is_better else -1.0
                 validation = {**validation, "score": sign * validation[self.metric]}
         except GraftkitError as exc:
-            return self.row("trainable", spec, strategy, "failed", f"{reason}; failed: {exc}",
-                            seconds=round(time.perf_counter() - started, 3), estimated_s=round(estimate, 1))
+            return self.row(kind, spec, strategy, "failed", f"{reason}; failed: {exc}",
+                            seconds=round(time.perf_counter() - started, 3), estimated_s=round(estimate, 1),
+                            **row_extra)
         seconds = round(time.perf_counter() - started, 3)
         raw, _ = estimate_trainable(strategy, forward_s_per_row=self.forward_s[spec], train_rows=len(train),
                                     val_rows=len(self.val), epochs=params.get("epochs", epochs),
-                                    feature_rows=self.uncached_rows(train))
+                                    **{"feature_rows": self.uncached_rows(train), **(cost or {})})
         stopped = (model.training_ or {}).get("stopped")
         if not stopped:  # a run cut at the budget says nothing about how long the whole one takes
             self.correction = seconds / raw
@@ -182,10 +188,10 @@ class Run:
         if stopped:
             reason += (f"; {stopped} (epoch {model.training_['best_epoch']} of {model.training_['epochs_run']} run, "
                        f"best on validation)")
-        row = self.row("trainable", spec, strategy, "ran", reason,
+        row = self.row(kind, spec, strategy, "ran", reason,
                        validation=validation, seconds=seconds,
                        estimated_s=round(estimate, 1), peak_rss_mib=peak_rss_mib(), parameters=parameters or None,
-                       params=params, stopped_at_budget=bool(stopped), train_rows=len(train))
+                       params=params, stopped_at_budget=bool(stopped), train_rows=len(train), **row_extra)
         self.models[row["step"]] = model
         return row
 

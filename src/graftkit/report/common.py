@@ -58,17 +58,31 @@ def metrics_of(record: dict | None) -> dict:
 def task_section(task_class, place: str):
     """Decorator: ``render(record) -> html`` is one of ``task_class``'s sections at ``place`` (``PLACES``), in
     the order registered. A kind without a module of its own gets the common sections only."""
+    return _registrar(task_class.kind, place)
+
+
+def _registrar(key: str, place: str):
     if place not in PLACES:
         raise ValueError(f"place must be one of {PLACES}; got {place!r}")
 
     def register(render):
-        _SECTIONS.setdefault(task_class.kind, {}).setdefault(place, []).append(render)
+        _SECTIONS.setdefault(key, {}).setdefault(place, []).append(render)
         return render
 
     return register
 
 
+EVERY_TASK = "*"  # the registry key of sections that every task shows (sections_domain.py)
+
+
+def every_task_section(place: str):
+    """Decorator: ``render(record) -> html`` is a section of every task (and of a kind this version lacks) at
+    ``place``, after the task's own sections there."""
+    return _registrar(EVERY_TASK, place)
+
+
 def task_sections(task, place: str, record: dict | None) -> str:
-    """The HTML of ``task``'s registered sections at ``place``."""
-    renders = _SECTIONS.get(getattr(task, "kind", None), {}).get(place, ())
+    """The HTML of ``task``'s registered sections at ``place``, then those of every task."""
+    renders = [*_SECTIONS.get(getattr(task, "kind", None), {}).get(place, ()),
+               *_SECTIONS.get(EVERY_TASK, {}).get(place, ())]
     return "".join(render(record) for render in renders)

@@ -5,7 +5,8 @@ comes from the user's data or files (labels, texts, paths, sources) is HTML-esca
 
 This module holds the sections every task has (summary, warnings, learning curve, transfer gain, forgetting,
 leakage, cross-validation, manifest), reading metric names from the record; each task's own sections live in
-``sections_<task>.py`` and register themselves with ``common.task_section``."""
+``sections_<task>.py`` and register themselves with ``common.task_section``; ``sections_domain.py`` (the domain
+shift) registers with ``common.every_task_section``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from graftkit.atomic import write_text_atomic
 from graftkit.errors import ArtifactError, GraftkitError
 from graftkit.report import (  # noqa: F401
     sections_classification,
+    sections_domain,
     sections_multilabel,
     sections_regression,
     sections_tokens,

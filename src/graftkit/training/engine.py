@@ -251,7 +251,8 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
     best_epoch, best_metric = _best(history, metric, greater)
     kept = best_epoch if validation is not None else len(history)  # the epoch whose weights the model has
     stopped = next((c.stopped for c in callbacks if isinstance(c, Deadline) and c.stopped), None)
-    total = sum(p.numel() for p in model.parameters())
+    # the exported model's parameters: an auxiliary objective (DANN's domain classifier) trains but is not saved
+    total = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in model.objective_parameters)
     # groups that actually trained: a gradual schedule cut short by its epochs or early stopping never reached
     # the lower ones, so they do not count as trained
     reached = max((schedule.groups_for(e) for e in range(len(history))), default=most)
