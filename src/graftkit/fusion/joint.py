@@ -32,6 +32,7 @@ from graftkit.fusion.encoders import FrozenEncoder
 from graftkit.fusion.featurize import Featurizer
 from graftkit.fusion.tuning import joined_text
 from graftkit.graft import Graft
+from graftkit.strategies.base import strategy_classes
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +89,20 @@ class JointFeaturizer:
         self.trained, self.modality, self.column = list(trained), modality, column
         self.graft, self.side = graft, side
         graft.side_ = side
-        self.groups: dict[str, list[int]] = {}
 
     @property
     def notes(self) -> list[str]:
         return self.side.notes if self.side is not None else []
+
+    @property
+    def groups(self) -> dict[str, list[int]]:
+        """Each feature group's columns of ``transform``'s matrix: the pooled features of the encoder's column, then
+        each side column's (as the side featurizer last laid them out)."""
+        width = self.graft.loaded_backbone().hidden_size
+        groups = {self.column: list(range(width))}
+        if self.side is not None:
+            groups.update({c: [width + i for i in idx] for c, idx in self.side.groups.items()})
+        return groups
 
     @property
     def feature_roles(self) -> Roles:
@@ -102,12 +112,7 @@ class JointFeaturizer:
                      categorical=self.roles.categorical)
 
     def transform(self, table) -> np.ndarray:
-        X = self.graft.head_features(joint_table(table, self.trained, self.modality, self.column))
-        width = X.shape[1] - (sum(len(g) for g in self.side.groups.values()) if self.side is not None else 0)
-        self.groups = {self.column: list(range(width))}
-        if self.side is not None:
-            self.groups.update({c: [width + i for i in idx] for c, idx in self.side.groups.items()})
-        return X
+        return self.graft.head_features(joint_table(table, self.trained, self.modality, self.column))
 
     # -- state -------------------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -154,6 +159,10 @@ def fit_joint(model, table, task) -> tuple[JointFeaturizer, Graft]:
             encoders[c] = by_spec[spec]
         side = Featurizer(side_roles, encoders, layout="dense")
     strategy = model.strategy or DEFAULT_STRATEGY
+    known = {c.name: c for c in strategy_classes()}
+    if strategy in known and not getattr(known[strategy], "trainable", False):
+        raise ConfigError(f"joint fusion trains the encoder with the output layer; strategy {strategy!r} trains none "
+                          "(use lora, finetune, lp-ft, ...; or --encoder frozen for a head on frozen embeddings)")
     logger.info("joint fusion: %s trains %s on %s with %s side input(s) before the output layer", strategy,
                 specs.pop(), repr(column), side_roles.describe() or "no")
     graft = Graft(backbone=model._spec(trained[0], modality), strategy=strategy, task=task.kind,
