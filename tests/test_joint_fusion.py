@@ -232,7 +232,8 @@ def test_real_clothing_reviews_joint_lora_beats_the_majority_class():
                       numeric=["Age", "Positive Feedback Count"],
                       categorical=["Division Name", "Department Name", "Class Name"])
     train, test = table.split(0.25, seed=0)
-    model = FusionModel(encoder="joint", strategy="lora", tune_params={"epochs": 1}, progress=False).fit(train)
+    model = FusionModel(encoder="joint", strategy="lora", tune_params={"epochs": 1, "learning_rate": 5e-3},
+                        batch_size=16, progress=False).fit(train)  # one epoch: 13 steps, so a brisk output layer
     metrics = model.evaluate(test, repeats=2)
     majority = max(np.mean(model.task_.encode(test) == k) for k in range(len(model.task_.labels)))
     assert metrics["accuracy"] > majority, (metrics["accuracy"], majority)
