@@ -13,9 +13,9 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import WORDS, shared_path
 
 import graftkit as gk
-from conftest import WORDS, shared_path
 from graftkit.cli.main import main
 from graftkit.data import load_data
 from graftkit.errors import ConfigError, DataError
@@ -144,6 +144,23 @@ def test_regression_target(tiny_bert_dir, tmp_path):
     model.save(tmp_path / "r")
     np.testing.assert_allclose(load_fusion(tmp_path / "r", progress=False).outputs(test), model.outputs(test),
                                atol=1e-4)
+
+
+def test_multilabel_target(tiny_bert_dir, tmp_path):
+    from graftkit.tasks import infer_task
+
+    frame = joint_frame(240)
+    frame["tags"] = [f"{label}|{'high' if x and float(x) > 0 else 'low'}" for label, x in zip(frame["label"], frame["x"])]
+    table = load_data(frame.drop(columns=["label", "score"]), label="tags", **ROLES)
+    train, test = table.split(0.25, seed=0, task=infer_task(table, "multilabel-classification", label_sep="|"))
+    model = joint(tiny_bert_dir, task="multilabel-classification", task_options={"label_sep": "|"}).fit(train)
+    metrics = model.evaluate(test)
+    assert model.task_.kind == "multilabel-classification" and metrics["micro_f1"] > 0.7
+    assert metrics["feature_groups"]["groups"]["tabular"]["drop"] > 0.05  # 'high' / 'low' is x's sign
+    assert "thresholds" in model.calibration_
+    model.save(tmp_path / "ml")
+    np.testing.assert_allclose(load_fusion(tmp_path / "ml", progress=False).outputs(test), model.outputs(test),
+                               atol=1e-5)
 
 
 def test_lp_ft_starts_from_a_probe_on_pooled_and_side_features(tiny_bert_dir, split):
