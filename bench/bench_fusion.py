@@ -7,12 +7,14 @@ Title + Review Text (MiniLM) + Age + Positive Feedback Count (numeric) + Divisio
 
   tabular-only GBDT | text-only MiniLM probe (linear head on both text columns' embeddings) |
   TF-IDF + tabular GBDT (classical baseline) | frozen fusion (MiniLM + tabular -> GBDT) |
-  LoRA fusion (MiniLM LoRA-tuned on the target on TUNE_ROWS training rows, then its embeddings + tabular -> GBDT)
+  LoRA fusion (MiniLM LoRA-tuned on the target on TUNE_ROWS training rows, then its embeddings + tabular -> GBDT) |
+  joint fusion (--joint: MiniLM LoRA-tuned on every training row with the tabular columns concatenated to its
+  pooled embedding before the output layer, one engine run; fusion/joint.py)
 
 plus the paired bootstrap (1,000 draws over test rows) of fusion minus each single source in the primary
 metric, train / predict seconds per 1,000 rows, and the feature-group importance of the fusion models.
 
-  PYTHONPATH=src python bench/bench_fusion.py --rows 2000 --tune-rows 600
+  PYTHONPATH=src python bench/bench_fusion.py --rows 2000 --tune-rows 600 [--joint --joint-epochs 1]
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ def run_target(frame, label, args, log):
         variants.append((f"LoRA fusion (MiniLM LoRA on {args.tune_rows} rows + tabular, GBDT)",
                          dict(head="gbdt", encoder="lora", **REDUCE, tune_rows=args.tune_rows,
                               tune_params={"epochs": args.tune_epochs}), train, test))
+    if args.joint:  # trains on every training row: the costliest arm, so opt-in
+        variants.append((f"joint fusion (MiniLM LoRA {args.joint_epochs} epoch(s) + tabular before the output layer)",
+                         {"encoder": "joint", "strategy": "lora",
+                          "tune_params": {"epochs": args.joint_epochs, "learning_rate": args.joint_lr}}, train, test))
     importance = {}
     for name, settings, tr, te in variants:
         # calibration_folds=0: a temperature / conformal residuals change none of these figures (arg-max, AUC
@@ -102,7 +108,7 @@ def run_target(frame, label, args, log):
                             **settings).fit(tr)
         metrics = model.evaluate(te, importance="fusion" in name)
         record(name, model.timings_["fit_s"], model.last_predict_s_, model.last_predictions_["outputs"],
-               {"features_s": model.timings_["features_s"]})
+               {k: model.timings_[k] for k in ("features_s", "train_s") if k in model.timings_})
         if "feature_groups" in metrics:
             importance[name] = metrics["feature_groups"]
             log(f"{label} | {name} | importance " + json.dumps(metrics["feature_groups"]["groups"]))
@@ -119,6 +125,11 @@ def main():
     parser.add_argument("--rows", type=int, default=2000, help="seeded subsample of the 23,486 rows (0: all)")
     parser.add_argument("--tune-rows", type=int, default=600, help="training rows the LoRA stage sees (0: skip)")
     parser.add_argument("--tune-epochs", type=int, default=1)
+    parser.add_argument("--joint", action="store_true", help="also the joint fusion arm (LoRA on every training row)")
+    parser.add_argument("--joint-epochs", type=int, default=1)
+    # the output layer starts from scratch and one epoch is few steps: 5e-3 is what one epoch on 225 rows needed to
+    # beat the majority class (tests/test_joint_fusion.py, slow test); lora's own default is 1e-3
+    parser.add_argument("--joint-lr", type=float, default=5e-3)
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="bench/fusion_results.json")

@@ -182,6 +182,20 @@ class Graft:
             embedded = int(sum(len(s) for s in sentences))
         return features, embedded, len(sentences)
 
+    def head_features(self, table: Table) -> np.ndarray:
+        """What the fitted head reads for ``table``: the backbone's features, then the side features when it was
+        fitted with some (``fit(side=...)``)."""
+        features = self.features(table)
+        width = (getattr(self, "training_", None) or {}).get("side_features", 0)
+        if not width:
+            return features
+        side = getattr(self, "side_", None)
+        if side is None:
+            raise ConfigError(f"this model's output layer also reads {width} side features per row (the tabular "
+                              "columns of a joint fusion model), which its directory does not hold; load the fusion "
+                              "model directory around it (graftkit.load(FUSION_DIR), graftkit predict FUSION_DIR)")
+        return np.concatenate([features, np.asarray(side.transform(table), dtype=features.dtype)], axis=1)
+
     def as_table(self, data, require_label: bool) -> Table:
         """``data`` as a Table: a Table as it is, a list of inputs, a file path, a DataFrame or a Dataset (a fitted
         model reads the columns it was fitted on)."""
@@ -205,7 +219,7 @@ class Graft:
         return task
 
     # -- estimator API -----------------------------------------------------------------------------------------
-    def fit(self, data=None, validation=None, callbacks=None) -> Graft:
+    def fit(self, data=None, validation=None, callbacks=None, side=None) -> Graft:
         """Fit on a Table, a file path, a DataFrame or a ``datasets.Dataset``.
 
         Trainable strategies (finetune, full, gradual, lp-ft, lora, ...) evaluate each epoch on ``validation``
@@ -214,8 +228,16 @@ class Graft:
         per-label temperatures and thresholds; conformal residuals) is fitted on held-out outputs: ``validation``
         when given, else the fine-tuning validation split, or cross-fitted folds of ``data`` for a head on frozen
         features. Multi-label thresholds and regression intervals are fitted even with ``calibrate=False``.
+
+        ``side`` (trainable strategies): a transformer of the table's other columns (``fit_transform(table)`` on the
+        training split, ``transform(table)`` after; one float vector per row, e.g. ``fusion.featurize.Featurizer``
+        on tabular columns) whose output the engine concatenates to the pooled features before the output layer;
+        the fitted model keeps it (``side_``) and applies it wherever it predicts.
         """
         strategy = get_strategy(self.strategy, **self.strategy_params)
+        if side is not None and not getattr(strategy, "trainable", False):
+            raise ConfigError(f"side features go into the engine's output layer; strategy {strategy.name!r} trains "
+                              "none (use finetune, lora or lp-ft)")
         if data is None:  # zero-shot: no labelled rows at all, the classes named by the strategy
             return self._fit_without_rows(strategy)
         table = self.as_table(data, require_label=True)
@@ -224,6 +246,7 @@ class Graft:
         if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
             self.backbone_, self.finetuned_ = None, False
         self.training_ = self.adaptation_ = None
+        self.side_ = side
         seed_everything(self.seed)
         if task.generative:  # the model writes the output: fit, zero-shot first, in training/seq2seq.py
             from graftkit.training.seq2seq import fit_generative
@@ -235,7 +258,7 @@ class Graft:
             from graftkit.training.fit import fit_trainable
 
             train, val, how, running = fit_trainable(self, table, task, strategy, validation=validation,
-                                                     callbacks=callbacks or [])
+                                                     callbacks=callbacks or [], side=side)
             X = y = None
         else:
             train, how, running = table, None, None
@@ -257,7 +280,7 @@ class Graft:
         held_out = self._fit_calibration(strategy, X=X, y=y, val=val, how=how)
         self.metrics_ = {"train": self._train_metrics(task, train, X, y, running)}
         if val is not None and getattr(strategy, "trainable", False):
-            raw_val, y_val = held_out or (self.head_.logits(self.features(val)), task.encode(val))
+            raw_val, y_val = held_out or (self.head_.logits(self.head_features(val)), task.encode(val))
             self.metrics_["validation"] = task.summary(y_val, task.outputs(raw_val, self.calibration_),
                                                        self.calibration_)
         logger.info("fitted %s (%s) on %d rows in %.1fs", strategy.name, task.kind, len(table),
@@ -304,7 +327,7 @@ class Graft:
         else:
             logger.info("training metrics: embedding the %d training rows once more with the tuned backbone (the "
                         "epoch kept ran before the resume, so the loop's own outputs are not at hand)", len(train))
-            raw, y_train = self.head_.logits(self.features(train)), task.encode(train)
+            raw, y_train = self.head_.logits(self.head_features(train)), task.encode(train)
             self.training_["train_metrics"] = "a pass of the tuned model over the training split after training"
         return task.summary(y_train, task.outputs(raw, self.calibration_), self.calibration_)
 
@@ -333,7 +356,7 @@ class Graft:
             return None
         if val is not None:
             y_val = task.encode(val)
-            raw = self.head_.logits(self.features(val))
+            raw = self.head_.logits(self.head_features(val))
             if how is None or how == "given":
                 fitted_on = f"the given validation data ({len(val)} rows)"
             else:
@@ -383,7 +406,7 @@ class Graft:
             from graftkit.training.seq2seq import transcribe
 
             return transcribe(self, table)
-        return self.head_.logits(self.features(table))
+        return self.head_.logits(self.head_features(table))
 
     def outputs(self, data, calibrated: bool = True) -> np.ndarray:
         """The task's outputs for ``data``: class probabilities, per-label probabilities, predicted values, or

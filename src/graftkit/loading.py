@@ -1,4 +1,5 @@
-"""``graftkit.load``: a saved model directory back into a fitted ``Graft`` (the base verified first)."""
+"""``load_model``: a saved model directory back into a fitted ``Graft`` (the base verified first); ``graftkit.load``
+calls it, or ``fusion.load_fusion`` for a directory holding ``fusion.json``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``graftkit fuse``: fit a model on a multi-input table (text / image / audio columns plus numeric and categorical
-ones), evaluate it on a seeded held-out split (metrics, feature-group importance, optionally the TF-IDF + tabular
+ones; ``--joint``: the encoder trained with the tabular columns before its output layer), evaluate it on a seeded held-out split (metrics, feature-group importance, optionally the TF-IDF + tabular
 baseline and k-fold cv), and save it; ``graftkit predict`` reads the saved directory (``use.py`` hands a fusion
 model to ``predict_fusion`` here)."""
 
@@ -25,7 +25,9 @@ def register(commands) -> None:
         "fuse", help="fit text / image + tabular columns into one model (gradient-boosted trees by default)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  graftkit fuse reviews.csv --label Rating --text Title 'Review Text' --numeric Age "
-               "--categorical 'Department Name' -o runs/fused\n  graftkit predict runs/fused new.csv")
+               "--categorical 'Department Name' -o runs/fused\n  graftkit predict runs/fused new.csv\n"
+               "  graftkit fuse reviews.csv --label Rating --text 'Review Text' --numeric Age --joint --strategy lora "
+               "-o runs/joint")
     fuse.add_argument("data", help="CSV / TSV / JSONL / Parquet file")
     group = fuse.add_argument_group("column roles (any not named are inferred, with the reason printed, when no "
                                     "role is named at all)")
@@ -37,11 +39,20 @@ def register(commands) -> None:
     fuse.add_argument("--backbone", nargs="+", default=[], metavar="[COLUMN=]SPEC",
                       help="backbone of every text column (SPEC), or of one column / modality (COLUMN=SPEC, "
                            "text=SPEC); default all-MiniLM-L6-v2 for text, efficientnet-lite0 for images")
-    fuse.add_argument("--head", choices=HEADS, default="gbdt", help="gbdt (HistGradientBoosting) or linear")
-    fuse.add_argument("--encoder", choices=ENCODERS, default="frozen",
-                      help="lora: first LoRA-tune each text backbone on the target, then embed (two-stage)")
+    fuse.add_argument("--head", choices=HEADS, help="gbdt (HistGradientBoosting, the default) or linear; --joint "
+                                                     "trains its own linear output layer")
+    fuse.add_argument("--encoder", choices=ENCODERS,
+                      help="frozen (default); lora: first LoRA-tune each text backbone on the target, then embed "
+                           "(two-stage); joint: as --joint")
+    fuse.add_argument("--joint", action="store_true",
+                      help="train the encoder of the text columns (joined; or of the one image / audio column) and "
+                           "the output layer together on the engine, the tabular columns concatenated to the pooled "
+                           "embedding before that layer")
+    fuse.add_argument("--strategy", help="--joint: how the encoder trains (lora, the default; finetune, lp-ft, ...)")
+    fuse.add_argument("--learning-rate", type=float, help="--joint / lora: learning rate of the output layer "
+                                                          "(default: the strategy's)")
     fuse.add_argument("--tune-rows", type=positive_int, help="lora: train the adapter on this many rows at most")
-    fuse.add_argument("--tune-epochs", type=positive_int, default=2, help="lora: epochs (default: 2)")
+    fuse.add_argument("--tune-epochs", type=positive_int, default=2, help="lora / --joint: epochs (default: 2)")
     fuse.add_argument("--reduce", choices=["pca", "svd"], help="reduce each media column's embeddings (fitted on "
                                                              "the training rows)")
     fuse.add_argument("--components", type=positive_int, default=64, help="dimensions kept by --reduce (64)")
@@ -93,10 +104,15 @@ def run_fuse(args) -> int:
     for line in table.explanation:
         say(f"roles: {line}")
     say(f"inputs: {table.roles.describe()}")
-    model = FusionModel(_backbones(args.backbone), head=args.head, encoder=args.encoder, reduce=args.reduce,
+    if args.joint and args.encoder not in (None, "joint"):
+        raise ConfigError(f"--joint trains the encoder itself; drop --encoder {args.encoder} or --joint")
+    tune = {"epochs": args.tune_epochs}
+    if args.learning_rate is not None:
+        tune["learning_rate"] = args.learning_rate
+    model = FusionModel(_backbones(args.backbone), head=args.head, encoder="joint" if args.joint else
+                        (args.encoder or "frozen"), strategy=args.strategy, reduce=args.reduce,
                         components=args.components, seed=args.seed, batch_size=args.batch_size,
-                        cache_dir=args.cache_dir, task=args.task, tune_rows=args.tune_rows,
-                        tune_params={"epochs": args.tune_epochs})
+                        cache_dir=args.cache_dir, task=args.task, tune_rows=args.tune_rows, tune_params=tune)
     from graftkit.tasks import infer_task
 
     task = infer_task(table, args.task)
@@ -142,10 +158,10 @@ def run_fuse(args) -> int:
 
 
 def _params(model) -> dict:
-    return {name: getattr(model, name) for name in ("backbones", "head", "encoder", "reduce", "components", "seed",
-                                                    "batch_size", "cache_dir", "use_cache", "device", "task",
-                                                    "task_options", "head_params", "tune_params", "tune_rows",
-                                                    "calibration_folds")}
+    return {name: getattr(model, name) for name in ("backbones", "head", "encoder", "strategy", "reduce",
+                                                    "components", "seed", "batch_size", "cache_dir", "use_cache",
+                                                    "device", "task", "task_options", "head_params", "tune_params",
+                                                    "tune_rows", "calibration_folds")}
 
 
 def load_for_predict(args, require_label: bool):

@@ -80,6 +80,10 @@ def affine_head(head, hidden: int, features: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _check_exportable(model) -> None:
+    side = (getattr(model, "training_", None) or {}).get("side_features")
+    if side:
+        raise ConfigError(f"this model's output layer also reads {side} side features per row (the encoder of a joint "
+                          "fusion model); ONNX export covers models that read text alone")
     backbone = model.loaded_backbone()
     if backbone.modality != "text" or not hasattr(backbone, "tokenizer"):
         raise ConfigError(f"ONNX export covers text models (a transformers encoder and its tokenizer); this model's "

@@ -3,8 +3,9 @@ truncated SVD fitted on the training rows only) next to the tabular columns.
 
 Two layouts, as the head needs them: ``trees`` keeps a numeric column's missing values as NaN and a categorical
 column as one column of category codes (HistGradientBoosting reads both natively: NaN, and its categorical
-support via ``categorical_mask``); ``dense`` (linear heads) fills a missing number with the training mean and
-one-hot encodes categories. A category unseen in training is missing (trees) / all zeros (dense), and said.
+support via ``categorical_mask``); ``dense`` (linear heads, the joint model's side features) fills a missing
+number with the training mean and one-hot encodes categories, and refuses an infinite number (a linear layer
+cannot weigh it). A category unseen in training is missing (trees) / all zeros (dense), and said.
 Everything fitted is arrays plus JSON (``state`` / ``from_state``): no pickle.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from graftkit.data.roles import Roles, is_blank
-from graftkit.errors import ConfigError
+from graftkit.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,11 @@ class Featurizer:
         for column in self.roles.numeric:
             values = numeric_values(table.frame, column)
             if self.layout == "dense":
+                infinite = np.flatnonzero(np.isinf(values))
+                if infinite.size:
+                    raise DataError(f"{table.where(infinite[0], column)} holds {values[infinite[0]]:g} "
+                                    f"({infinite.size} such row(s)); a linear output layer needs finite numbers: fix "
+                                    "or blank it (a blank is a missing value)")
                 values = np.where(np.isnan(values), self.arrays[f"mean.{column}"][0], values)
             add(column, values.reshape(-1, 1))
         for column in self.roles.categorical:
@@ -138,7 +144,24 @@ class Featurizer:
         onehot[np.flatnonzero(present), codes[present].astype(int)] = 1.0
         return onehot
 
+    @property
+    def feature_roles(self) -> Roles:
+        """The roles of the feature groups (``groups``): here the table's own."""
+        return self.roles
+
     # -- state -------------------------------------------------------------------------------------------------
+    def save_encoders(self, folder, info: dict) -> None:
+        """Each tuned encoder's own ``Graft`` artifact under ``folder/encoders/N``, its directory noted in ``info``
+        (frozen encoders are named by their backbone spec and fingerprint alone)."""
+        saved = {}
+        for i, encoder in enumerate(dict.fromkeys(self.encoders.values())):
+            if encoder.kind == "tuned":
+                encoder.graft.save(folder / "encoders" / str(i))
+                saved[encoder.spec] = f"encoders/{i}"
+        for described in info["encoders"].values():
+            if described["spec"] in saved:
+                described["dir"] = saved[described["spec"]]
+
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         info = {"roles": self.roles.to_dict(), "layout": self.layout, "reduce": self.reduce,
                 "components": self.components, "categories": self.categories,

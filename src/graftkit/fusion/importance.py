@@ -26,7 +26,7 @@ def group_importance(model, X: np.ndarray, y: np.ndarray, *, repeats: int = 5, s
     base = task.primary(y, task.outputs(head.logits(X), calibration), calibration)
     rng = np.random.default_rng(seed)
     out = {"metric": task.primary_metric, "baseline": base, "repeats": repeats, "groups": {}}
-    for name, columns in feature_groups(model.featurizer_.roles, model.featurizer_.groups).items():
+    for name, columns in feature_groups(model.featurizer_.feature_roles, model.featurizer_.groups).items():
         drops = []
         for _ in range(repeats):
             shuffled = X.copy()

@@ -4,6 +4,8 @@ default, or the linear heads), calibrated on cross-fitted out-of-fold outputs as
 
 Everything that depends on the kind of target is the task's (``tasks/``): encoding, the head it fits
 (``task.fit_head(head="gbdt")`` picks a classifier or a regressor), calibration, metrics and prediction records.
+``encoder="joint"`` trains instead: the encoder and the task's output layer together on the engine, the tabular
+columns concatenated to the pooled embedding before that layer (``joint.py``).
 Saved as a directory: ``fusion.json`` (roles, task, categories, encoders with their backbone fingerprints, head
 info, calibration, file hashes), ``arrays.safetensors`` (trees, reductions) and, for tuned encoders, each one's
 ``Graft`` artifact under ``encoders/``. No pickle anywhere.
@@ -35,7 +37,8 @@ ARRAYS = "arrays.safetensors"
 FORMAT = "graftkit-fusion"
 VERSION = 1
 HEADS = ("gbdt", "linear")
-ENCODERS = ("frozen", "lora")
+ENCODERS = ("frozen", "lora", "joint")
+JOINT_LAYOUT = "joint"  # fusion.joint.LAYOUT: the featurizer layout of a joint model's manifest
 
 
 def is_fusion_model(path) -> bool:
@@ -56,20 +59,38 @@ class FusionModel:
     ``backbones`` maps a media column (or a modality, for all its columns) to a backbone spec (default: MiniLM for
     text, EfficientNet-Lite0 for images); ``encoder="lora"`` first tunes each text backbone on the target
     (``tune_params`` go to that ``Graft``, ``tune_rows`` caps its rows). ``reduce`` ("pca" / "svd") reduces each
-    media column's embeddings to ``components`` dimensions fitted on the training rows.
+    media column's embeddings to ``components`` dimensions fitted on the training rows. ``head``: "gbdt"
+    (default) or "linear".
+
+    ``encoder="joint"`` trains the text columns' encoder (joined; or the one image / audio column) with
+    ``strategy`` (default lora; any trainable one) and the task's linear output layer together, the tabular columns
+    concatenated to its pooled embedding before that layer; ``tune_params`` go to that ``Graft`` (epochs,
+    learning_rate, val_size, ...), whose validation split also fits the calibration.
     """
 
-    def __init__(self, backbones: dict | None = None, head: str = "gbdt", *, encoder: str = "frozen",
-                 reduce: str | None = None, components: int = 64, seed: int = 0, batch_size: int = 32,
-                 cache_dir=None, use_cache: bool = True, progress: bool = True, device: str = "cpu",
-                 task: str | None = None, task_options: dict | None = None, head_params: dict | None = None,
-                 tune_params: dict | None = None, tune_rows: int | None = None, calibration_folds: int = 3):
-        if head not in HEADS:
+    def __init__(self, backbones: dict | None = None, head: str | None = None, *, encoder: str = "frozen",
+                 strategy: str | None = None, reduce: str | None = None, components: int = 64, seed: int = 0,
+                 batch_size: int = 32, cache_dir=None, use_cache: bool = True, progress: bool = True,
+                 device: str = "cpu", task: str | None = None, task_options: dict | None = None,
+                 head_params: dict | None = None, tune_params: dict | None = None, tune_rows: int | None = None,
+                 calibration_folds: int = 3):
+        if head is not None and head not in HEADS:
             raise ConfigError(f"--head must be one of {', '.join(HEADS)}; got {head!r}")
         if encoder not in ENCODERS:
             raise ConfigError(f"--encoder must be one of {', '.join(ENCODERS)}; got {encoder!r}")
+        if encoder == "joint":
+            refused = [flag for flag, given in (("--head gbdt", head == "gbdt"), ("--reduce", reduce is not None),
+                                                ("--tune-rows", tune_rows is not None)) if given]
+            if refused:
+                raise ConfigError(f"{', '.join(refused)} do(es) not apply to joint fusion, which trains the encoder "
+                                  "with a linear output layer on every training row's whole embedding; drop it, or "
+                                  "use --encoder lora (two-stage: tuned embeddings into the trees)")
+        elif strategy is not None:
+            raise ConfigError(f"--strategy {strategy} trains the encoder of joint fusion; add --joint "
+                              "(encoder='joint'), or leave it out")
         self.backbones = dict(backbones or {})
-        self.head, self.encoder, self.reduce, self.components = head, encoder, reduce, components
+        self.head, self.encoder, self.strategy = head, encoder, strategy
+        self.reduce, self.components = reduce, components
         self.seed, self.batch_size, self.cache_dir, self.use_cache = seed, batch_size, cache_dir, use_cache
         self.progress, self.device, self.task = progress, device, task
         self.task_options, self.head_params = dict(task_options or {}), dict(head_params or {})
@@ -120,6 +141,11 @@ class FusionModel:
             columns[column] = by_spec[spec]
         return columns
 
+    @property
+    def head_name(self) -> str:
+        """The head fitted: the given one, else gbdt (the joint model's output layer is linear)."""
+        return self.head or ("linear" if self.encoder == "joint" else "gbdt")
+
     # -- fitting -----------------------------------------------------------------------------------------------
     def fit(self, data) -> FusionModel:
         table = self.as_table(data, require_label=True)
@@ -127,10 +153,13 @@ class FusionModel:
             task_class(self.task)
         task = infer_task(table, self.task, **self.task_options)
         logger.info("%s", task.reason or f"task: {task.kind}")
+        if self.encoder == "joint":
+            return self._fit_joint(table, task)
         started = time.perf_counter()
         y = task.encode(table)
-        featurizer = Featurizer(table.roles, self._encoders(table, task), layout="trees" if self.head == "gbdt" else "dense",
-                                reduce=self.reduce, components=self.components)
+        featurizer = Featurizer(table.roles, self._encoders(table, task),
+                                layout="trees" if self.head_name == "gbdt" else "dense", reduce=self.reduce,
+                                components=self.components)
         X = featurizer.fit_transform(table)
         features_s = time.perf_counter() - started
         self.task_, self.featurizer_, self.label_column_ = task, featurizer, table.label_column
@@ -145,9 +174,25 @@ class FusionModel:
                                                self.calibration_)}
         return self
 
+    def _fit_joint(self, table, task) -> FusionModel:
+        """The encoder and the output layer trained together (``joint.py``): the head, calibration and records are
+        the fitted ``Graft``'s, read through the ``JointFeaturizer``."""
+        from graftkit.fusion.joint import fit_joint
+
+        started = time.perf_counter()
+        featurizer, graft = fit_joint(self, table, task)
+        self.task_, self.featurizer_, self.label_column_ = graft.task_, featurizer, table.label_column
+        self.head_, self.calibration_ = graft.head_, graft.calibration_
+        self.timings_ = {"train_s": graft.timings_.get("train_s"), "fit_s": round(time.perf_counter() - started, 3),
+                         "rows": len(table)}
+        self.data_ = {"source": table.source, "rows": len(table), "fingerprint": table.fingerprint(),
+                      **self.task_.describe_targets(self.task_.encode(table))}
+        self.metrics_ = {k: graft.metrics_[k] for k in ("train", "validation") if k in graft.metrics_}
+        return self
+
     def _fit_head(self, X, y, fixed: dict | None = None):
         params = {**self.head_params, **(fixed or {})}
-        if self.head == "gbdt":
+        if self.head_name == "gbdt":
             return self.task_.fit_head(X, y, head="gbdt", seed=self.seed, categorical=self.featurizer_.categorical_mask,
                                        **params)
         return self.task_.fit_head(X, y, head="linear", seed=self.seed, **params)
@@ -160,7 +205,7 @@ class FusionModel:
         if self.calibration_folds < 2 or not folds or folds < 2:
             return task.skipped_calibration(reason or "calibration_folds < 2")
         raw = task.empty_outputs(len(y))
-        fixed = self.head_.fixed_params() if self.head != "gbdt" else {}
+        fixed = self.head_.fixed_params() if self.head_name != "gbdt" else {}
         for train_rows, held in task.fold_indices(y, folds, self.seed):
             raw[held] = self._fit_head(X[train_rows], y[train_rows], fixed).logits(X[held])
         return {**task.fit_calibration(raw, y, scale=True),
@@ -228,18 +273,11 @@ class FusionModel:
                 tensors = {f"featurizer.{k}": np.ascontiguousarray(v) for k, v in arrays.items()}
                 tensors.update({f"head.{k}": np.ascontiguousarray(v) for k, v in self.head_.arrays.items()})
                 save_file(tensors, str(staging / ARRAYS))
-                saved_encoders = {}
-                for i, encoder in enumerate(dict.fromkeys(self.featurizer_.encoders.values())):
-                    if encoder.kind == "tuned":
-                        encoder.graft.save(staging / "encoders" / str(i))
-                        saved_encoders[encoder.spec] = f"encoders/{i}"
-                for column in info["encoders"]:
-                    spec = info["encoders"][column]["spec"]
-                    if spec in saved_encoders:
-                        info["encoders"][column]["dir"] = saved_encoders[spec]
+                self.featurizer_.save_encoders(staging, info)
                 manifest = {"format": FORMAT, "version": VERSION, "task": self.task_.to_dict(),
                             "label_column": self.label_column_, "featurizer": info, "head": self.head_.info,
-                            "head_name": self.head, "calibration": self.calibration_, "seed": self.seed,
+                            "head_name": self.head_name, "encoder": self.encoder, "calibration": self.calibration_,
+                            "seed": self.seed,
                             "batch_size": self.batch_size, "data": self.data_, "metrics": self.metrics_,
                             "timings": self.timings_, "files": {ARRAYS: _sha256(staging / ARRAYS)}}
                 (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=_plain))
@@ -284,23 +322,37 @@ def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = 
         raise ArtifactError(f"{path / ARRAYS} is missing or differs from the one saved (hash); refit the model")
     tensors = load_file(str(path / ARRAYS))
     info = manifest["featurizer"]
-    encoders, by_key = {}, {}
-    for column, described in info["encoders"].items():
-        key = (described["kind"], described["spec"])
-        if key not in by_key:
-            if described["kind"] == "tuned":
-                by_key[key] = TunedEncoder(load_model(path / described["dir"], device=device, progress=progress),
-                                           described["spec"])
-            else:
-                by_key[key] = FrozenEncoder(described["spec"], batch_size=manifest["batch_size"], cache_dir=cache_dir,
-                                            use_cache=use_cache, progress=progress, device=device,
-                                            fingerprint=described["fingerprint"])
-        encoders[column] = by_key[key]
-    model = FusionModel(head=manifest["head_name"], seed=manifest["seed"], batch_size=manifest["batch_size"],
-                        cache_dir=cache_dir, use_cache=use_cache, progress=progress, device=device)
+
+    def encoders_of(described_columns: dict) -> dict:
+        encoders, by_key = {}, {}
+        for column, described in described_columns.items():
+            key = (described["kind"], described["spec"])
+            if key not in by_key:
+                if described["kind"] == "tuned":
+                    by_key[key] = TunedEncoder(load_model(path / described["dir"], device=device, progress=progress),
+                                               described["spec"])
+                else:
+                    by_key[key] = FrozenEncoder(described["spec"], batch_size=manifest["batch_size"],
+                                                cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+                                                device=device, fingerprint=described["fingerprint"])
+            encoders[column] = by_key[key]
+        return encoders
+
+    encoder = manifest.get("encoder", "frozen")
+    model = FusionModel(head=manifest["head_name"], encoder=encoder, seed=manifest["seed"],
+                        batch_size=manifest["batch_size"], cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+                        device=device)
     model.task_ = task_from_dict(manifest["task"])
-    model.featurizer_ = Featurizer.from_state({k[len("featurizer."):]: v for k, v in tensors.items()
-                                               if k.startswith("featurizer.")}, info, encoders)
+    arrays = {k[len("featurizer."):]: v for k, v in tensors.items() if k.startswith("featurizer.")}
+    if info.get("layout") == JOINT_LAYOUT:  # the joint model's encoder: its own Graft artifact, + the side columns
+        from graftkit.fusion.joint import JointFeaturizer
+
+        graft = load_model(path / info["encoder"]["dir"], device=device, progress=progress)
+        side = info["side"]
+        model.featurizer_ = JointFeaturizer.from_state(arrays, info, graft, encoders_of(side["encoders"]) if side else {})
+        model.strategy = graft.strategy
+    else:
+        model.featurizer_ = Featurizer.from_state(arrays, info, encoders_of(info["encoders"]))
     model.head_ = head_from_state({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")},
                                   manifest["head"])
     model.label_column_ = manifest["label_column"]

@@ -6,6 +6,10 @@ tensors by the model's own processor (``backbone.preprocess``), so training read
 feature extraction and prediction read. With an augmenter (``augment=True``), the rows of a training
 ``Examples`` (``augmented()``) are augmented between decoding and preprocessing, from ``(seed, epoch,
 position)`` (``training.augment``); validation rows share the collator but are never augmented.
+
+Side features (``side``: one float vector per row, e.g. a multi-input table's tabular columns imputed and
+one-hot encoded, ``fusion/joint.py``) travel with each row and are batched as ``side``, which ``GraftModel``
+concatenates to the pooled features before its output layer.
 """
 
 from __future__ import annotations
@@ -19,17 +23,26 @@ class Examples(Dataset):
     """A table's inputs and encoded targets (the task's: class ids, 0/1 label rows, values); each item carries
     its row location for error messages."""
 
-    def __init__(self, table, labels: np.ndarray, augment: bool = False, encoded: dict | None = None):
+    def __init__(self, table, labels: np.ndarray, augment: bool = False, encoded: dict | None = None,
+                 side: np.ndarray | None = None):
         self.table = table
         self.items = table.items()
         self.labels = np.asarray(labels)
         self.augment = augment  # rows marked for the collator's augmenter (training rows only)
         self.encoded = encoded  # token ids of every row (``tokenized``), else None: decoded per batch
+        self.side = None if side is None else np.asarray(side, dtype=np.float32)  # (rows, side_size) or None
+        if self.side is not None and self.side.shape[0] != len(self.items):
+            raise ValueError(f"{len(self.side)} rows of side features for {len(self.items)} examples")
+
+    @property
+    def side_size(self) -> int:
+        """Width of the side features each row carries (0: none)."""
+        return 0 if self.side is None else int(self.side.shape[1])
 
     def augmented(self) -> Examples:
         """The same examples, marked for augmentation (the training split under ``augment=True``); augmentation
         edits the raw input, so they are decoded and tokenised per batch again."""
-        return Examples(self.table, self.labels, augment=True)
+        return Examples(self.table, self.labels, augment=True, side=self.side)
 
     def tokenized(self, backbone) -> Examples:
         """The same examples with every row tokenised once, up front (``backbone.tokenize``, one batched call of
@@ -39,7 +52,8 @@ class Examples(Dataset):
             return self
         decoded = [backbone.load_item(item, self.table.where(i, self.table.input_column))
                    for i, item in enumerate(self.items)]
-        return Examples(self.table, self.labels, augment=self.augment, encoded=backbone.tokenize(decoded))
+        return Examples(self.table, self.labels, augment=self.augment, encoded=backbone.tokenize(decoded),
+                        side=self.side)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -60,12 +74,15 @@ class Examples(Dataset):
             row["position"] = index
         if self.encoded is not None:
             row["encoded"] = {key: values[index] for key, values in self.encoded.items()}
+        if self.side is not None:
+            row["side"] = self.side[index]
         return row
 
 
 class BackboneCollator:
     """``[{item, label, ...}] -> {"inputs": preprocess(decoded), "labels": tensor}`` (int64 class ids, float
-    label rows or values, as the task encoded them); rows carrying a
+    label rows or values, as the task encoded them), plus ``"side"`` (float32, rows x side size) when the rows
+    carry side features; rows carrying a
     ``position`` (a training ``Examples.augmented()``) go through ``augmenter`` at the current ``epoch``
     (set by the ``AugmentEpoch`` callback at the start of every epoch)."""
 
@@ -75,15 +92,17 @@ class BackboneCollator:
         self.epoch = 0
 
     def __call__(self, rows: list[dict]) -> dict:
-        labels = torch.as_tensor(np.stack([row["label"] for row in rows]))
+        batch = {"labels": torch.as_tensor(np.stack([row["label"] for row in rows]))}
+        if "side" in rows[0]:
+            batch["side"] = torch.from_numpy(np.stack([row["side"] for row in rows]))
         if all("encoded" in row for row in rows):  # tokenised once per run (``Examples.tokenized``): pad only
             encoded = {key: [row["encoded"][key] for row in rows] for key in rows[0]["encoded"]}
-            return {"inputs": dict(self.backbone.collate(encoded, range(len(rows)))), "labels": labels}
+            return {"inputs": dict(self.backbone.collate(encoded, range(len(rows)))), **batch}
         decoded = [self.backbone.load_item(row["item"], row["where"]) for row in rows]
         if self.augmenter is not None:
             decoded = [self.augmenter(item, self.epoch, row["position"]) if "position" in row else item
                        for item, row in zip(decoded, rows)]
-        return {"inputs": dict(self.backbone.preprocess(decoded)), "labels": labels}
+        return {"inputs": dict(self.backbone.preprocess(decoded)), **batch}
 
     def sample(self, examples: Examples, n: int = 2) -> dict:
         """The model inputs for the first ``n`` examples (for the layer probe; never augmented)."""

@@ -149,18 +149,20 @@ def _best(history: list[dict], metric: str, greater_is_better: bool) -> tuple[in
 
 
 def build_model(backbone, strategy, sample: dict, task, seed: int, head_init=None, standardize=None,
-                target_scaling=None, embed=None) -> GraftModel:
+                target_scaling=None, embed=None, side_size: int = 0) -> GraftModel:
     """The backbone's layer plan (from a probe on ``sample``) and a seeded new output layer for ``task`` (or
-    ``head_init``) on features standardised by ``standardize`` = (mean, scale), its outputs scaled by
-    ``target_scaling`` = (mean, scale); the groups that ever train are marked trainable (they must require grad
-    when DDP wraps the model; the schedule narrows them per epoch)."""
+    ``head_init``) on features (the pooled ones, then ``side_size`` side features per row) standardised by
+    ``standardize`` = (mean, scale), its outputs scaled by ``target_scaling`` = (mean, scale); the groups that ever
+    train are marked trainable (they must require grad when DDP wraps the model; the schedule narrows them per
+    epoch)."""
     plan = plan_layers(backbone, sample)
     most = strategy.groups_to_train(len(plan))  # raises a ConfigError naming how many groups there are
     logger.info("layer groups on the feature path, input to output: %s; %s trains up to the top %d",
                 ", ".join(plan.names), strategy.name, most)
     torch.manual_seed(seed)
     model = GraftModel(backbone, task, plan, l2_sp=strategy.l2_sp,
-                       freeze_batchnorm=getattr(strategy, "freeze_batchnorm", False), embed=embed)
+                       freeze_batchnorm=getattr(strategy, "freeze_batchnorm", False), embed=embed,
+                       side_size=side_size)
     if standardize is not None:
         model.standardize_with(*standardize)
     if target_scaling is not None:
@@ -207,6 +209,7 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
                 callbacks: list[TrainerCallback] = (), target: Examples | None = None) -> tuple[GraftModel, TrainingResult]:
     """Fine-tune ``backbone`` + a new output layer for ``task`` on ``train`` as ``strategy`` says; returns the
     trained model (best validation epoch restored) and the run's history. The backbone's weights change in place.
+    Examples carrying side features (``Examples(side=...)``) widen the output layer by their width.
     ``target``: unlabelled target-domain examples for domain-adversarial training (``training.adversarial``)."""
     started = time.perf_counter()
     metric = task.check_engine_metric(strategy.metric)
@@ -216,7 +219,8 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
         logger.warning("augment: no augmentation is defined for %r inputs; training without it", backbone.modality)
     collator = train.collator(backbone, augmenter)
     model = build_model(backbone, strategy, collator.sample(train), task, seed, head_init, standardize,
-                        task.target_scaling(train.labels), embed=train.features_of(backbone))
+                        task.target_scaling(train.labels), embed=train.features_of(backbone),
+                        side_size=train.side_size)
     most = model.trainable_groups
     schedule = UnfreezeSchedule(model, strategy)
     gradual = any(schedule.groups_for(e) != most for e in range(strategy.epochs))

@@ -10,6 +10,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from graftkit.errors import ConfigError, DataError, GraftkitError
 from graftkit.tasks.heads import Head, LinearHead
 from graftkit.training.checkpoints import RUN_FILE, checkpoints, prepare_run
@@ -20,13 +22,37 @@ from graftkit.training.engine import train_model
 logger = logging.getLogger(__name__)
 
 
-def examples(table, y, task, backbone):
-    """The engine's examples of ``table``: one per row, or one per sentence window for a word task."""
+def examples(table, y, task, backbone, side=None):
+    """The engine's examples of ``table``: one per row (with its ``side`` features, if any), or one per sentence
+    window for a word task."""
     if task.unit == "word":
         from graftkit.training.words import WordExamples
 
         return WordExamples(table, y, task, backbone)
-    return Examples(table, y)
+    return Examples(table, y, side=side)
+
+
+def check_side(side, task, strategy) -> None:
+    """Side features go into the one output layer of a row task; what has none (or reads other features) refuses."""
+    if side is None:
+        return
+    if getattr(strategy, "contrastive", False):
+        raise ConfigError(f"strategy {strategy.name!r} fits its head on pairs of embeddings, not through the engine's "
+                          "output layer, so it takes no side features; use finetune, lora or lp-ft")
+    if task.unit != "row":
+        raise ConfigError(f"side features are one vector per row; the {task.kind} task reads one per word")
+    if getattr(strategy, "adapt_to", None):
+        raise ConfigError("--adapt-to (domain-adversarial training) reads the backbone's features of unlabelled rows, "
+                          "which carry no side features; drop --adapt-to")
+
+
+def side_features(side, table, fit: bool = False) -> np.ndarray:
+    """``side``'s float matrix for ``table`` (``fit_transform`` on the training split, else ``transform``)."""
+    matrix = np.asarray(side.fit_transform(table) if fit else side.transform(table), dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) != len(table):
+        raise ConfigError(f"side features must be one row per table row; got shape {matrix.shape} for {len(table)} "
+                          "rows")
+    return matrix
 
 
 def domain_target(graft, strategy, task, backbone):
@@ -90,6 +116,15 @@ def _after_failure(run_dir: Path, created: bool, crashed: bool) -> None:
                        "(resume=True)", run_dir, run_dir)
 
 
+def head_input(side_train) -> str:
+    """What the exported head reads, for the record."""
+    if side_train is None:
+        return ("pooled features standardised by the pretrained features' mean and std on the training split (folded "
+                "into head.safetensors)")
+    return (f"pooled features followed by {side_train.shape[1]} side features per row, standardised by their mean and "
+            "std on the training split (pretrained features; folded into head.safetensors)")
+
+
 @contextmanager
 def training_run(graft, backbone, strategy, task, train, val, extra=None):
     """The run directory of one training run, as ``(directory, checkpoint to resume from or None)``: its identity
@@ -115,10 +150,14 @@ def training_run(graft, backbone, strategy, task, train, val, extra=None):
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()) -> tuple:
+def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=(), side=None) -> tuple:
     """Fine-tune ``graft``'s backbone and a new output layer for ``task`` on ``table`` as ``strategy`` says (sets
     the fitted head and records); returns ``(train, validation or None, how the validation rows were chosen, the
-    training loop's outputs on the kept epoch's training batches or None)`` (``TrainingResult.train_outputs``)."""
+    training loop's outputs on the kept epoch's training batches or None)`` (``TrainingResult.train_outputs``).
+    ``side``: a transformer of the table's other columns (``fit_transform`` on the training split, ``transform``
+    on the validation rows: one float vector per row), concatenated to the pooled features before the output
+    layer."""
+    check_side(side, task, strategy)
     if getattr(strategy, "contrastive", False):  # pairs of rows, then a head (SetFit's recipe)
         from graftkit.training.contrastive import fit_contrastive
 
@@ -132,8 +171,12 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
                           "above 0, pass validation data, or --patience 0")
     y_train = task.encode(train)
     y_val = None if val is None else task.encode(val)
+    side_train = None if side is None else side_features(side, train, fit=True)  # fitted on the training split only
+    side_val = None if side is None or val is None else side_features(side, val)
     head_init, probe, features_started = None, None, time.perf_counter()
     X = graft.features(train, task)  # pretrained features, from the cache where seen before
+    if side_train is not None:  # what the output layer reads: [pooled, side], standardised together
+        X = np.concatenate([X, side_train], axis=1)
     scaling = Head.scaling(task.stacked(X), True)
     standardize = scaling["mean"], scaling["scale"]
     if hasattr(strategy, "fit_probe"):  # LP-FT stage one, on the same frozen features
@@ -144,11 +187,14 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
     features_s = round(time.perf_counter() - features_started, 3)
     target = domain_target(graft, strategy, task, backbone)
     extra = {"target_data": target.table.fingerprint()} if target is not None else {}
+    if side_train is not None:
+        extra["side_features"] = int(side_train.shape[1])
     try:
         with training_run(graft, backbone, strategy, task, train, val, extra) as (run_dir, resume_from):
             model, result = train_model(
-                backbone, strategy, task, train=examples(train, y_train, task, backbone),
-                validation=None if val is None else examples(val, y_val, task, backbone), batch_size=graft.batch_size,
+                backbone, strategy, task, train=examples(train, y_train, task, backbone, side_train),
+                validation=None if val is None else examples(val, y_val, task, backbone, side_val),
+                batch_size=graft.batch_size,
                 seed=graft.seed, device=graft.device, run_dir=run_dir, resume_from=resume_from,
                 progress=graft.progress, head_init=head_init, standardize=standardize, callbacks=list(callbacks),
                 target=target)
@@ -162,10 +208,10 @@ def fit_trainable(graft, table, task, strategy, *, validation=None, callbacks=()
         "kind": "linear", "in_features": int(weight.shape[1]), "outputs": int(weight.shape[0])}))
     graft.training_ = {**result.to_dict(), "validation": {"rows": 0 if val is None else len(val), "source": how},
                        "train_rows": len(train), "linear_probe": probe,
-                       "head_input": "pooled features standardised by the pretrained features' mean and std on the "
-                                     "training split (folded into head.safetensors)",
+                       "head_input": head_input(side_train),
                        "checkpoint_dir": None if graft.checkpoint_dir is None else str(run_dir.absolute()),
-                       **({"adaptation": model.adaptation.describe()} if model.adaptation is not None else {})}
+                       **({"adaptation": model.adaptation.describe()} if model.adaptation is not None else {}),
+                       **({"side_features": int(side_train.shape[1])} if side_train is not None else {})}
     if target is not None:
         graft.training_["domain_adaptation"] = {**result.domain_adaptation, "target": {
             "source": target.table.source, "rows": len(target), "fingerprint": target.table.fingerprint()}}

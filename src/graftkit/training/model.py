@@ -12,6 +12,10 @@ learns the standardised target; folded into the exported head as well). Frozen l
 in batches of 16, running statistics re-estimated from a new domain drift away from the batch statistics the head
 was trained on (EfficientNet-Lite0 fully fine-tuned on 450 CIFAR-10 images scored 0.22 test accuracy with them
 moving, 0.61 with them frozen; the frozen probe scores 0.69).
+
+``side_size`` > 0 widens the output layer by that many side features per row (the batch's ``side``, e.g. a
+multi-input table's tabular columns: ``fusion/joint.py``): they are concatenated to the pooled features before the
+standardisation, whose fixed statistics then cover both, so the exported head reads ``[pooled, side]`` raw.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from graftkit.errors import ConfigError
 from graftkit.training.groups import LayerPlan
 from graftkit.training.regularizers import L2SP
 
@@ -32,13 +37,15 @@ class GraftModel(nn.Module):
     accepts_loss_kwargs = False
 
     def __init__(self, backbone, task, plan: LayerPlan, *, l2_sp: float = 0.0, freeze_batchnorm: bool = False,
-                 embed=None):
+                 embed=None, side_size: int = 0):
         super().__init__()
         self.backbone = backbone.model  # registered: trained, checkpointed and wrapped by DDP with the head
         self.task = task
-        self.head = nn.Linear(backbone.hidden_size, task.output_size)
-        self.register_buffer("feature_mean", torch.zeros(backbone.hidden_size))
-        self.register_buffer("feature_scale", torch.ones(backbone.hidden_size))
+        self.side_size = side_size  # side features per row concatenated to the pooled ones (0: none)
+        width = backbone.hidden_size + side_size
+        self.head = nn.Linear(width, task.output_size)
+        self.register_buffer("feature_mean", torch.zeros(width))
+        self.register_buffer("feature_scale", torch.ones(width))
         self.register_buffer("target_mean", torch.zeros(task.output_size))
         self.register_buffer("target_scale", torch.ones(task.output_size))
         # pooled features (one per row), or per-token ones for a word task: the head reads the last axis either way
@@ -72,7 +79,8 @@ class GraftModel(nn.Module):
         return self.adaptation.parameters if self.adaptation is not None else []
 
     def standardize_with(self, mean: np.ndarray, scale: np.ndarray) -> None:
-        """Fix the feature standardisation (statistics of the pretrained features on the training data)."""
+        """Fix the feature standardisation (statistics of the pretrained features, then of the side features, on the
+        training data)."""
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=self.feature_mean.dtype))
         self.feature_scale.copy_(torch.as_tensor(scale, dtype=self.feature_scale.dtype))
 
@@ -119,8 +127,8 @@ class GraftModel(nn.Module):
         return self
 
     def export_head(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(weight, bias)`` on raw pooled features giving the outputs in target units: the feature
-        standardisation and the target scaling folded into the linear layer."""
+        """``(weight, bias)`` on raw pooled features (then the raw side features) giving the outputs in target
+        units: the feature standardisation and the target scaling folded into the linear layer."""
         weight = self.head.weight.detach().double().cpu() / self.feature_scale.double().cpu()
         bias = self.head.bias.detach().double().cpu() - weight @ self.feature_mean.double().cpu()
         scale, mean = self.target_scale.double().cpu(), self.target_mean.double().cpu()
@@ -143,13 +151,20 @@ class GraftModel(nn.Module):
         return self.l2_sp.penalty() if self.l2_sp is not None else torch.zeros((), device=self.head.weight.device)
 
     # -- forward ----------------------------------------------------------------------------------
-    def standardized(self, inputs: dict) -> torch.Tensor:
-        """The features the output layer reads: pooled, standardised by the pretrained features' statistics."""
+    def standardized(self, inputs: dict, side: torch.Tensor | None = None) -> torch.Tensor:
+        """The features the output layer reads: pooled (then the row's side features), standardised by the fixed
+        statistics of the training data."""
         pooled = self._embed(inputs).to(self.head.weight.dtype)
+        if self.side_size:
+            if side is None:
+                raise ConfigError(f"this model's output layer also reads {self.side_size} side features per row "
+                                  "(a joint fusion model's tabular columns); pass them with the inputs")
+            pooled = torch.cat([pooled, side.to(device=pooled.device, dtype=pooled.dtype)], dim=-1)
         return (pooled - self.feature_mean) / self.feature_scale
 
-    def forward(self, inputs: dict, labels: torch.Tensor | None = None, **batch) -> SequenceClassifierOutput:
-        features = self.standardized(inputs)
+    def forward(self, inputs: dict, labels: torch.Tensor | None = None, side: torch.Tensor | None = None,
+                **batch) -> SequenceClassifierOutput:
+        features = self.standardized(inputs, side)
         z = self.head(features)
         loss = None
         if labels is not None:

@@ -16,6 +16,8 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class WordExamples(Dataset):
+    side_size = 0  # per-word features carry no per-row side features
+
     def __init__(self, table, labels: np.ndarray, task, backbone):
         check_word_backbone(backbone)
         self.table = table
