@@ -16,6 +16,7 @@ from graftkit.atomic import output_lock
 from graftkit.cli.options import add_threads_option, emit_json, positive_int, seed
 from graftkit.data import load_data
 from graftkit.errors import ConfigError
+from graftkit.fusion.assign import assign_backbones
 from graftkit.fusion.model import ENCODERS, HEADS, FusionModel, load_fusion
 from graftkit.tasks import TASK_KINDS
 
@@ -35,7 +36,8 @@ def register(commands) -> None:
     fuse.add_argument("--label", required=True, metavar="COLUMN", help="the target column")
     fuse.add_argument("--task", choices=TASK_KINDS, help="what the target is (default: inferred)")
     fuse.add_argument("--backbone", nargs="+", default=[], metavar="[COLUMN=]SPEC",
-                      help="backbone of every text column (SPEC), or of one column / modality (COLUMN=SPEC, "
+                      help="backbone of every media column it reads (SPEC; an image-text model such as CLIP: the "
+                           "image and the text columns, one tower each), or of one column / modality (COLUMN=SPEC, "
                            "text=SPEC); default all-MiniLM-L6-v2 for text, efficientnet-lite0 for images")
     fuse.add_argument("--head", choices=HEADS, default="gbdt", help="gbdt (HistGradientBoosting) or linear")
     fuse.add_argument("--encoder", choices=ENCODERS, default="frozen",
@@ -58,16 +60,6 @@ def register(commands) -> None:
     fuse.add_argument("--json", action="store_true", help="print the result as JSON")
     add_threads_option(fuse)
     fuse.set_defaults(run=run_fuse)
-
-
-def _backbones(values: list[str]) -> dict:
-    out = {}
-    for value in values:
-        name, sep, spec = value.partition("=")
-        if sep and not spec:
-            raise ConfigError(f"--backbone {value!r}: give COLUMN=SPEC or SPEC")
-        out[name if sep else "text"] = spec if sep else name
-    return out
 
 
 def read_table(args):
@@ -93,7 +85,7 @@ def run_fuse(args) -> int:
     for line in table.explanation:
         say(f"roles: {line}")
     say(f"inputs: {table.roles.describe()}")
-    model = FusionModel(_backbones(args.backbone), head=args.head, encoder=args.encoder, reduce=args.reduce,
+    model = FusionModel(assign_backbones(args.backbone, table.roles), head=args.head, encoder=args.encoder, reduce=args.reduce,
                         components=args.components, seed=args.seed, batch_size=args.batch_size,
                         cache_dir=args.cache_dir, task=args.task, tune_rows=args.tune_rows,
                         tune_params={"epochs": args.tune_epochs})

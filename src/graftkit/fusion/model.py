@@ -101,23 +101,26 @@ class FusionModel:
         return spec
 
     def _encoders(self, table, task) -> dict:
-        """One encoder object per backbone spec, shared by the columns that use it."""
-        by_spec: dict[str, object] = {}
+        """One encoder object per backbone spec and modality, shared by the columns that use it (an image-text
+        model named for an image and a text column gets one encoder per tower)."""
+        by_spec: dict[tuple[str, str], object] = {}
         columns: dict[str, object] = {}
         for column, modality in table.roles.media:
             spec = self._spec(column, modality)
-            if spec not in by_spec:
-                same = [c for c, m in table.roles.media if self._spec(c, m) == spec]
+            if (spec, modality) not in by_spec:
+                same = [c for c, m in table.roles.media if m == modality and self._spec(c, m) == spec]
                 if self.encoder == "lora" and modality == "text":
                     from graftkit.fusion.tuning import tune_encoder
 
-                    by_spec[spec] = tune_encoder(table, task, same, spec, rows=self.tune_rows, seed=self.seed,
-                                                 batch_size=self.batch_size, device=self.device,
-                                                 progress=self.progress, **self.tune_params)
+                    by_spec[spec, modality] = tune_encoder(table, task, same, spec, rows=self.tune_rows,
+                                                           seed=self.seed, batch_size=self.batch_size,
+                                                           device=self.device, progress=self.progress,
+                                                           **self.tune_params)
                 else:
-                    by_spec[spec] = FrozenEncoder(spec, batch_size=self.batch_size, cache_dir=self.cache_dir,
-                                                  use_cache=self.use_cache, progress=self.progress, device=self.device)
-            columns[column] = by_spec[spec]
+                    by_spec[spec, modality] = FrozenEncoder(spec, batch_size=self.batch_size, cache_dir=self.cache_dir,
+                                                            use_cache=self.use_cache, progress=self.progress,
+                                                            device=self.device, modality=modality)
+            columns[column] = by_spec[spec, modality]
         return columns
 
     # -- fitting -----------------------------------------------------------------------------------------------
@@ -235,7 +238,7 @@ class FusionModel:
                         saved_encoders[encoder.spec] = f"encoders/{i}"
                 for column in info["encoders"]:
                     spec = info["encoders"][column]["spec"]
-                    if spec in saved_encoders:
+                    if spec in saved_encoders and info["encoders"][column]["kind"] == "tuned":
                         info["encoders"][column]["dir"] = saved_encoders[spec]
                 manifest = {"format": FORMAT, "version": VERSION, "task": self.task_.to_dict(),
                             "label_column": self.label_column_, "featurizer": info, "head": self.head_.info,
@@ -286,7 +289,7 @@ def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = 
     info = manifest["featurizer"]
     encoders, by_key = {}, {}
     for column, described in info["encoders"].items():
-        key = (described["kind"], described["spec"])
+        key = (described["kind"], described["spec"], described.get("modality"))
         if key not in by_key:
             if described["kind"] == "tuned":
                 by_key[key] = TunedEncoder(load_model(path / described["dir"], device=device, progress=progress),
@@ -294,7 +297,7 @@ def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = 
             else:
                 by_key[key] = FrozenEncoder(described["spec"], batch_size=manifest["batch_size"], cache_dir=cache_dir,
                                             use_cache=use_cache, progress=progress, device=device,
-                                            fingerprint=described["fingerprint"])
+                                            fingerprint=described["fingerprint"], modality=described.get("modality"))
         encoders[column] = by_key[key]
     model = FusionModel(head=manifest["head_name"], seed=manifest["seed"], batch_size=manifest["batch_size"],
                         cache_dir=cache_dir, use_cache=use_cache, progress=progress, device=device)
