@@ -9,7 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from graftkit.atomic import output_lock
@@ -17,6 +16,7 @@ from graftkit.cli.options import add_threads_option, emit_json, positive_int, se
 from graftkit.data import load_data
 from graftkit.errors import ConfigError
 from graftkit.fusion.assign import assign_backbones
+from graftkit.fusion.cv import cross_validate_fusion, fusion_params
 from graftkit.fusion.model import ENCODERS, HEADS, FusionModel, load_fusion
 from graftkit.tasks import TASK_KINDS
 
@@ -116,14 +116,9 @@ def run_fuse(args) -> int:
             result["baseline"] = {"name": "TF-IDF + tabular GBDT", task.primary_metric: score}
             say(f"baseline TF-IDF + tabular GBDT: {task.primary_metric} {score:.4f}")
     if args.cv:
-        scores = []
-        for fold_train, fold_test in task.folds(train, k=args.cv, seed=args.seed):
-            fold = FusionModel(**{**_params(model), "progress": False}).fit(fold_train)
-            y = fold.task_.encode(fold_test)
-            scores.append(fold.task_.primary(y, fold.outputs(fold_test), fold.calibration_))
-        result["cv"] = {task.primary_metric: {"mean": float(np.mean(scores)), "std": float(np.std(scores)),
-                                              "folds": scores}}
-        say(f"cv ({args.cv} folds): {task.primary_metric} {np.mean(scores):.4f} ± {np.std(scores):.4f}")
+        result["cv"] = cross_validate_fusion(FusionModel(**{**fusion_params(model), "progress": False}), train,
+                                             k=args.cv, seed=args.seed)
+        say(format_cv(result["cv"]))
     if args.output:
         with output_lock(__import__("pathlib").Path(args.output).expanduser()):
             model.save(args.output, overwrite=args.overwrite)
@@ -133,11 +128,36 @@ def run_fuse(args) -> int:
     return 0
 
 
-def _params(model) -> dict:
-    return {name: getattr(model, name) for name in ("backbones", "head", "encoder", "reduce", "components", "seed",
-                                                    "batch_size", "cache_dir", "use_cache", "device", "task",
-                                                    "task_options", "head_params", "tune_params", "tune_rows",
-                                                    "calibration_folds")}
+def fusion_cv(args, table) -> tuple[dict, dict]:
+    """``graftkit cv`` on a multi-input table: the fusion model's folds, and the settings they ran with. The
+    default strategy (linear-probe) is frozen encoders + the GBDT head (``--head linear``: the linear one);
+    ``--strategy lora`` is the two-stage recipe (``--epochs``: its tuning epochs)."""
+    from graftkit.cli.options import strategy_kwargs
+    from graftkit.fusion.encoders import DEFAULT_BACKBONES
+
+    given = strategy_kwargs(args)
+    if args.strategy not in ("linear-probe", "lora") or given.get("head", "linear") not in ("linear", "gbdt"):
+        raise ConfigError(f"a multi-input table is cross-validated as a fusion model: --strategy linear-probe (frozen "
+                          f"encoders, GBDT head; --head linear for the linear one) or --strategy lora (LoRA-tuned "
+                          f"text encoders, then the trees); got --strategy {args.strategy}"
+                          + (f" --head {given['head']}" if "head" in given else ""))
+    # the CLI's default backbone is the fusion default for text; image / audio columns keep theirs
+    entries = [] if args.backbone == DEFAULT_BACKBONES["text"] else [args.backbone]
+    settings = {"backbones": assign_backbones(entries, table.roles), "head": "linear" if given.get("head") == "linear"
+                else "gbdt", "encoder": "lora" if args.strategy == "lora" else "frozen", "seed": args.seed,
+                "batch_size": args.batch_size, "cache_dir": args.cache_dir, "use_cache": not args.no_cache,
+                "device": args.device, "task": args.task, "progress": False,
+                "tune_params": {"epochs": given["epochs"]} if "epochs" in given else {}}
+    result = cross_validate_fusion(FusionModel(**settings), table, k=args.folds, seed=args.seed)
+    return result, {k: v for k, v in settings.items() if k not in ("cache_dir", "use_cache", "progress")}
+
+
+def format_cv(result: dict) -> str:
+    """The cv record as lines: how the folds were drawn, then mean ± std of each headline metric."""
+    k = len(result["folds"])
+    return "\n".join([f"cv ({k} folds): {result['split']}"] + [
+        f"{name:9s} {s['mean']:.4f} ± {s['std']:.4f}  over {k} folds  ({', '.join(f'{v:.4f}' for v in s['values'])})"
+        for name, s in result["summary"].items()])
 
 
 def load_for_predict(args, require_label: bool):
