@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from test_fusion import ROLES, table_frame
 
 from graftkit.cli.main import main
-from test_fusion import FAST, ROLES, table_frame
 
 ROLE_FLAGS = ["--text", "title", "review", "--numeric", "age", "--categorical", "dept"]
 
@@ -46,3 +45,47 @@ def test_cli_cv_refuses_a_strategy_fusion_has_not(tiny_bert_dir, table_csv, caps
                  "--strategy", "finetune"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--strategy linear-probe" in err[0] and "got --strategy finetune" in err[0]
+
+
+def test_rank_scores_candidates_on_the_fused_features(tiny_bert_dir):
+    """The trained-looking BERT and its randomly re-drawn control embed the two text columns; the tabular column
+    (age, which carries half the signal) is in both matrices. LogME and the linear probe's accuracy order them."""
+    import graftkit as gk
+    from graftkit.data import load_data
+
+    table = load_data(table_frame(80), label="label", **ROLES)
+    ranking = gk.rank(table, [str(tiny_bert_dir), f"random:{tiny_bert_dir}"], scores=("logme", "linear", "leep"),
+                      progress=False)
+    assert ranking.data["modality"] == "multi-input" and [r["columns"] for r in ranking.rows] == [["title", "review"]] * 2
+    dims = {r["candidate"]: r["dim"] for r in ranking.rows}
+    assert len(set(dims.values())) == 1  # same layout: 2 x 32 embedding dims + age + the one-hot departments
+    assert ranking.rows[0]["random"] is False and ranking.rows[0]["scores"]["logme"] > ranking.rows[1]["scores"]["logme"]
+    assert all(r["scores"]["leep"] is None and "fused" in r["skipped"]["leep"] for r in ranking.rows)
+
+
+def test_rank_on_the_fused_features_sees_the_tabular_signal(tiny_bert_dir):
+    """Reviews of neutral words only: the label is in age alone, which the fused matrix holds and the text lacks."""
+    import random
+
+    from conftest import WORDS
+
+    import graftkit as gk
+    from graftkit.data import load_data
+
+    frame = table_frame(80)
+    frame["review"] = [" ".join(random.Random(i).sample(WORDS["neutral"], 4)) for i in range(len(frame))]
+    with_age = gk.rank(load_data(frame, label="label", text=["review"], numeric=["age"]), [str(tiny_bert_dir)],
+                       scores=("linear",), rank_by="linear", progress=False)
+    without = gk.rank(load_data(frame, label="label", text=["title", "review"]), [str(tiny_bert_dir)],
+                      scores=("linear",), rank_by="linear", progress=False)
+    assert with_age.rows[0]["scores"]["linear"] > without.rows[0]["scores"]["linear"] + 0.2
+
+
+def test_cli_rank_on_a_multi_input_table(tiny_bert_dir, table_csv, capsys):
+    code = main(["rank", str(table_csv), "--label", "label", *ROLE_FLAGS, "--backbones", str(tiny_bert_dir),
+                 f"random:{tiny_bert_dir}", "--scores", "logme", "hscore"])
+    out = capsys.readouterr().out
+    assert code == 0 and "scored on the fused features" in out and "title, review" in out
+    code = main(["rank", str(table_csv), "--label", "label", *ROLE_FLAGS, "--backbones", "efficientnet-lite0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "reads image" in err[0] and "hold text" in err[0]
