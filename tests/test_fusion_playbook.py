@@ -24,6 +24,14 @@ def one_openmp_thread(one_thread):
         yield
 
 
+def noisy_frame(n: int, seed: int = 0):
+    """``table_frame`` with every sixth label flipped after the inputs were drawn: no rung can be perfect."""
+    frame = table_frame(n, seed)
+    flip = frame.index % 6 == 5
+    frame.loc[flip, "label"] = frame.loc[flip, "label"].map({"pos": "neg", "neg": "pos"})
+    return frame
+
+
 @pytest.fixture
 def table_csv(tmp_path):
     path = tmp_path / "t.csv"
@@ -89,3 +97,68 @@ def test_cli_rank_on_a_multi_input_table(tiny_bert_dir, table_csv, capsys):
     code = main(["rank", str(table_csv), "--label", "label", *ROLE_FLAGS, "--backbones", "efficientnet-lite0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "reads image" in err[0] and "hold text" in err[0]
+
+
+# -- auto -------------------------------------------------------------------------------------------------------
+def _by_strategy(result) -> dict:
+    return {row["strategy"]: row for row in result.rows}
+
+
+def test_auto_climbs_the_fusion_rungs_with_reasons_and_saves_a_loadable_model(tiny_bert_dir, tmp_path):
+    import graftkit as gk
+    from graftkit.data import load_data
+    from graftkit.fusion import load_fusion
+
+    table = load_data(noisy_frame(100), label="label", **ROLES)
+    test = noisy_frame(40, seed=5)
+    result = gk.auto(table, backbones=[str(tiny_bert_dir)], budget="10m", test=test, output=tmp_path / "auto",
+                     ladder=["lora"], epochs=1)
+    rows = _by_strategy(result)
+    assert list(rows) == ["gbdt", "tfidf-svd + tabular gbdt", "frozen + gbdt", "frozen + linear", "lora + gbdt"]
+    assert [r["kind"] for r in result.rows] == ["baseline", "baseline", "fusion", "fusion", "trainable"]
+    assert all(r["status"] == "ran" and r["reason"] and r["validation"] and r["test"] for r in result.rows)
+    assert "always run: the tabular columns alone (age, dept)" in rows["gbdt"]["reason"]
+    assert rows["lora + gbdt"]["reason"].startswith("escalated: fits the budget") and "estimated" in \
+        rows["lora + gbdt"]["reason"]
+    assert "gain_per_minute" in rows["lora + gbdt"]
+    assert [r for r in result.rows if r["chosen"]] == [result.chosen]
+    assert result.chosen["validation"]["score"] == max(r["validation"]["score"] for r in result.rows)
+    # the saved model: the best saveable row, loadable, predicting the test rows as the run's own model did
+    assert (tmp_path / "auto" / "leaderboard.md").is_file() and (tmp_path / "auto" / "evaluation.json").is_file()
+    board = json.loads((tmp_path / "auto" / "leaderboard.json").read_text())
+    assert board["saved_step"] == result.shipped["step"] and result.shipped["kind"] != "baseline"
+    loaded = load_fusion(tmp_path / "auto", progress=False)
+    assert loaded.predict(test.drop(columns="label")) == result.model.predict(test.drop(columns="label"))
+
+
+def test_auto_skips_what_the_table_lacks_and_what_the_budget_cannot_hold(tiny_bert_dir):
+    import graftkit as gk
+    from graftkit.data import load_data
+
+    frame = table_frame(60)
+    table = load_data(frame, label="label", text=["title", "review"])  # no tabular column
+    result = gk.auto(table, backbones=[str(tiny_bert_dir)], budget="1s", epochs=1)
+    rows = _by_strategy(result)
+    assert rows["gbdt"]["status"] == "skipped" and "no tabular column" in rows["gbdt"]["reason"]
+    assert rows["frozen + gbdt"]["status"] == "ran"  # the first pretrained rung always runs
+    assert rows["lora + gbdt"]["status"] == "skipped" and "would not fit the budget" in rows["lora + gbdt"]["reason"]
+    numeric = load_data(frame, label="label", text=["review"], numeric=["age"])
+    rows = _by_strategy(gk.auto(numeric, backbones=[str(tiny_bert_dir)], budget="10m", ladder=[]))
+    assert "lora is not in the ladder" in rows["lora + gbdt"]["reason"]
+
+
+def test_auto_says_when_the_tabular_columns_alone_win(tiny_bert_dir):
+    import random
+
+    from conftest import WORDS
+
+    import graftkit as gk
+    from graftkit.data import load_data
+
+    frame = table_frame(100)
+    frame["review"] = [" ".join(random.Random(i).sample(WORDS["neutral"], 4)) for i in range(len(frame))]
+    frame["age"] = frame["label"].map({"pos": "60", "neg": "30"})  # the label, exactly
+    result = gk.auto(load_data(frame, label="label", text=["review"], numeric=["age"]),
+                     backbones=[str(tiny_bert_dir)], budget="10m", ladder=[])
+    assert result.chosen["strategy"] == "gbdt" and "tabular columns alone beat" in result.message
+    assert result.shipped is result.chosen and result.model.featurizer_.roles.media == ()
