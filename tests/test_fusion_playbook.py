@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_fusion import ROLES, table_frame
+from test_fusion import FAST, ROLES, table_frame
 
 from graftkit.cli.main import main
 
@@ -162,3 +162,76 @@ def test_auto_says_when_the_tabular_columns_alone_win(tiny_bert_dir):
                      backbones=[str(tiny_bert_dir)], budget="10m", ladder=[])
     assert result.chosen["strategy"] == "gbdt" and "tabular columns alone beat" in result.message
     assert result.shipped is result.chosen and result.model.featurizer_.roles.media == ()
+
+
+# -- report -----------------------------------------------------------------------------------------------------
+def test_report_of_a_fusion_directory_has_the_importance_of_each_group(tiny_bert_dir, table_csv, tmp_path, capsys):
+    out = tmp_path / "fused"
+    code = main(["fuse", str(table_csv), "--label", "label", *ROLE_FLAGS, "--backbone", str(tiny_bert_dir),
+                 "--baseline", "--cv", "2", "-o", str(out)])
+    assert code == 0 and (out / "evaluation.json").is_file()
+    record = json.loads((out / "evaluation.json").read_text())
+    assert set(record["metrics"]["feature_groups"]["groups"]) == {"title", "review", "all text", "tabular"}
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Feature-group importance" in page and "<script" not in page
+    section = page[page.index("id='feature-groups'"):page.index("id='learning-curve'")]
+    for group in ("title", "review", "all text", "tabular"):
+        assert f"<td>{group}</td>" in section
+    assert "<svg" in section and "accuracy drop" in section
+    assert "TF-IDF + SVD + tabular GBDT" in page and "2 folds of the training data" in page
+    assert "<td>categorical</td>" in page and "fusion.json" in page  # the fusion manifest, not a Graft's
+    # a refit without a test split leaves no stale record behind: the report says there is none
+    assert main(["fuse", str(table_csv), "--label", "label", *ROLE_FLAGS, "--backbone", str(tiny_bert_dir),
+                 "--test-size", "0", "-o", str(out), "--overwrite"]) == 0
+    assert not (out / "evaluation.json").exists() and main(["report", str(out)]) == 0
+    assert "Not measured: no evaluation record" in (out / "report.html").read_text()
+
+
+def test_a_stale_fusion_record_is_flagged(tiny_bert_dir, table_csv, tmp_path):
+    from graftkit.data import load_data
+    from graftkit.fusion import FusionModel
+    from graftkit.fusion.evaluation import (
+        evaluate_fusion,
+        read_fusion_evaluation,
+        save_fusion_evaluation,
+    )
+
+    table = load_data(table_csv, label="label", **ROLES)
+    train, test = table.split(0.25, seed=0)
+    model = FusionModel({"text": str(tiny_bert_dir)}, **FAST).fit(train)
+    model.save(tmp_path / "m")
+    save_fusion_evaluation(tmp_path / "m", evaluate_fusion(model, test, train=train, baseline=False))
+    assert read_fusion_evaluation(tmp_path / "m")["stale"] is False
+    FusionModel({"text": str(tiny_bert_dir)}, **{**FAST, "seed": 1}).fit(table).save(tmp_path / "other")
+    (tmp_path / "other" / "evaluation.json").write_bytes((tmp_path / "m" / "evaluation.json").read_bytes())
+    assert read_fusion_evaluation(tmp_path / "other")["stale"] is True  # another model's record
+
+
+# -- CLI auto and bad roles -------------------------------------------------------------------------------------
+def test_cli_auto_on_a_multi_input_table_then_predict_and_report(tiny_bert_dir, tmp_path, capsys):
+    noisy_frame(80).to_csv(tmp_path / "t.csv", index=False)
+    noisy_frame(30, seed=4).to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "auto"
+    code = main(["auto", str(tmp_path / "t.csv"), "--label", "label", *ROLE_FLAGS, "--backbones",
+                 str(tiny_bert_dir), "--budget", "10m", "--ladder", "--test", str(tmp_path / "test.csv"), "-o",
+                 str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "frozen + gbdt" in printed and "tfidf-svd + tabular gbdt" in printed
+    assert main(["predict", str(out), str(tmp_path / "test.csv"), "-o", str(tmp_path / "p.csv")]) == 0
+    assert main(["report", str(out)]) == 0 and "Feature-group importance" in (out / "report.html").read_text()
+    code = main(["auto", str(tmp_path / "t.csv"), "--label", "label", "--roles", "infer", "--backbones",
+                 str(tiny_bert_dir), "--budget", "10m", "--ladder", "-o", str(out), "--overwrite"])
+    assert code == 0 and "age" in json.loads((out / "fusion.json").read_text())["featurizer"]["roles"]["numeric"]
+
+
+@pytest.mark.parametrize("command", ["auto", "rank", "cv"])
+def test_bad_roles_exit_2_with_one_line(tiny_bert_dir, table_csv, tmp_path, capsys, command):
+    extra = {"auto": ["--backbones", str(tiny_bert_dir), "-o", str(tmp_path / "o")],
+             "rank": ["--backbones", str(tiny_bert_dir)], "cv": ["--backbone", str(tiny_bert_dir)]}[command]
+    for roles, message in ((["--text", "review", "--numeric", "review"], "named in --text and --numeric"),
+                           (["--text", "review", "--numeric", "title"], "column 'title'"),
+                           (["--text", "review", "--categorical", "nope"], "'nope'")):
+        code = main([command, str(table_csv), "--label", "label", *roles, *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("graftkit: error:") and message in err[0], err

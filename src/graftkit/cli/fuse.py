@@ -17,6 +17,7 @@ from graftkit.data import load_data
 from graftkit.errors import ConfigError
 from graftkit.fusion.assign import assign_backbones
 from graftkit.fusion.cv import cross_validate_fusion, fusion_params
+from graftkit.fusion.evaluation import evaluate_fusion, save_fusion_evaluation
 from graftkit.fusion.model import ENCODERS, HEADS, FusionModel, load_fusion
 from graftkit.tasks import TASK_KINDS
 
@@ -96,8 +97,10 @@ def run_fuse(args) -> int:
     train, test = task.split(table, test_size=args.test_size, seed=args.seed) if args.test_size else (table, None)
     model.fit(train)
     result["train"] = model.metrics_["train"]
-    if test is not None:
-        metrics = model.evaluate(test)
+    record = None
+    if test is not None:  # the evaluation record (evaluation.json) that `graftkit report` renders
+        record = evaluate_fusion(model, test, train=train, baseline=args.baseline, seed=args.seed)
+        metrics = record["metrics"]
         result["test"] = {k: metrics[k] for k in (*task.headline, "n") if k in metrics}
         result["feature_groups"] = metrics["feature_groups"]
         result["notes"] = metrics["notes"]
@@ -108,21 +111,23 @@ def run_fuse(args) -> int:
         for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"]):
             say(f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)")
         if args.baseline:
-            from graftkit.fusion.baseline import ClassicalFusion
-
-            base = ClassicalFusion(model.task_, seed=args.seed).fit(train)
-            y = model.task_.encode(test)
-            score = model.task_.primary(y, model.task_.outputs(base.raw_outputs(test), None))
-            result["baseline"] = {"name": "TF-IDF + tabular GBDT", task.primary_metric: score}
-            say(f"baseline TF-IDF + tabular GBDT: {task.primary_metric} {score:.4f}")
+            base = record["baseline"]
+            result["baseline"] = {"name": base["name"], task.primary_metric: base[task.primary_metric],
+                                  "transfer_gain": base["transfer_gain"]}
+            say(f"baseline {base['name']}: {task.primary_metric} {base[task.primary_metric]:.4f} (gain of the fusion "
+                f"model {base['transfer_gain']['gain']:+.4f})")
     if args.cv:
         result["cv"] = cross_validate_fusion(FusionModel(**{**fusion_params(model), "progress": False}), train,
                                              k=args.cv, seed=args.seed)
         say(format_cv(result["cv"]))
+        if record is not None:
+            record["cv"] = result["cv"]
     if args.output:
-        with output_lock(__import__("pathlib").Path(args.output).expanduser()):
+        with output_lock(Path(args.output).expanduser()):
             model.save(args.output, overwrite=args.overwrite)
-        say(f"saved {args.output}")
+            if record is not None:
+                save_fusion_evaluation(args.output, record)
+        say(f"saved {args.output}" + (f" with evaluation.json (`graftkit report {args.output}`)" if record else ""))
     if args.json:
         emit_json(result)
     return 0

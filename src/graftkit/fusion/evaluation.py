@@ -66,7 +66,7 @@ def evaluate_fusion(model, test, *, train=None, baseline: bool = True, cv: dict 
     record["fit_metrics"] = dict(model.metrics_)
     record["calibration_fit"] = {k: v for k, v in (model.calibration_ or {}).items() if k != "residuals"}
     record["baseline"] = (_baseline(model, train, test, seed) if train is not None and baseline
-                          else _skipped(no_train if train is None else "turned off (baseline=False)"))
+                          else _skipped(no_train if train is None else "not requested (Python: baseline=True; graftkit fuse --baseline)"))
     record["scratch"] = _skipped("not built for fusion models (the encoders are pretrained backbones; the tabular "
                                  "trees are the from-scratch reference: auto's first rung)")
     record["forgetting"] = _skipped("not measured for fusion models")

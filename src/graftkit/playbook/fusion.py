@@ -356,7 +356,8 @@ def auto_fusion(table, task, *, backbones, clock, budget, budget_s, validation, 
             )
 
             view = _tabular_view(test_table) if shipped["tabular_only"] else test_table
-            train_view = _tabular_view(train) if shipped["tabular_only"] else train
+            fitted_on = table if str(shipped.get("refit", "")).startswith("refitted") else train
+            train_view = _tabular_view(fitted_on) if shipped["tabular_only"] else fitted_on
             save_fusion_evaluation(output, evaluate_fusion(model, view, train=train_view, seed=seed))
             run.log("evaluation", f"evaluation.json written for `graftkit report {output}` (test metrics, "
                     "feature-group importance on the test rows, the classical baseline)")
