@@ -358,7 +358,10 @@ def write_report(model_dir, output=None) -> Path:
 
     model_dir = Path(model_dir).expanduser()
     if is_fusion_model(model_dir):  # fusion.json + its own evaluation record (fusion/evaluation.py)
-        from graftkit.fusion.evaluation import read_fusion_evaluation, read_fusion_manifest
+        from graftkit.fusion.evaluation import (
+            read_fusion_evaluation,
+            read_fusion_manifest,
+        )
 
         manifest, record = read_fusion_manifest(model_dir), read_fusion_evaluation(model_dir)
     else:
