@@ -235,3 +235,26 @@ def test_bad_roles_exit_2_with_one_line(tiny_bert_dir, table_csv, tmp_path, caps
         code = main([command, str(table_csv), "--label", "label", *roles, *extra])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("graftkit: error:") and message in err[0], err
+
+
+@pytest.mark.slow
+def test_real_clothing_reviews_auto_fuses_minilm_with_the_tabular_columns(tmp_path):
+    import pandas as pd
+
+    import graftkit as gk
+    from conftest import shared_path
+    from graftkit.data import load_data
+    from graftkit.fusion import load_fusion
+
+    path = shared_path("data", "womens_clothing_reviews", "Womens Clothing E-Commerce Reviews.csv")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False).sample(n=300, random_state=0)
+    table = load_data(frame.iloc[:240], label="Recommended IND", text=["Title", "Review Text"],
+                      numeric=["Age", "Positive Feedback Count"], categorical=["Department Name", "Class Name"])
+    result = gk.auto(table, budget="5m", ladder=[], test=frame.iloc[240:], output=tmp_path / "auto")
+    rows = {row["strategy"]: row for row in result.rows}
+    assert all(rows[s]["status"] == "ran" for s in ("gbdt", "tfidf-svd + tabular gbdt", "frozen + gbdt"))
+    assert rows["frozen + gbdt"]["backbone"] == "all-MiniLM-L6-v2"
+    # the review text carries the recommendation: fusing it beats the tabular columns alone on validation
+    assert rows["frozen + gbdt"]["validation"]["score"] >= rows["gbdt"]["validation"]["score"]
+    loaded = load_fusion(tmp_path / "auto", progress=False)
+    assert len(loaded.predict(frame.iloc[240:])) == 60
