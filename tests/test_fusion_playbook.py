@@ -240,9 +240,9 @@ def test_bad_roles_exit_2_with_one_line(tiny_bert_dir, table_csv, tmp_path, caps
 @pytest.mark.slow
 def test_real_clothing_reviews_auto_fuses_minilm_with_the_tabular_columns(tmp_path):
     import pandas as pd
+    from conftest import shared_path
 
     import graftkit as gk
-    from conftest import shared_path
     from graftkit.data import load_data
     from graftkit.fusion import load_fusion
 
