@@ -5,6 +5,7 @@ tokenizer and image processor saved with save_pretrained (no CLIP weights are in
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -364,3 +365,38 @@ def test_scratch_baseline_reinitialises_the_tower_that_reads_the_data(clip_dir, 
                                                                         real(module, seed))[1])
     transfer.scratch_baseline(model, texts, texts)
     assert drawn == ["CLIPTextModelWithProjection"]
+
+
+def test_fusion_reads_the_image_column_with_the_vision_tower_and_the_text_column_with_the_text_tower(clip_dir,
+                                                                                                     tmp_path):
+    """One CLIP named once for a table with an image and a text column (issue 12 item 5): each column through its
+    own tower, the features equal each tower's own, and the fitted model predicts the same after save / load."""
+    import pandas as pd
+
+    from graftkit.fusion import FusionModel, load_fusion
+    from graftkit.fusion.assign import assign_backbones
+
+    rows = []
+    for i in range(24):
+        label, color = ("red", RED) if i % 2 == 0 else ("blue", BLUE)
+        _image(color, seed=i, size=(20 + i % 5, 24)).save(tmp_path / f"{i}.png")
+        rows.append({"photo": f"{i}.png", "caption": f"photo of {'a' if i % 3 else 'the'} film", "label": label})
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    table = gk.load_data(tmp_path / "t.csv", label="label", image=["photo"], text=["caption"])
+    backbones = assign_backbones([str(clip_dir)], table.roles)
+    assert backbones == {"image": str(clip_dir), "text": str(clip_dir)}
+    model = FusionModel(backbones, head="linear", progress=False, calibration_folds=2).fit(table)
+    encoders = model.featurizer_.encoders
+    assert encoders["photo"].backbone.settings()["tower"] == "vision"
+    assert encoders["caption"].backbone.settings()["tower"] == "text"
+    X = model.features(table)
+    for column, modality in (("photo", "image"), ("caption", "text")):
+        tower = load_backbone(str(clip_dir)).for_modality(modality)
+        own = extract_features(tower, table.column_items(column, modality), batch_size=8, progress=False)
+        np.testing.assert_allclose(X[:, model.featurizer_.groups[column]], own, atol=1e-5)
+    assert model.evaluate(table)["accuracy"] == 1.0  # the colour is in the image
+    loaded = load_fusion(model.save(tmp_path / "fused"), progress=False)
+    saved = json.loads((tmp_path / "fused" / "fusion.json").read_text())["featurizer"]["encoders"]
+    assert {column: e["modality"] for column, e in saved.items()} == {"photo": "image", "caption": "text"}
+    np.testing.assert_allclose(loaded.outputs(table), model.outputs(table), atol=1e-6)
+    assert loaded.predict(table) == model.predict(table)

@@ -108,8 +108,12 @@ def test_auto_with_a_target_like_the_training_data_adds_no_domain_rung_and_says_
 
 
 def test_domain_rungs_that_cannot_fit_the_budget_are_skipped_with_the_reason(tiny_bert_dir, monkeypatch, tmp_path):
+    from graftkit.playbook.steps import Run
+
     monkeypatch.setattr(domain_module, "domain_shift", _large_shift)
-    result = gk.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="30s", epochs=100_000,
+    # 0.5 s per row whatever the machine: the shift sample fits 60 s, not even 1 epoch of finetune on 48 rows does
+    monkeypatch.setattr(Run, "_measure_forward", lambda self, spec, model, embedded: self.forward_s.__setitem__(spec, 0.5))
+    result = gk.auto(_noisy(sentiment_frame(60)), backbones=[str(tiny_bert_dir)], budget="60s", epochs=100_000,
                      ladder=["finetune"], progress=False, target=FILLER, pretrain_output=tmp_path / "tapt")
     domain = _domain_rows(result.rows)
     assert {row["status"] for row in domain.values()} == {"skipped"}

@@ -94,6 +94,12 @@ def _modalities_of(source_path: Path, family_hint: str | None) -> tuple:
     return tuple(getattr(build, "modalities", None) or (getattr(build, "modality", None),))
 
 
+def modalities_of(spec: str) -> tuple:
+    """The modalities the model ``spec`` reads, from its config and family, without building it."""
+    source, hint = resolve_source(spec)
+    return _modalities_of(Path(source.path), hint)
+
+
 def _weights_bytes(path: Path) -> int:
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and p.suffix in (
         ".safetensors", ".pth", ".pt", ".bin")]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from graftkit.artifacts import check_destination
 from graftkit.atomic import output_lock
 from graftkit.cli.options import (
     add_data_options,
@@ -20,6 +19,7 @@ from graftkit.cli.options import (
 from graftkit.playbook import LADDER, STEPS, auto, format_text, parse_budget
 from graftkit.playbook.core import DEFAULT_MIN_GAIN_PER_MINUTE
 from graftkit.playbook.domain import DEFAULT_PRETRAIN_STEPS, PRETRAINED_SUFFIX
+from graftkit.playbook.fusion import check_auto_destination
 
 
 def register(commands) -> None:
@@ -36,7 +36,9 @@ def register(commands) -> None:
                "  graftkit auto train.csv --backbones all-MiniLM-L6-v2 /models/all-mpnet-base-v2 --budget 20m "
                "-o runs/auto\n"
                "  graftkit auto train.csv --backbones all-MiniLM-L6-v2 --budget 90s --test test.csv -o runs/auto\n"
-               "  graftkit auto train.csv --target unlabelled_target.txt --budget 20m -o runs/auto")
+               "  graftkit auto train.csv --target unlabelled_target.txt --budget 20m -o runs/auto\n"
+               "  graftkit auto reviews.csv --label Rating --text Title Review --numeric Age --categorical Dept "
+               "--budget 10m -o runs/fused  # several inputs per row: the fusion playbook")
     parser.add_argument("data", help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders")
     parser.add_argument("--backbones", nargs="+", metavar="BACKBONE",
                         help="candidates: packaged names, local directories or Hub ids (default: the 3 cheapest "
@@ -69,7 +71,7 @@ def register(commands) -> None:
     parser.add_argument("--min-gain-per-minute", type=float, default=DEFAULT_MIN_GAIN_PER_MINUTE,
                         help="stop escalating once a step gained fewer validation points (of the task's primary metric) per minute "
                              f"(default: {DEFAULT_MIN_GAIN_PER_MINUTE:g})")
-    add_data_options(parser)
+    add_data_options(parser, several_inputs=True)
     add_task_options(parser)
     add_run_options(parser)
     parser.set_defaults(run=run_auto)
@@ -77,7 +79,7 @@ def register(commands) -> None:
 
 def run_auto(args) -> int:
     parse_budget(args.budget)  # a bad budget fails before anything is read
-    check_destination(Path(args.output).expanduser(), args.overwrite)
+    check_auto_destination(Path(args.output).expanduser(), args.overwrite)
     with output_lock(args.output):
         return _auto(args)
 

@@ -67,10 +67,11 @@ def register(commands) -> None:
     cv = commands.add_parser(
         "cv", help="k-fold cross-validation: mean ± std of the task's headline metrics",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  graftkit cv train.csv --text review --label stars --folds 5")
+        epilog="examples:\n  graftkit cv train.csv --text review --label stars --folds 5\n"
+               "  graftkit cv reviews.csv --label Rating --text Title Review --numeric Age --categorical Dept  # fused")
     cv.add_argument("data", help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders")
     cv.add_argument("--folds", type=int, default=5, help="number of folds, split as the task splits (default: 5)")
-    add_data_options(cv)
+    add_data_options(cv, several_inputs=True)
     add_task_options(cv)
     add_backbone_options(cv)
     add_run_options(cv)
@@ -199,9 +200,14 @@ def run_cv(args) -> int:
     _check_settings(args)
     check_tracker(args.track)
     table = load_data(args.data, **data_kwargs(args))
-    # fold scores do not depend on a temperature: skip fitting it (thresholds and intervals are still fitted)
-    settings = {**graft_kwargs(args), "calibrate": False}
-    result = cross_validate(Graft(**settings), table, k=args.folds, seed=args.seed)
+    if table.roles is not None:  # a multi-input table: the fusion model's folds (cli/fuse.py)
+        from graftkit.cli.fuse import fusion_cv
+
+        result, settings = fusion_cv(args, table)
+    else:
+        # fold scores do not depend on a temperature: skip fitting it (thresholds and intervals are still fitted)
+        settings = {**graft_kwargs(args), "calibrate": False}
+        result = cross_validate(Graft(**settings), table, k=args.folds, seed=args.seed)
     if args.track:
         params = {**{k: v for k, v in settings.items() if k not in ("cache_dir", "use_cache", "progress")},
                   "folds": args.folds, "data": args.data}

@@ -9,13 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from graftkit.atomic import output_lock
 from graftkit.cli.options import add_threads_option, emit_json, positive_int, seed
 from graftkit.data import load_data
 from graftkit.errors import ConfigError
+from graftkit.fusion.assign import assign_backbones
+from graftkit.fusion.cv import cross_validate_fusion, fusion_params
+from graftkit.fusion.evaluation import evaluate_fusion, save_fusion_evaluation
 from graftkit.fusion.model import ENCODERS, HEADS, FusionModel, load_fusion
 from graftkit.tasks import TASK_KINDS
 
@@ -37,7 +39,8 @@ def register(commands) -> None:
     fuse.add_argument("--label", required=True, metavar="COLUMN", help="the target column")
     fuse.add_argument("--task", choices=TASK_KINDS, help="what the target is (default: inferred)")
     fuse.add_argument("--backbone", nargs="+", default=[], metavar="[COLUMN=]SPEC",
-                      help="backbone of every text column (SPEC), or of one column / modality (COLUMN=SPEC, "
+                      help="backbone of every media column it reads (SPEC; an image-text model such as CLIP: the "
+                           "image and the text columns, one tower each), or of one column / modality (COLUMN=SPEC, "
                            "text=SPEC); default all-MiniLM-L6-v2 for text, efficientnet-lite0 for images")
     fuse.add_argument("--head", choices=HEADS, help="gbdt (HistGradientBoosting, the default) or linear; --joint "
                                                      "trains its own linear output layer")
@@ -71,16 +74,6 @@ def register(commands) -> None:
     fuse.set_defaults(run=run_fuse)
 
 
-def _backbones(values: list[str]) -> dict:
-    out = {}
-    for value in values:
-        name, sep, spec = value.partition("=")
-        if sep and not spec:
-            raise ConfigError(f"--backbone {value!r}: give COLUMN=SPEC or SPEC")
-        out[name if sep else "text"] = spec if sep else name
-    return out
-
-
 def read_table(args):
     roles = {r: getattr(args, r) for r in ("text", "image", "audio", "numeric", "categorical")}
     infer = not any(roles.values())
@@ -109,7 +102,7 @@ def run_fuse(args) -> int:
     tune = {"epochs": args.tune_epochs}
     if args.learning_rate is not None:
         tune["learning_rate"] = args.learning_rate
-    model = FusionModel(_backbones(args.backbone), head=args.head, encoder="joint" if args.joint else
+    model = FusionModel(assign_backbones(args.backbone, table.roles), head=args.head, encoder="joint" if args.joint else
                         (args.encoder or "frozen"), strategy=args.strategy, reduce=args.reduce,
                         components=args.components, seed=args.seed, batch_size=args.batch_size,
                         cache_dir=args.cache_dir, task=args.task, tune_rows=args.tune_rows, tune_params=tune)
@@ -120,8 +113,10 @@ def run_fuse(args) -> int:
     train, test = task.split(table, test_size=args.test_size, seed=args.seed) if args.test_size else (table, None)
     model.fit(train)
     result["train"] = model.metrics_["train"]
-    if test is not None:
-        metrics = model.evaluate(test)
+    record = None
+    if test is not None:  # the evaluation record (evaluation.json) that `graftkit report` renders
+        record = evaluate_fusion(model, test, train=train, baseline=args.baseline, seed=args.seed)
+        metrics = record["metrics"]
         result["test"] = {k: metrics[k] for k in (*task.headline, "n") if k in metrics}
         result["feature_groups"] = metrics["feature_groups"]
         result["notes"] = metrics["notes"]
@@ -132,36 +127,58 @@ def run_fuse(args) -> int:
         for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"]):
             say(f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)")
         if args.baseline:
-            from graftkit.fusion.baseline import ClassicalFusion
-
-            base = ClassicalFusion(model.task_, seed=args.seed).fit(train)
-            y = model.task_.encode(test)
-            score = model.task_.primary(y, model.task_.outputs(base.raw_outputs(test), None))
-            result["baseline"] = {"name": "TF-IDF + tabular GBDT", task.primary_metric: score}
-            say(f"baseline TF-IDF + tabular GBDT: {task.primary_metric} {score:.4f}")
+            base = record["baseline"]
+            result["baseline"] = {"name": base["name"], task.primary_metric: base[task.primary_metric],
+                                  "transfer_gain": base["transfer_gain"]}
+            say(f"baseline {base['name']}: {task.primary_metric} {base[task.primary_metric]:.4f} (gain of the fusion "
+                f"model {base['transfer_gain']['gain']:+.4f})")
     if args.cv:
-        scores = []
-        for fold_train, fold_test in task.folds(train, k=args.cv, seed=args.seed):
-            fold = FusionModel(**{**_params(model), "progress": False}).fit(fold_train)
-            y = fold.task_.encode(fold_test)
-            scores.append(fold.task_.primary(y, fold.outputs(fold_test), fold.calibration_))
-        result["cv"] = {task.primary_metric: {"mean": float(np.mean(scores)), "std": float(np.std(scores)),
-                                              "folds": scores}}
-        say(f"cv ({args.cv} folds): {task.primary_metric} {np.mean(scores):.4f} ± {np.std(scores):.4f}")
+        result["cv"] = cross_validate_fusion(FusionModel(**{**fusion_params(model), "progress": False}), train,
+                                             k=args.cv, seed=args.seed)
+        say(format_cv(result["cv"]))
+        if record is not None:
+            record["cv"] = result["cv"]
     if args.output:
-        with output_lock(__import__("pathlib").Path(args.output).expanduser()):
+        with output_lock(Path(args.output).expanduser()):
             model.save(args.output, overwrite=args.overwrite)
-        say(f"saved {args.output}")
+            if record is not None:
+                save_fusion_evaluation(args.output, record)
+        say(f"saved {args.output}" + (f" with evaluation.json (`graftkit report {args.output}`)" if record else ""))
     if args.json:
         emit_json(result)
     return 0
 
 
-def _params(model) -> dict:
-    return {name: getattr(model, name) for name in ("backbones", "head", "encoder", "strategy", "reduce",
-                                                    "components", "seed", "batch_size", "cache_dir", "use_cache",
-                                                    "device", "task", "task_options", "head_params", "tune_params",
-                                                    "tune_rows", "calibration_folds")}
+def fusion_cv(args, table) -> tuple[dict, dict]:
+    """``graftkit cv`` on a multi-input table: the fusion model's folds, and the settings they ran with. The
+    default strategy (linear-probe) is frozen encoders + the GBDT head (``--head linear``: the linear one);
+    ``--strategy lora`` is the two-stage recipe (``--epochs``: its tuning epochs)."""
+    from graftkit.cli.options import strategy_kwargs
+    from graftkit.fusion.encoders import DEFAULT_BACKBONES
+
+    given = strategy_kwargs(args)
+    if args.strategy not in ("linear-probe", "lora") or given.get("head", "linear") not in ("linear", "gbdt"):
+        raise ConfigError(f"a multi-input table is cross-validated as a fusion model: --strategy linear-probe (frozen "
+                          f"encoders, GBDT head; --head linear for the linear one) or --strategy lora (LoRA-tuned "
+                          f"text encoders, then the trees); got --strategy {args.strategy}"
+                          + (f" --head {given['head']}" if "head" in given else ""))
+    # the CLI's default backbone is the fusion default for text; image / audio columns keep theirs
+    entries = [] if args.backbone == DEFAULT_BACKBONES["text"] else [args.backbone]
+    settings = {"backbones": assign_backbones(entries, table.roles), "head": "linear" if given.get("head") == "linear"
+                else "gbdt", "encoder": "lora" if args.strategy == "lora" else "frozen", "seed": args.seed,
+                "batch_size": args.batch_size, "cache_dir": args.cache_dir, "use_cache": not args.no_cache,
+                "device": args.device, "task": args.task, "progress": False,
+                "tune_params": {"epochs": given["epochs"]} if "epochs" in given else {}}
+    result = cross_validate_fusion(FusionModel(**settings), table, k=args.folds, seed=args.seed)
+    return result, {k: v for k, v in settings.items() if k not in ("cache_dir", "use_cache", "progress")}
+
+
+def format_cv(result: dict) -> str:
+    """The cv record as lines: how the folds were drawn, then mean ± std of each headline metric."""
+    k = len(result["folds"])
+    return "\n".join([f"cv ({k} folds): {result['split']}"] + [
+        f"{name:9s} {s['mean']:.4f} ± {s['std']:.4f}  over {k} folds  ({', '.join(f'{v:.4f}' for v in s['values'])})"
+        for name, s in result["summary"].items()])
 
 
 def load_for_predict(args, require_label: bool):

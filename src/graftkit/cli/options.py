@@ -46,11 +46,25 @@ def seed(text: str) -> int:
     return value
 
 
-def add_data_options(parser: argparse.ArgumentParser, label_required: bool = True) -> None:
+def add_data_options(parser: argparse.ArgumentParser, label_required: bool = True,
+                     several_inputs: bool = False) -> None:
+    """The data flags; ``several_inputs``: a command that also reads multi-input tables (several media columns,
+    ``--numeric`` / ``--categorical`` columns, or ``--roles infer``) and hands them to the fusion model."""
     group = parser.add_argument_group("data columns (inferred when not given)")
-    group.add_argument("--text", metavar="COLUMN", help="column holding the text")
-    group.add_argument("--image", metavar="COLUMN", help="column holding image file paths")
-    group.add_argument("--audio", metavar="COLUMN", help="column holding audio file paths")
+    many = {"nargs": "+"} if several_inputs else {}
+    several = " (several, or with --numeric / --categorical: a multi-input table)" if several_inputs else ""
+    group.add_argument("--text", metavar="COLUMN", help=f"column holding the text{several}", **many)
+    group.add_argument("--image", metavar="COLUMN", help=f"column holding image file paths{several}", **many)
+    group.add_argument("--audio", metavar="COLUMN", help=f"column holding audio file paths{several}", **many)
+    if several_inputs:
+        group.add_argument("--numeric", nargs="+", metavar="COLUMN",
+                           help="numeric column(s), blank = missing: a multi-input table (the media columns' "
+                                "embeddings fused with the tabular columns)")
+        group.add_argument("--categorical", nargs="+", metavar="COLUMN",
+                           help="categorical column(s), blank = missing: a multi-input table")
+        group.add_argument("--roles", choices=["infer"],
+                           help="infer: read a multi-input table, every column but the label given a role (text, "
+                                "image, audio, numeric, categorical) with the reason printed")
     group.add_argument("--label", metavar="COLUMN",
                        help="column holding the target: a class, a delimited label list, or a number")
     group.add_argument("--labels", metavar="COLUMN", nargs="+",
@@ -70,8 +84,14 @@ def data_kwargs(args) -> dict:
     if args.label and args.labels:
         raise ConfigError("give --label COLUMN (one target column) or --labels A B C (one 0/1 column per label), "
                           "not both")
-    return {"text": args.text, "image": args.image, "audio": args.audio, "label": args.labels or args.label,
-            "format": args.format, "encoding": args.encoding, "drop_missing": args.drop_missing}
+    def one(value):  # a one-column list (nargs="+") is that column
+        return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+    out = {"text": one(args.text), "image": one(args.image), "audio": one(args.audio),
+           "label": args.labels or args.label, "format": args.format, "encoding": args.encoding,
+           "drop_missing": args.drop_missing}
+    out.update({role: getattr(args, role) for role in ("numeric", "categorical", "roles") if getattr(args, role, None)})
+    return out
 
 
 def add_task_options(parser: argparse.ArgumentParser) -> None:

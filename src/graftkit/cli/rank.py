@@ -24,11 +24,14 @@ def register(commands) -> None:
                "  graftkit rank train.csv --backbones all-MiniLM-L6-v2 /models/all-mpnet-base-v2 "
                "random:all-MiniLM-L6-v2\n"
                "  graftkit rank train.csv --backbones all-MiniLM-L6-v2 --layers 2 4 out --json\n"
-               "  graftkit rank photos/ --backbones efficientnet-lite0 efficientnet-lite2 efficientnet-lite0@5")
+               "  graftkit rank photos/ --backbones efficientnet-lite0 efficientnet-lite2 efficientnet-lite0@5\n"
+               "  graftkit rank reviews.csv --label Rating --text Title Review --numeric Age --backbones "
+               "all-MiniLM-L6-v2 /models/all-mpnet-base-v2  # on the fused features")
     parser.add_argument("data", help="CSV / TSV / JSONL / Parquet file, or a folder of class sub-folders")
     parser.add_argument("--backbones", nargs="+", required=True, metavar="BACKBONE",
                         help="candidates: packaged names, local directories or Hub ids; SPEC@K for layer K of a "
-                             "model, random:SPEC for a randomly initialised copy (a sanity-check control)")
+                             "model, random:SPEC for a randomly initialised copy (a sanity-check control); on a "
+                             "multi-input table COLUMN=SPEC / MODALITY=SPEC fixes the backbone of other columns")
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
                         help="layers scored for every backbone without its own @K: integers (0 = embeddings / "
                              "stem, -1 = last) or 'out' for the model's output (default: out)")
@@ -38,7 +41,7 @@ def register(commands) -> None:
                         help=f"scores to compute (default: all of {', '.join(SCORES)})")
     parser.add_argument("--rank-by", choices=SCORES, default="logme",
                         help="score that orders the table (default: logme)")
-    add_data_options(parser)
+    add_data_options(parser, several_inputs=True)
     add_task_options(parser)
     add_run_options(parser)
     parser.set_defaults(run=run_rank)
@@ -77,6 +80,12 @@ def format_ranking(ranking) -> str:
                else f"a {data.get('task')} target ({data.get('targets')} column(s))")
     lines.append(f"\nranked by {ranking.rank_by} (higher is better) on {data['rows']} rows, {targets}; "
                  f"extraction {ranking.timings['extraction_s']:.1f}s, scores {ranking.timings['scores_s']:.1f}s")
+    if data.get("modality") == "multi-input":
+        fixed = ", ".join(f"{k}={v}" for k, v in data["fixed"].items())
+        lines.append("scored on the fused features (standardised): each candidate embeds "
+                     + "; ".join(f"{row['candidate']}: {', '.join(row['columns'])}" for row in rows)
+                     + ", beside the other media columns' backbones" + (f" ({fixed})" if fixed else "")
+                     + " and the tabular columns")
     if any(row["extraction"]["shared_by"] > 1 for row in rows):
         lines.append("* layers of one model share one forward pass: the time is the pass's, counted once")
     for reason, (skipped, where) in notes.items():

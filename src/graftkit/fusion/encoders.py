@@ -4,7 +4,8 @@
 every column it encodes is looked up in one call, so a backbone shared by a title and a review column embeds each
 distinct text once. ``TunedEncoder`` is a backbone adapted to the target (a fitted ``Graft``, e.g. LoRA: the
 two-stage recipe), whose features are never cached (the cache holds pretrained features only). Each media column
-names its own encoder, so an image column and a text column can each have their own backbone.
+names its own encoder, so an image column and a text column can each have their own backbone; one image-text model
+(CLIP, SigLIP) serves both through two encoders, one per tower (``modality``: the tower that reads it).
 """
 
 from __future__ import annotations
@@ -32,17 +33,21 @@ class FrozenEncoder:
     kind = "frozen"
 
     def __init__(self, spec: str, *, batch_size: int = 32, cache_dir=None, use_cache: bool = True,
-                 progress: bool = True, device: str = "cpu", fingerprint: str | None = None):
-        self.spec = spec
+                 progress: bool = True, device: str = "cpu", fingerprint: str | None = None,
+                 modality: str | None = None):
+        self.spec, self.modality = spec, modality
         self.batch_size, self.cache_dir, self.use_cache, self.progress = batch_size, cache_dir, use_cache, progress
         self.backbone = load_backbone(spec).to(device)
+        if modality is not None:  # an image-text model: the tower that reads this modality
+            self.backbone = self.backbone.for_modality(modality).to(device)
         if fingerprint is not None and self.backbone.fingerprint() != fingerprint:
             raise ArtifactError(f"backbone {spec!r} is not the one this model was fitted with (its weights or "
                                 "settings differ); install the original weights or refit")
         self.embedded = 0
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "spec": self.spec, "fingerprint": self.backbone.fingerprint()}
+        return {"kind": self.kind, "spec": self.spec, "modality": self.backbone.modality,
+                "fingerprint": self.backbone.fingerprint()}
 
     def encode(self, table, columns: list[tuple[str, str]]) -> dict[str, np.ndarray]:
         """Features of every row of each (column, modality), all columns in one cache lookup."""

@@ -159,7 +159,7 @@ class Featurizer:
                 encoder.graft.save(folder / "encoders" / str(i))
                 saved[encoder.spec] = f"encoders/{i}"
         for described in info["encoders"].values():
-            if described["spec"] in saved:
+            if described["spec"] in saved and described["kind"] == "tuned":  # a CLIP's other tower may stay frozen
                 described["dir"] = saved[described["spec"]]
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -122,23 +122,26 @@ class FusionModel:
         return spec
 
     def _encoders(self, table, task) -> dict:
-        """One encoder object per backbone spec, shared by the columns that use it."""
-        by_spec: dict[str, object] = {}
+        """One encoder object per backbone spec and modality, shared by the columns that use it (an image-text
+        model named for an image and a text column gets one encoder per tower)."""
+        by_spec: dict[tuple[str, str], object] = {}
         columns: dict[str, object] = {}
         for column, modality in table.roles.media:
             spec = self._spec(column, modality)
-            if spec not in by_spec:
-                same = [c for c, m in table.roles.media if self._spec(c, m) == spec]
+            if (spec, modality) not in by_spec:
+                same = [c for c, m in table.roles.media if m == modality and self._spec(c, m) == spec]
                 if self.encoder == "lora" and modality == "text":
                     from graftkit.fusion.tuning import tune_encoder
 
-                    by_spec[spec] = tune_encoder(table, task, same, spec, rows=self.tune_rows, seed=self.seed,
-                                                 batch_size=self.batch_size, device=self.device,
-                                                 progress=self.progress, **self.tune_params)
+                    by_spec[spec, modality] = tune_encoder(table, task, same, spec, rows=self.tune_rows,
+                                                           seed=self.seed, batch_size=self.batch_size,
+                                                           device=self.device, progress=self.progress,
+                                                           **self.tune_params)
                 else:
-                    by_spec[spec] = FrozenEncoder(spec, batch_size=self.batch_size, cache_dir=self.cache_dir,
-                                                  use_cache=self.use_cache, progress=self.progress, device=self.device)
-            columns[column] = by_spec[spec]
+                    by_spec[spec, modality] = FrozenEncoder(spec, batch_size=self.batch_size, cache_dir=self.cache_dir,
+                                                            use_cache=self.use_cache, progress=self.progress,
+                                                            device=self.device, modality=modality)
+            columns[column] = by_spec[spec, modality]
         return columns
 
     @property
@@ -326,7 +329,7 @@ def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = 
     def encoders_of(described_columns: dict) -> dict:
         encoders, by_key = {}, {}
         for column, described in described_columns.items():
-            key = (described["kind"], described["spec"])
+            key = (described["kind"], described["spec"], described.get("modality"))
             if key not in by_key:
                 if described["kind"] == "tuned":
                     by_key[key] = TunedEncoder(load_model(path / described["dir"], device=device, progress=progress),
@@ -334,7 +337,8 @@ def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = 
                 else:
                     by_key[key] = FrozenEncoder(described["spec"], batch_size=manifest["batch_size"],
                                                 cache_dir=cache_dir, use_cache=use_cache, progress=progress,
-                                                device=device, fingerprint=described["fingerprint"])
+                                                device=device, fingerprint=described["fingerprint"],
+                                                modality=described.get("modality"))
             encoders[column] = by_key[key]
         return encoders
 

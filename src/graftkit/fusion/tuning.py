@@ -29,8 +29,9 @@ def joined_text(table, columns: list[str]) -> list[str]:
 
 def tune_encoder(table, task, columns: list[str], spec: str, *, strategy: str = "lora", rows: int | None = None,
                  seed: int = 0, batch_size: int = 32, device: str = "cpu", progress: bool = True,
-                 **params) -> TunedEncoder:
-    """A ``TunedEncoder``: ``spec`` adapted to ``task`` on the joined text of ``columns``."""
+                 callbacks=None, **params) -> TunedEncoder:
+    """A ``TunedEncoder``: ``spec`` adapted to ``task`` on the joined text of ``columns``; ``callbacks`` go to the
+    training engine (``auto`` passes its ``Deadline``)."""
     label = table.label_column
     frame = pd.DataFrame({"text": joined_text(table, columns), label: table.frame[label].tolist()}, dtype=object)
     frame["text"] = frame["text"].map(lambda t: t or "(empty)")  # a row with no text at all still trains
@@ -41,5 +42,5 @@ def tune_encoder(table, task, columns: list[str], spec: str, *, strategy: str = 
     single = load_data(frame, text="text", label=label)
     graft = Graft(backbone=spec, strategy=strategy, task=task.kind, seed=seed, batch_size=batch_size, device=device,
                   progress=progress, use_cache=False, **{**TUNE_DEFAULTS, **params})
-    graft.fit(single)
+    graft.fit(single, callbacks=callbacks)
     return TunedEncoder(graft, spec)

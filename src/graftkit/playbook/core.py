@@ -265,8 +265,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     >>> result = graftkit.auto("train.csv", backbones=["all-MiniLM-L6-v2"], budget="10m", output="runs/auto")
     >>> result.chosen["strategy"], result.message
     """
-    from graftkit.artifacts import check_destination
     from graftkit.graft import check_device
+    from graftkit.playbook.fusion import check_auto_destination
     from graftkit.tasks import infer_task
 
     if task is not None:
@@ -280,7 +280,7 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     backbones, ladder = _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, val_size)
     if output is not None:
         output = Path(output).expanduser()
-        check_destination(output, overwrite)  # fail before the work, not after
+        check_auto_destination(output, overwrite)  # fail before the work, not after
     check_device(device)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
     task = infer_task(table, task, **(task_options or {}))
@@ -299,6 +299,15 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
                                min_gain_per_minute=min_gain_per_minute, graft_options=graft_options,
                                n_bootstrap=n_bootstrap, track=track,
                                load_like=lambda data, roles: _load_like(data, roles, data_options))
+    if table.roles is not None:  # several inputs per row: the fusion playbook (playbook/fusion.py)
+        from graftkit.playbook.fusion import auto_fusion, is_multi_input
+
+        if is_multi_input(table):
+            return auto_fusion(table, task, backbones=backbones, clock=clock, budget=budget, budget_s=budget_s,
+                               validation=validation, test=test, seed=seed, output=output, overwrite=overwrite,
+                               val_size=val_size, ladder=ladder, epochs=epochs, probe_top=probe_top,
+                               min_gain_per_minute=min_gain_per_minute, graft_options=graft_options,
+                               n_bootstrap=n_bootstrap, refit=refit, track=track, data_options=data_options)
     chose_backbones = None
     if not backbones:
         backbones, chose_backbones = _installed_candidates(table.modality, AUTO_CANDIDATES)

@@ -12,6 +12,10 @@ METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "mic
                 "mae": "MAE", "spearman": "Spearman ρ", "wer": "WER", "cer": "CER"}
 PLACES = ("cards", "lead", "details")  # summary cards; sections before the learning curve; after forgetting
 _SECTIONS: dict[str, dict[str, list]] = {}
+# a kind of model directory other than a Graft's (a fusion model): its subtitle, extra lead sections, manifest
+MODEL_PLACES = ("subtitle", "lead", "manifest")
+_MODEL_SECTIONS: dict[str, dict[str, object]] = {}
+MODEL_FORMATS = {"graftkit-fusion": "fusion"}  # manifest "format" -> model kind
 
 
 def metric_name(key: str) -> str:
@@ -86,3 +90,21 @@ def task_sections(task, place: str, record: dict | None) -> str:
     renders = [*_SECTIONS.get(getattr(task, "kind", None), {}).get(place, ()),
                *_SECTIONS.get(EVERY_TASK, {}).get(place, ())]
     return "".join(render(record) for render in renders)
+
+
+def model_section(kind: str, place: str):
+    """Decorator: ``render(manifest, record, task) -> html`` is the ``place`` (``MODEL_PLACES``) of a model
+    directory of ``kind`` (``MODEL_FORMATS``): its subtitle, its lead sections, or its manifest section."""
+    if place not in MODEL_PLACES:
+        raise ValueError(f"place must be one of {MODEL_PLACES}; got {place!r}")
+
+    def register(render):
+        _MODEL_SECTIONS.setdefault(kind, {})[place] = render
+        return render
+
+    return register
+
+
+def model_section_for(manifest: dict, place: str):
+    """The registered render of this manifest's model kind at ``place``, or None (a Graft's: the defaults)."""
+    return _MODEL_SECTIONS.get(MODEL_FORMATS.get(manifest.get("format"), ""), {}).get(place)

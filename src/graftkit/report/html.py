@@ -18,6 +18,7 @@ from graftkit.errors import ArtifactError, GraftkitError
 from graftkit.report import (  # noqa: F401
     sections_classification,
     sections_domain,
+    sections_fusion,
     sections_multilabel,
     sections_regression,
     sections_tokens,
@@ -27,6 +28,7 @@ from graftkit.report.common import (
     card,
     metric_name,
     metrics_of,
+    model_section_for,
     num,
     signed,
     skipped,
@@ -318,21 +320,29 @@ def _manifest(manifest: dict, task) -> str:
             f"<pre>{full}</pre></details>")
 
 
-def render_report(manifest: dict, record: dict | None, *, name: str = "model") -> str:
-    """The report's HTML text (UTF-8, no script, no external resources)."""
+def _subtitle(manifest: dict, record: dict | None, task) -> str:
     source = manifest["backbone"]["source"]
     test = (record or {}).get("test") or {}
-    subtitle = (f"{esc(source.get('spec'))} + {esc(manifest['strategy']['name'])} on {esc(manifest['data']['source'])}"
-                f" ({manifest['data']['rows']} rows)"
-                + (f"; evaluated on {esc(test.get('source'))} ({test.get('rows')} rows)" if test else "")
-                + f"; model written {esc(manifest.get('created'))}"
-                + (f", evaluated {esc(record.get('created'))}" if record else ""))
+    return (f"{esc(source.get('spec'))} + {esc(manifest['strategy']['name'])} on {esc(manifest['data']['source'])}"
+            f" ({manifest['data']['rows']} rows)"
+            + (f"; evaluated on {esc(test.get('source'))} ({test.get('rows')} rows)" if test else "")
+            + f"; model written {esc(manifest.get('created'))}"
+            + (f", evaluated {esc(record.get('created'))}" if record else ""))
+
+
+def render_report(manifest: dict, record: dict | None, *, name: str = "model") -> str:
+    """The report's HTML text (UTF-8, no script, no external resources). A model kind other than a ``Graft``'s
+    (a fusion model) brings its own subtitle, lead sections and manifest section (``common.model_section``)."""
     task = _task(manifest, record)
+    subtitle = (model_section_for(manifest, "subtitle") or (lambda m, r, t: _subtitle(m, r, t)))(manifest, record, task)
+    lead = model_section_for(manifest, "lead")
+    shown = model_section_for(manifest, "manifest") or (lambda m, r, t: _manifest(m, t))
     body = "".join([
         f"<h1>graftkit report: {esc(name)}</h1><div class='sub'>{subtitle}</div>",
         _summary(manifest, record, task), _warnings(record), task_sections(task, "lead", record),
+        lead(manifest, record, task) if lead else "",
         _learning_curve(record), _transfer(record, task), _forgetting(record, task),
-        task_sections(task, "details", record), _leakage(record), _cv(record), _manifest(manifest, task),
+        task_sections(task, "details", record), _leakage(record), _cv(record), shown(manifest, record, task),
         (f"<p class='note'>{REPORT_MARK}; self-contained (inline SVG, "
          "no scripts, no network).</p>"),
     ])
@@ -346,10 +356,18 @@ def write_report(model_dir, output=None) -> Path:
     """Render ``MODEL_DIR``'s report into ``output`` (default ``MODEL_DIR/report.html``), atomically."""
     from graftkit.artifacts import read_manifest
     from graftkit.evaluation.suite import read_evaluation
+    from graftkit.fusion.model import is_fusion_model
 
     model_dir = Path(model_dir).expanduser()
-    manifest = read_manifest(model_dir)
-    record = read_evaluation(model_dir)
+    if is_fusion_model(model_dir):  # fusion.json + its own evaluation record (fusion/evaluation.py)
+        from graftkit.fusion.evaluation import (
+            read_fusion_evaluation,
+            read_fusion_manifest,
+        )
+
+        manifest, record = read_fusion_manifest(model_dir), read_fusion_evaluation(model_dir)
+    else:
+        manifest, record = read_manifest(model_dir), read_evaluation(model_dir)
     output = Path(output).expanduser() if output else model_dir / REPORT
     if output.is_dir():
         raise ArtifactError(f"report output {str(output)!r} is a directory; give an .html file path (-o FILE)")

@@ -23,8 +23,8 @@ from graftkit.selection.knn import knn_accuracy
 from graftkit.selection.leep import leep, softmax
 from graftkit.selection.linear import linear_probe_accuracy
 from graftkit.selection.logme import logme, logme_targets
-from graftkit.tasks import infer_task
 from graftkit.selection.nce import nce
+from graftkit.tasks import infer_task
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,41 @@ def _score(name: str, item, codes: np.ndarray | None, seed: int, folds: int, tar
     return linear_probe_accuracy(X, codes, folds=folds, sample=len(codes), seed=seed), None
 
 
+def scored_sample(table, target, sample: int, seed: int):
+    """``(table, codes, classes, targets)``: the rows scored — a stratified sample of at most ``sample`` rows for a
+    task with classes (codes: their class indices), else a seeded random one (targets: what LogME regresses on)."""
+    if target.has_classes:
+        target.encode(table)  # the task's own checks (blank, missing-looking labels) name the row
+        classes, codes = as_labels(table.labels(), len(table))
+        check_per_class(codes, classes, 2, "ranking (its estimates cross-validate within each class)")
+        keep = stratified_sample(codes, sample, seed)
+        return table.subset(keep), codes[keep], classes, None
+    y = target.encode(table)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(table))[:sample])
+    return table.subset(keep), None, target.labels, target.evidence_targets(y[keep])
+
+
+def score_row(row: dict, item, scores, codes, seed: int, folds: int, targets, task_kind: str) -> float:
+    """Fill ``row``'s scores (None + the reason where one does not apply); returns the seconds spent."""
+    for name in scores:
+        clock = time.perf_counter()
+        value, reason = _score(name, item, codes, seed, folds, targets, task_kind)
+        row["score_s"][name] = round(time.perf_counter() - clock, 4)
+        row["scores"][name] = value
+        if reason:
+            row["skipped"][name] = reason
+    logger.info("%s: %s", row["candidate"], ", ".join(f"{k} {v:.4g}" for k, v in row["scores"].items()
+                                                      if v is not None))
+    return sum(row["score_s"].values())
+
+
+def finish(rows: list[dict], rank_by: str) -> list[dict]:
+    rows.sort(key=_order_key(rank_by))
+    for position, row in enumerate(rows, start=1):
+        row["rank"] = position
+    return rows
+
+
 def _order_key(rank_by: str):
     """Best first; candidates without the score (skipped, or not finite) last."""
     def key(row):
@@ -137,18 +172,13 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
     check_device(device)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
     target = infer_task(table, task, **(task_options or {}))
-    targets = None
-    if target.has_classes:
-        target.encode(table)  # the task's own checks (blank, missing-looking labels) name the row
-        classes, codes = as_labels(table.labels(), len(table))
-        check_per_class(codes, classes, 2, "ranking (its estimates cross-validate within each class)")
-        keep = stratified_sample(codes, sample, seed)
-        table, codes = table.subset(keep), codes[keep]
-    else:
-        y = target.encode(table)
-        keep = np.sort(np.random.default_rng(seed).permutation(len(table))[:sample])
-        table, codes, classes = table.subset(keep), None, target.labels
-        targets = target.evidence_targets(y[keep])
+    if table.roles is not None:  # a multi-input table: candidates scored on the fused features
+        from graftkit.selection.fused import rank_fused
+
+        return rank_fused(table, target, backbones, layers=layers, sample=sample, seed=seed, scores=scores,
+                          rank_by=rank_by, folds=folds, batch_size=batch_size, cache_dir=cache_dir,
+                          use_cache=use_cache, device=device, progress=progress, started=started)
+    table, codes, classes, targets = scored_sample(table, target, sample, seed)
     groups = load_candidates(candidates, table.modality, table.source, seed=seed, device=device)
     keys = content_keys(table) if use_cache else None
     rows, extraction_s, scoring_s = [], 0.0, 0.0
@@ -161,21 +191,10 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
             row = {"candidate": item.candidate.name, "backbone": item.candidate.backbone,
                    "layer": item.info["settings"].get("layer"), "random": item.candidate.random, **item.info,
                    "extraction": item.extraction, "scores": {}, "skipped": {}, "score_s": {}}
-            for name in scores:
-                clock = time.perf_counter()
-                value, reason = _score(name, item, codes, seed, folds, targets, target.kind)
-                row["score_s"][name] = round(time.perf_counter() - clock, 4)
-                row["scores"][name] = value
-                if reason:
-                    row["skipped"][name] = reason
-            scoring_s += sum(row["score_s"].values())
-            logger.info("%s: %s", row["candidate"], ", ".join(f"{k} {v:.4g}" for k, v in row["scores"].items()
-                                                              if v is not None))
+            scoring_s += score_row(row, item, scores, codes, seed, folds, targets, target.kind)
             rows.append(row)
         del group, extracted
-    rows.sort(key=_order_key(rank_by))
-    for position, row in enumerate(rows, start=1):
-        row["rank"] = position
+    finish(rows, rank_by)
     data_info = {"source": table.source, "modality": table.modality, "rows": len(table),
                  "classes": len(classes) if codes is not None else None, "targets": len(classes),
                  "task": target.kind,
