@@ -26,10 +26,13 @@ def test_physical_cores_within_the_cpus_this_process_may_use():
     assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
 
 
-def test_set_threads_sets_torch_blas_and_the_tokenizers(restore_threads):
+def test_set_threads_sets_torch_blas_openmp_and_the_tokenizers(restore_threads):
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime, which HistGradientBoosting uses)
+
+    assert any(pool["user_api"] == "openmp" for pool in threadpool_info())
     assert set_threads(1) == 1
     assert torch.get_num_threads() == 1 and os.environ["RAYON_NUM_THREADS"] == "1"
-    assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] in ("blas", "openmp"))
     assert set_threads() == default_threads() == torch.get_num_threads()
 
 

@@ -60,6 +60,8 @@ def set_threads(threads: int | None = None) -> int:
 
     torch.set_num_threads(threads)
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
-    threadpool_limits(limits=threads, user_api="blas")
-    logger.debug("compute threads: %d (torch, BLAS, tokenizers)", threads)
+    # every pool threadpoolctl sees: BLAS and OpenMP (scikit-learn's HistGradientBoosting runs on OpenMP, and at
+    # one thread per logical CPU it slowed a fusion cv 100-fold on two busy cores)
+    threadpool_limits(limits=threads)
+    logger.debug("compute threads: %d (torch, BLAS, OpenMP, tokenizers)", threads)
     return threads
