@@ -195,7 +195,7 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
                                              train_rows=len(run.train), val_rows=len(run.val), epochs=epochs,
                                              correction=run.correction, feature_rows=run.uncached_rows(run.train))
         fits, note = run.budget_note(estimate)
-        train, rung_epochs = None, epochs
+        train, rung_epochs, cut = None, epochs, None
         if not fits:
             bounded = fit_trainable_to_budget(run, spec, strategy, epochs)
             if bounded is None:
@@ -204,13 +204,16 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
                         estimated_s=round(estimate, 1))
                 continue
             train, rung_epochs, estimate, basis, cut = bounded
-            note = f"{cut}; on every row it would not ({note})"
+            cut = f"{cut}; on every row it would not ({note})"
+            note = f"estimated {estimate:.0f}s as cut"
             run.log("budget", f"{strategy}: {cut}")
         if baseline_ahead:
             reason = ("escalated: the classical baseline beats every pretrained candidate on validation, so "
                       "escalation goes on while the budget lasts")
         else:
             reason = f"escalated: fits the budget ({note})"
+        if cut:
+            reason = f"{reason}; {cut}"
         if exempt:
             reason = f"{reason}; tried although escalation had stopped: {FROM_PROBE_HEAD}"
         row = run.trainable(spec, strategy, reason, estimate, basis, graft_options, rung_epochs, layers, train=train)
