@@ -120,6 +120,10 @@ class JointFeaturizer:
         info = {"layout": LAYOUT, "roles": self.roles.to_dict(), "trained": self.trained, "modality": self.modality,
                 "column": self.column, "side": side_info,
                 "encoder": {"kind": LAYOUT, "spec": self.graft.backbone, "strategy": self.graft.strategy}}
+        # the shape every featurizer's state has, for the evaluation record and the report: each column's encoder
+        # (the trained columns share the joint one) and the categories kept
+        info["encoders"] = {**{c: info["encoder"] for c in self.trained}, **(side_info or {}).get("encoders", {})}
+        info["categories"] = (side_info or {}).get("categories", {})
         return {f"side.{k}": v for k, v in arrays.items()}, info
 
     def save_encoders(self, folder, info: dict) -> None:
