@@ -110,14 +110,16 @@ def clothing_experiment(args) -> None:
                           probe.features(gk.load_data(unlabelled, text="text", require_label=False), pooled=True))
     print(json.dumps({"shift": shift}), flush=True)
     started = time.perf_counter()
-    gk.pretrain(str(target_csv), out / "minilm-dapt", backbone="all-MiniLM-L6-v2", column="text",
-                steps=args.steps, batch_size=args.batch_size, max_length=128, learning_rate=args.lr, progress=True)
+    if "dapt" in args.methods:
+        gk.pretrain(str(target_csv), out / "minilm-dapt", backbone="all-MiniLM-L6-v2", column="text",
+                    steps=args.steps, batch_size=args.batch_size, max_length=128, learning_rate=args.lr, progress=True)
     dapt_s = time.perf_counter() - started
     rows = []
-    for name, backbone, extra in (("no adaptation", "all-MiniLM-L6-v2", {}),
-                                  (f"DAPT ({args.steps} MLM steps on the clothing texts)", str(out / "minilm-dapt"), {}),
-                                  ("DANN (clothing texts as the unlabelled target)", "all-MiniLM-L6-v2",
-                                   {"adapt_to": str(target_csv)})):
+    methods = {"none": ("no adaptation", "all-MiniLM-L6-v2", {}),
+               "dapt": (f"DAPT ({args.steps} MLM steps on the clothing texts)", str(out / "minilm-dapt"), {}),
+               "dann": (f"DANN (clothing texts as the unlabelled target, weight {args.adapt_weight:g})",
+                        "all-MiniLM-L6-v2", {"adapt_to": str(target_csv), "adapt_weight": args.adapt_weight})}
+    for name, backbone, extra in (methods[m] for m in args.methods):
         row = {"method": name, **lp_ft(backbone, source, test, 0, args.epochs, **extra)}
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -194,6 +196,8 @@ def main() -> None:
     p.add_argument("--labelled", type=int, default=500)
     p.add_argument("--test", type=int, default=400)
     p.add_argument("--target", type=int, default=800)
+    p.add_argument("--methods", nargs="+", choices=("none", "dapt", "dann"), default=["none", "dapt", "dann"])
+    p.add_argument("--adapt-weight", type=float, default=1.0, help="DANN's weight of the domain loss")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
