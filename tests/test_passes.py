@@ -151,3 +151,22 @@ def test_without_data_parallel_the_deadline_is_local():
     control = types.SimpleNamespace(should_training_stop=False)
     deadline.on_step_end(None, types.SimpleNamespace(epoch=0.0, global_step=1), control)
     assert control.should_training_stop and deadline.stopped.startswith("stopped at the time budget")
+
+
+def test_validation_batches_are_length_sorted_with_labels_and_side_features_moving_along(tiny_bert_dir, sentiment):
+    from graftkit.backbones import load_backbone
+    from graftkit.training.data import Examples
+
+    train, _ = sentiment
+    backbone = load_backbone(str(tiny_bert_dir))
+    labels = np.arange(len(train)) % 3
+    side = np.arange(len(train), dtype=np.float32)[:, None]
+    examples = Examples(train, labels, side=side).tokenized(backbone)
+    ordered = examples.by_length()
+    lengths = [len(ids) for ids in ordered.encoded["input_ids"]]
+    assert lengths == sorted(lengths) and len(ordered) == len(examples)
+    for i in range(len(ordered)):  # every row keeps its own label, side vector, token ids and row number
+        original = int(ordered[i]["side"][0])
+        assert ordered[i]["label"] == labels[original] and ordered[i]["where"] == examples[original]["where"]
+        assert ordered.encoded["input_ids"][i] == examples.encoded["input_ids"][original]
+    assert Examples(train, labels).by_length().table is train  # not tokenised: left as it is

@@ -55,6 +55,19 @@ class Examples(Dataset):
         return Examples(self.table, self.labels, augment=self.augment, encoded=backbone.tokenize(decoded),
                         side=self.side)
 
+    def by_length(self) -> Examples:
+        """The same examples ordered by token count (stable), for evaluation passes: the Trainer's sequential
+        eval sampler then batches rows of like length, as the extractor does, instead of padding every batch to its
+        longest random row (the per-epoch validation of a fine-tuning run costs what its extraction costs, which
+        ``auto``'s estimates assume). Metrics do not depend on the order; labels and side features move with
+        their rows. Without token ids (media, or not tokenised up front), as they are."""
+        if self.encoded is None or "input_ids" not in self.encoded:
+            return self
+        order = np.argsort([len(ids) for ids in self.encoded["input_ids"]], kind="stable")
+        return Examples(self.table.subset(order), self.labels[order], augment=self.augment,
+                        encoded={key: [values[i] for i in order] for key, values in self.encoded.items()},
+                        side=None if self.side is None else self.side[order])
+
     def __len__(self) -> int:
         return len(self.items)
 

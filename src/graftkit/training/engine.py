@@ -233,7 +233,7 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
     else:  # text: tokenised once per run, not per batch per epoch
         train = train.tokenized(backbone)
     if validation is not None:
-        validation = validation.tokenized(backbone)
+        validation = validation.tokenized(backbone).by_length()
     objective = None
     if target is not None:  # DANN: target batches beside the source ones, a domain loss behind gradient reversal
         from graftkit.training import adversarial
