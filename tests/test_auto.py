@@ -489,3 +489,16 @@ def test_auto_fits_a_trainable_rung_on_the_rows_that_fit_and_says_so(tiny_bert_d
     assert 20 <= tuned["train_rows"] < 96 and tuned["params"]["epochs"] == 1
     assert f"subsample of {tuned['train_rows']} of the 96 training rows" in tuned["reason"]
     assert any(step["action"] == "budget" and step["reason"].startswith("finetune:") for step in result.steps)
+
+
+def test_the_budget_clock_counts_what_was_spent_before_it_started():
+    import subprocess
+    import sys
+
+    from graftkit.playbook.budget import Clock, process_seconds
+
+    assert Clock(100, spent=30).remaining() == pytest.approx(70, abs=1.0)
+    # a child process that sleeps 1 s before asking: its start-up is counted, not only the time since the call
+    child = subprocess.run([sys.executable, "-c", "import time; time.sleep(1.0); from graftkit.playbook.budget import "
+                            "process_seconds; print(process_seconds())"], capture_output=True, text=True, check=True)
+    assert float(child.stdout) >= 1.0 and 0 <= process_seconds() < 24 * 3600

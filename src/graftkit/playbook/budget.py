@@ -3,6 +3,7 @@ peak memory, and the time estimate of a trainable step from what was measured.""
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import sys
@@ -57,10 +58,25 @@ def peak_rss_mib() -> float:
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)  # bytes on macOS, KiB on Linux
 
 
+def process_seconds() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 where it cannot be read): a command-line budget is a
+    wall-clock promise, and importing torch and transformers on a busy 2-core machine took 27 s of a 10-minute one."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            now = float(uptime.read().split()[0])
+        return max(0.0, now - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22 of stat: the start time
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class Clock:
-    def __init__(self, budget_s: float):
+    """The budget's clock; ``spent``: seconds of the budget gone before it started (the process's start-up)."""
+
+    def __init__(self, budget_s: float, spent: float = 0.0):
         self.budget_s = budget_s
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() - spent
 
     @property
     def elapsed(self) -> float:

@@ -243,7 +243,7 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
          calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, task: str | None = None,
          task_options: dict | None = None, track: str | None = None, label_descriptions=None,
          template: str | None = None, target=None, pretrain_steps: int = DEFAULT_PRETRAIN_STEPS, pretrain_output=None,
-         **data_options) -> AutoResult:
+         spent: float = 0.0, **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
 
     One seeded, stratified ``val_size`` split of ``data`` is the validation set (or ``validation`` when given);
@@ -263,7 +263,9 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     the best pretrained model there (atomically; ``overwrite`` to replace a model) with ``leaderboard.json`` and
     ``leaderboard.md``. ``target``: unlabelled target-domain inputs; the shift to them is measured on the first probed
     backbone and, when large, DANN and (text) continued pretraining for at most ``pretrain_steps`` steps into
-    ``pretrain_output`` (default: OUTPUT-tapt) are added as rungs (``playbook/domain.py``).
+    ``pretrain_output`` (default: OUTPUT-tapt) are added as rungs (``playbook/domain.py``). ``spent``: seconds of the
+    budget already gone when the call starts (``graftkit auto`` passes its process's start-up, so the budget is the
+    command's wall time).
 
     >>> result = graftkit.auto("train.csv", backbones=["all-MiniLM-L6-v2"], budget="10m", output="runs/auto")
     >>> result.chosen["strategy"], result.message
@@ -279,7 +281,7 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     budget_s = parse_budget(budget)
     if check_tracker(track) and output is None:
         raise ConfigError("track= logs the saved model; give output= (the CLI's -o DIR) too")
-    clock = Clock(budget_s)
+    clock = Clock(budget_s, spent=spent)
     backbones, ladder = _check_options(backbones, ladder, epochs, probe_top, min_gain_per_minute, val_size)
     if output is not None:
         output = Path(output).expanduser()
