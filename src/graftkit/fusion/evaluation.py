@@ -15,8 +15,10 @@ from pathlib import Path
 from graftkit.atomic import write_text_atomic
 from graftkit.errors import ArtifactError
 from graftkit.evaluation.suite import EVALUATION, FORMAT, FORMAT_VERSION, _plain
-from graftkit.fusion.model import ARRAYS, MANIFEST, VERSION, _sha256
-from graftkit.fusion.model import FORMAT as FUSION_FORMAT
+from graftkit.fusion.model import ARRAYS
+from graftkit.fusion.model import (
+    read_manifest as read_fusion_manifest,  # the report reads it from here
+)
 
 BASELINE_NAME = "TF-IDF + SVD + tabular GBDT"
 
@@ -74,22 +76,6 @@ def evaluate_fusion(model, test, *, train=None, baseline: bool = True, cv: dict 
     record["leakage"] = _skipped("not built for multi-input tables (the detectors read one input column)")
     record["cv"] = cv if cv is not None else _skipped("not requested (graftkit fuse --cv K, graftkit cv)")
     return _plain(record)
-
-
-def read_fusion_manifest(model_dir) -> dict:
-    """``fusion.json`` of a fusion model directory, checked as ``load_fusion`` checks it (format, arrays hash)."""
-    path = Path(model_dir).expanduser()
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path} holds no {MANIFEST}; give a directory written by `graftkit fuse` or `auto`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path / MANIFEST} is not valid JSON ({exc}); refit the model") from None
-    if manifest.get("format") != FUSION_FORMAT or manifest.get("version") != VERSION:
-        raise ArtifactError(f"{path / MANIFEST}: not a version-{VERSION} {FUSION_FORMAT} manifest; refit the model")
-    if not (path / ARRAYS).is_file() or _sha256(path / ARRAYS) != manifest["files"].get(ARRAYS):
-        raise ArtifactError(f"{path / ARRAYS} is missing or differs from the one saved (hash); refit the model")
-    return manifest
 
 
 def _identity(model_dir) -> dict:

@@ -303,6 +303,22 @@ def check_destination(path: Path, overwrite: bool) -> None:
     check_output_directory(path, overwrite, holds=is_fusion_model, what="fusion model")
 
 
+def read_manifest(path) -> dict:
+    """``fusion.json`` of a fusion model directory, checked: its format and version, and the arrays' hash."""
+    path = Path(path).expanduser()
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} holds no {MANIFEST}; give a directory written by `graftkit fuse` or `auto`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path / MANIFEST} is not valid JSON ({exc}); refit the model") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise ArtifactError(f"{path / MANIFEST}: not a version-{VERSION} {FORMAT} manifest; refit the model")
+    if not (path / ARRAYS).is_file() or _sha256(path / ARRAYS) != manifest["files"].get(ARRAYS):
+        raise ArtifactError(f"{path / ARRAYS} is missing or differs from the one saved (hash); refit the model")
+    return manifest
+
+
 def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True,
                 progress: bool = True) -> FusionModel:
     """A saved ``FusionModel``; the arrays' hash and every frozen backbone's fingerprint are checked."""
@@ -313,16 +329,7 @@ def load_fusion(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = 
     from graftkit.tasks.heads import head_from_state
 
     path = Path(path).expanduser()
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path} holds no {MANIFEST}; give a directory written by `graftkit fuse`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path / MANIFEST} is not valid JSON ({exc}); refit the model") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise ArtifactError(f"{path / MANIFEST}: not a version-{VERSION} {FORMAT} manifest; refit the model")
-    if not (path / ARRAYS).is_file() or _sha256(path / ARRAYS) != manifest["files"].get(ARRAYS):
-        raise ArtifactError(f"{path / ARRAYS} is missing or differs from the one saved (hash); refit the model")
+    manifest = read_manifest(path)
     tensors = load_file(str(path / ARRAYS))
     info = manifest["featurizer"]
 
