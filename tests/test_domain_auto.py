@@ -251,3 +251,23 @@ def test_a_small_shift_section_says_the_test_figures_are_a_fair_guide():
     shown = shift_section(record)
     assert "none detected" in shown and "fair guide" in shown and "class='note'" in shown
     assert "none" in shift_card(record) and shift_section({}) == "" and shift_card(None) == ""
+
+
+@pytest.mark.slow
+def test_auto_with_clothing_reviews_as_the_target_of_sst2_adds_a_dann_rung():
+    """Real data, real backbone: SST-2 sentences against women's clothing reviews are a large shift (PAD near 2 in
+    bench/RESULTS.md), so auto measures it and fits lp-ft + DANN on MiniLM; without a place to keep a pretrained
+    backbone (no output), TAPT is skipped and says why."""
+    from conftest import shared_path
+
+    sst2 = pd.read_csv(shared_path("data", "sst2", "train.tsv"), sep="\t", quoting=3).head(80)
+    reviews = pd.read_csv(shared_path("data", "womens_clothing_reviews", "Womens Clothing E-Commerce Reviews.csv"))
+    target = reviews["Review Text"].dropna().head(80).tolist()
+    result = gk.auto(sst2.rename(columns={"sentence": "text"}), backbones=["all-MiniLM-L6-v2"], budget="4m",
+                     ladder=[], epochs=1, refit=False, progress=False, target=target)
+    assert result.domain_shift["large"] and result.domain_shift["proxy_a_distance"]["pad"] > 1.5
+    domain = _domain_rows(result.rows)
+    assert domain["DANN"]["status"] == "ran", domain["DANN"]["reason"]
+    assert domain["DANN"]["reason"].startswith("domain rung: shift large")
+    assert domain["DANN"]["validation"]["accuracy"] is not None
+    assert domain["TAPT"]["status"] == "skipped"
