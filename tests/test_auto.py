@@ -502,3 +502,25 @@ def test_the_budget_clock_counts_what_was_spent_before_it_started():
     child = subprocess.run([sys.executable, "-c", "import time; time.sleep(1.0); from graftkit.playbook.budget import "
                             "process_seconds; print(process_seconds())"], capture_output=True, text=True, check=True)
     assert float(child.stdout) >= 1.0 and 0 <= process_seconds() < 24 * 3600
+
+
+def test_the_console_script_counts_its_start_up_and_an_in_process_main_does_not(monkeypatch, tmp_path):
+    import graftkit.cli.auto as cli_auto
+    import graftkit.cli.main as cli_main
+    from graftkit.errors import DataError
+
+    seen = []
+
+    def fake_auto(*args, **kwargs):
+        seen.append(kwargs["spent"])
+        raise DataError("stop here")
+
+    monkeypatch.setattr(cli_auto, "auto", fake_auto)
+    monkeypatch.setattr("graftkit.playbook.budget.process_seconds", lambda: 12.5)
+    data = tmp_path / "train.csv"
+    sentiment_frame(20).to_csv(data, index=False)
+    command = ["auto", str(data), "--budget", "1m", "-o", str(tmp_path / "model")]
+    assert main(command) == 2  # a test (or any caller) running main in its own long-lived process
+    monkeypatch.setattr("sys.argv", ["graftkit", *command])
+    assert cli_main.entry() == 2  # the console script
+    assert seen == [0.0, 12.5]

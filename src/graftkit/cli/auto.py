@@ -18,7 +18,6 @@ from graftkit.cli.options import (
 )
 from graftkit.playbook import LADDER, STEPS, auto, format_text, parse_budget
 from graftkit.playbook.core import DEFAULT_MIN_GAIN_PER_MINUTE
-from graftkit.playbook.budget import process_seconds
 from graftkit.playbook.domain import DEFAULT_PRETRAIN_STEPS, PRETRAINED_SUFFIX
 from graftkit.playbook.fusion import check_auto_destination
 
@@ -93,7 +92,7 @@ def _auto(args) -> int:
                   cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device,
                   calibrate=not args.no_calibration, track=args.track, label_descriptions=args.label_descriptions,
                   template=args.template, target=args.target, pretrain_steps=args.pretrain_steps,
-                  spent=process_seconds(), **task_kwargs(args), **data_kwargs(args))
+                  spent=args.startup_s, **task_kwargs(args), **data_kwargs(args))
     if args.json:
         emit_json({**result.to_dict(), **({"tracking": result.tracking} if result.tracking else {})})
         return 0

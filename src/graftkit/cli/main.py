@@ -61,9 +61,18 @@ def _configure_logging(quiet: bool) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def entry() -> int:
+    """The ``graftkit`` console script: ``main`` told how long this process ran before it (imports), which a
+    wall-clock budget (``auto --budget``) counts. ``main`` called in a process doing other work counts none."""
+    from graftkit.playbook.budget import process_seconds
+
+    return main(startup_s=process_seconds())
+
+
+def main(argv: list[str] | None = None, startup_s: float = 0.0) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.startup_s = startup_s
     if not args.command:
         parser.print_help()
         return 2

@@ -264,8 +264,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     ``leaderboard.md``. ``target``: unlabelled target-domain inputs; the shift to them is measured on the first probed
     backbone and, when large, DANN and (text) continued pretraining for at most ``pretrain_steps`` steps into
     ``pretrain_output`` (default: OUTPUT-tapt) are added as rungs (``playbook/domain.py``). ``spent``: seconds of the
-    budget already gone when the call starts (``graftkit auto`` passes its process's start-up, so the budget is the
-    command's wall time).
+    budget already gone when the call starts (the ``graftkit`` command passes its process's start-up, so the budget is
+    the command's wall time).
 
     >>> result = graftkit.auto("train.csv", backbones=["all-MiniLM-L6-v2"], budget="10m", output="runs/auto")
     >>> result.chosen["strategy"], result.message

@@ -37,6 +37,11 @@ class WordExamples(Dataset):
         """Already tokenised: the windows are built once, when the examples are."""
         return self
 
+    def by_length(self) -> WordExamples:
+        """Windows keep their order (they are cut from each sentence in turn, and a window is padded only to the
+        longest in its batch by ``WordCollator``): the engine's length-sorted validation is for row examples."""
+        return self
+
     def collator(self, backbone, augmenter=None):
         return WordCollator(backbone)
 
