@@ -258,3 +258,25 @@ def test_real_clothing_reviews_auto_fuses_minilm_with_the_tabular_columns(tmp_pa
     assert rows["frozen + gbdt"]["validation"]["score"] >= rows["gbdt"]["validation"]["score"]
     loaded = load_fusion(tmp_path / "auto", progress=False)
     assert len(loaded.predict(frame.iloc[240:])) == 60
+
+
+def test_cli_evaluate_on_a_fusion_directory_saves_the_record_the_report_reads(tiny_bert_dir, table_csv, tmp_path,
+                                                                               capsys):
+    out, test = tmp_path / "fused", tmp_path / "test.csv"
+    table_frame(40, seed=3).to_csv(test, index=False)
+    assert main(["fuse", str(table_csv), "--label", "label", *ROLE_FLAGS, "--backbone", str(tiny_bert_dir),
+                 "--test-size", "0", "-o", str(out)]) == 0
+    assert not (out / "evaluation.json").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(test), "--train", str(table_csv), "--save"]) == 0
+    printed = capsys.readouterr().out
+    assert "feature-group importance" in printed and "tabular" in printed and "baseline" in printed
+    record = json.loads((out / "evaluation.json").read_text())
+    assert record["kind"] == "fusion" and record["metrics"]["n"] == 40
+    assert set(record["metrics"]["feature_groups"]["groups"]) == {"title", "review", "all text", "tabular"}
+    assert main(["report", str(out)]) == 0 and "Feature-group importance" in (out / "report.html").read_text()
+    # a second --save without --overwrite keeps the record; --target does not apply to several inputs
+    assert main(["evaluate", str(out), str(test), "--save"]) == 2
+    assert main(["evaluate", str(out), str(test), "--target", str(test)]) == 2
+    err = capsys.readouterr().err
+    assert "evaluation.json exists" in err and "drop --target" in err and "Traceback" not in err

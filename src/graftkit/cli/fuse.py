@@ -190,6 +190,38 @@ def load_for_predict(args, require_label: bool):
     return model, table
 
 
+def evaluate_saved(args) -> int:
+    """``graftkit evaluate FUSION_DIR DATA``: the fusion model's evaluation record on labelled ``DATA`` (metrics,
+    feature-group importance; the classical baseline and its transfer gain with ``--train``), printed, and with
+    ``--save`` written to ``FUSION_DIR/evaluation.json`` for ``graftkit report``."""
+    if args.target:
+        raise ConfigError("--target measures a domain shift for one input column; a fusion model reads several: "
+                          "drop --target")
+    model, table = load_for_predict(args, require_label=True)
+    train = model.as_table(args.train, require_label=True) if args.train else None
+    record = evaluate_fusion(model, table, train=train, baseline=train is not None, seed=0)
+    metrics = record["metrics"]
+    if args.save:
+        save_fusion_evaluation(args.model, record)
+    if args.json:
+        emit_json({**{k: v for k, v in metrics.items() if k != "feature_groups"},
+                   "feature_groups": metrics["feature_groups"], "baseline": record["baseline"]})
+        return 0
+    print(model.task_.format_metrics(metrics))
+    groups = metrics["feature_groups"]
+    print(f"feature-group importance (drop of {groups['metric']} when permuted, {groups['repeats']} repeats, "
+          f"{len(table)} rows):")
+    for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"]):
+        print(f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)")
+    if "skipped" not in record["baseline"]:
+        base = record["baseline"]
+        print(f"baseline {base['name']}: {model.task_.primary_metric} {base[model.task_.primary_metric]:.4f} "
+              f"(gain of the fusion model {base['transfer_gain']['gain']:+.4f})")
+    if args.save:
+        print(f"evaluation saved to {Path(args.model) / 'evaluation.json'}; `graftkit report {args.model}` renders it")
+    return 0
+
+
 def records_frame(model, table) -> pd.DataFrame:
     records = model.predict_records(table)
     return pd.DataFrame([{"row": row, **record} for row, record in zip(table.frame.index, records)])

@@ -153,6 +153,10 @@ def _refuse_saved_evaluation(args) -> None:
 def _evaluate(args) -> int:
     from graftkit.evaluation.suite import evaluate_model, save_evaluation
 
+    if is_fusion_model(args.model):  # a multi-input model: its own record (cli/fuse.py)
+        from graftkit.cli.fuse import evaluate_saved
+
+        return evaluate_saved(args)
     model, table = _load(args, require_label=True)
     train = None
     if args.train:
