@@ -60,8 +60,8 @@ def set_threads(threads: int | None = None) -> int:
 
     torch.set_num_threads(threads)
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
-    # every pool threadpoolctl sees: BLAS and OpenMP (scikit-learn's HistGradientBoosting runs on OpenMP, and at
-    # one thread per logical CPU it slowed a fusion cv 100-fold on two busy cores)
+    # every pool threadpoolctl sees: BLAS and OpenMP (scikit-learn's HistGradientBoosting runs on OpenMP; on two
+    # busy cores an uncapped pool made one CLI fusion-cv test run 134 s instead of 1.3 s, seen once, not benchmarked)
     threadpool_limits(limits=threads)
     logger.debug("compute threads: %d (torch, BLAS, OpenMP, tokenizers)", threads)
     return threads

@@ -121,11 +121,7 @@ def run_fuse(args) -> int:
         result["feature_groups"] = metrics["feature_groups"]
         result["notes"] = metrics["notes"]
         say(f"test: {task.format_metrics(metrics)}")
-        groups = metrics["feature_groups"]
-        say(f"feature-group importance (drop of {groups['metric']} when permuted, {groups['repeats']} repeats, "
-            f"{len(test)} test rows):")
-        for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"]):
-            say(f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)")
+        say(importance_lines(metrics["feature_groups"], f"{len(test)} test rows"))
         if args.baseline:
             base = record["baseline"]
             result["baseline"] = {"name": base["name"], task.primary_metric: base[task.primary_metric],
@@ -190,6 +186,14 @@ def load_for_predict(args, require_label: bool):
     return model, table
 
 
+def importance_lines(groups: dict, rows: str) -> str:
+    """The feature-group importance as printed lines, largest drop first."""
+    return "\n".join([f"feature-group importance (drop of {groups['metric']} when permuted, {groups['repeats']} "
+                       f"repeats, {rows}):"] + [
+        f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)"
+        for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"])])
+
+
 def evaluate_saved(args) -> int:
     """``graftkit evaluate FUSION_DIR DATA``: the fusion model's evaluation record on labelled ``DATA`` (metrics,
     feature-group importance; the classical baseline and its transfer gain with ``--train``), printed, and with
@@ -208,11 +212,7 @@ def evaluate_saved(args) -> int:
                    "feature_groups": metrics["feature_groups"], "baseline": record["baseline"]})
         return 0
     print(model.task_.format_metrics(metrics))
-    groups = metrics["feature_groups"]
-    print(f"feature-group importance (drop of {groups['metric']} when permuted, {groups['repeats']} repeats, "
-          f"{len(table)} rows):")
-    for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"]):
-        print(f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)")
+    print(importance_lines(metrics["feature_groups"], f"{len(table)} rows"))
     if "skipped" not in record["baseline"]:
         base = record["baseline"]
         print(f"baseline {base['name']}: {model.task_.primary_metric} {base[model.task_.primary_metric]:.4f} "
