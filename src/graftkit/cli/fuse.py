@@ -188,8 +188,8 @@ def load_for_predict(args, require_label: bool):
 
 def importance_lines(groups: dict, rows: str) -> str:
     """The feature-group importance as printed lines, largest drop first."""
-    return "\n".join([f"feature-group importance (drop of {groups['metric']} when permuted, {groups['repeats']} "
-                       f"repeats, {rows}):"] + [
+    head = f"feature-group importance (drop of {groups['metric']} when permuted, {groups['repeats']} repeats, {rows}):"
+    return "\n".join([head] + [
         f"  {name:<24} {g['drop']:+.4f} ± {g['std']:.4f}  ({g['columns']} features)"
         for name, g in sorted(groups["groups"].items(), key=lambda kv: -kv[1]["drop"])])
 
