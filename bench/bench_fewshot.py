@@ -89,7 +89,8 @@ def run_setfit(body: str, train: pd.DataFrame, test: pd.DataFrame, seed: int, it
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(body)
-    args = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none",
+    # its checkpoints go to a temporary folder, not ./checkpoints (its default output_dir); nothing else changes
+    args = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=tempfile.mkdtemp(),
                              **({"num_iterations": iterations} if iterations else {}))
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_pandas(train[["text", "label"]],
                                                                                preserve_index=False))

@@ -400,6 +400,7 @@ def test_kill_9_then_resume_gives_the_same_model(tiny_bert_dir, sentiment_csv, t
     ({"metric": "bleu"}, "--metric"), ({"l2_sp": -1}, "--l2-sp"), ({"grad_accumulation": 0}, "--grad-accumulation"),
     ({"val_size": 1.0}, "--val-size"), ({"layers": 0}, "--layers"), ({"layers": "two"}, "--layers"),
     ({"learning_rate": float("nan")}, "--learning-rate"), ({"deterministic": "yes"}, "--deterministic"),
+    ({"group_by_length": "yes"}, "--group-by-length"),
 ])
 def test_invalid_values_fail_with_one_line_naming_the_flag(params, flag):
     with pytest.raises(ConfigError) as error:

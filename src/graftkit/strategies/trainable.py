@@ -81,6 +81,10 @@ class TrainableConfig(StrategyConfig):
     adapt_weight: float = field(default=0.1, metadata={
         "help": "weight of the domain-adversarial loss (with --adapt-to); default 0.1: at 1.0 a small source set "
                 "lost its task signal in bench/RESULTS.md"})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "text: training batches of rows of like token length (the Trainer's length-grouped sampler: random "
+                "groups of 50 batches, sorted within), so batches pad less and epochs run faster; false: uniformly "
+                "random batches"})
     freeze_batchnorm: bool = field(default=True, metadata={
         "help": "BatchNorm layers keep their pretrained running statistics while their weights train (small batches "
                 "of a new domain would otherwise shift them away from what the head learns on)"})
@@ -106,7 +110,7 @@ class TrainableConfig(StrategyConfig):
         if self.metric is not None and self.metric not in known:
             raise ConfigError(f"{self.name} metric must be one of {', '.join(known)} (the task's own; default: its "
                               f"primary metric); got {self.metric!r} (--metric)")
-        for name in ("deterministic", "augment", "freeze_batchnorm"):
+        for name in ("deterministic", "augment", "freeze_batchnorm", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{self.name} {name} must be true or false; got {getattr(self, name)!r} "
                                   f"({_flag(name)})")

@@ -68,6 +68,12 @@ class Examples(Dataset):
                         encoded={key: [values[i] for i in order] for key, values in self.encoded.items()},
                         side=None if self.side is None else self.side[order])
 
+    @property
+    def groups_by_length(self) -> bool:
+        """Whether the Trainer's length-grouped sampler can batch these rows: tokenised up front, each item then
+        carries its ``input_ids`` at the top level, where that sampler reads the lengths."""
+        return self.encoded is not None and "input_ids" in self.encoded
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -87,6 +93,8 @@ class Examples(Dataset):
             row["position"] = index
         if self.encoded is not None:
             row["encoded"] = {key: values[index] for key, values in self.encoded.items()}
+            if self.groups_by_length:
+                row["input_ids"] = row["encoded"]["input_ids"]  # read by the length-grouped sampler only
         if self.side is not None:
             row["side"] = self.side[index]
         return row

@@ -70,7 +70,7 @@ def _compute_metrics(task):
 
 def _training_arguments(strategy, *, run_dir: Path, batch_size: int, seed: int, device: str, progress: bool,
                         validate: bool, find_unused: bool, epochs: int, metric: str,
-                        greater_is_better: bool) -> TrainingArguments:
+                        greater_is_better: bool, grouped: bool = False) -> TrainingArguments:
     processes = world_size()
     if batch_size % processes:
         raise ConfigError(f"batch_size {batch_size} does not split evenly over {processes} processes; use a multiple "
@@ -106,6 +106,8 @@ def _training_arguments(strategy, *, run_dir: Path, batch_size: int, seed: int, 
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
+        # text: batches of like length pad less (the Trainer's own length-grouped sampler, seeded like the rest)
+        train_sampling_strategy="group_by_length" if grouped else "random",
         ddp_backend="gloo" if not on_cuda and processes > 1 else None,
         ddp_find_unused_parameters=find_unused if processes > 1 else None,
     )
@@ -225,9 +227,6 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
     schedule = UnfreezeSchedule(model, strategy)
     gradual = any(schedule.groups_for(e) != most for e in range(strategy.epochs))
     stopped = stopped_at(resume_from) if resume_from else None  # early stopping had already ended the run
-    args = _training_arguments(strategy, run_dir=run_dir, batch_size=batch_size, seed=seed, device=device,
-                               progress=progress, validate=validation is not None, find_unused=gradual,
-                               epochs=stopped or strategy.epochs, metric=metric, greater_is_better=greater)
     if augmenter is not None:  # training rows only; the collator learns each epoch from AugmentEpoch
         train, callbacks = train.augmented(), [AugmentEpoch(collator), *callbacks]
     else:  # text: tokenised once per run, not per batch per epoch
@@ -241,6 +240,11 @@ def train_model(backbone, strategy, task, *, train: Examples, validation: Exampl
         train, collator, extra = adversarial.attach(model, train, target.tokenized(backbone), collator,
                                                     strategy.adapt_weight)
         objective, callbacks = model.objectives[-1], [*extra, *callbacks]
+    args = _training_arguments(strategy, run_dir=run_dir, batch_size=batch_size, seed=seed, device=device,
+                               progress=progress, validate=validation is not None, find_unused=gradual,
+                               epochs=stopped or strategy.epochs, metric=metric, greater_is_better=greater,
+                               grouped=getattr(strategy, "group_by_length", False)
+                               and getattr(train, "groups_by_length", False))
     running = RunningOutputs(model)
     trainer = _trainer(model, strategy, args, collator=collator, train=train, validation=validation,
                        task=task, schedule=schedule, callbacks=[running, *callbacks], progress=progress)

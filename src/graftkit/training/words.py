@@ -17,6 +17,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 class WordExamples(Dataset):
     side_size = 0  # per-word features carry no per-row side features
+    groups_by_length = True  # every item carries its window's ``input_ids`` (for the length-grouped sampler)
 
     def __init__(self, table, labels: np.ndarray, task, backbone):
         check_word_backbone(backbone)
@@ -31,7 +32,8 @@ class WordExamples(Dataset):
         window = self.windows[index]
         labels = np.full(len(window.encoding["input_ids"]), IGNORE, dtype=np.int64)
         labels[window.positions] = np.asarray(self.labels[window.sentence])[window.words]
-        return {"encoding": {k: v for k, v in window.encoding.items() if k in MODEL_INPUTS}, "label": labels}
+        return {"encoding": {k: v for k, v in window.encoding.items() if k in MODEL_INPUTS}, "label": labels,
+                "input_ids": window.encoding["input_ids"]}
 
     def tokenized(self, backbone) -> WordExamples:
         """Already tokenised: the windows are built once, when the examples are."""
