@@ -5,9 +5,10 @@ Strategies: each variant runs in its own process (so that its peak memory is its
 stratified subset: linear-probe, finetune (top 2), full, gradual, lp-ft, and each trainable one with
 L2-SP. Reported: held-out accuracy / macro-F1, fit time, peak resident memory.
 
-Throughput: the graftkit engine (strategy ``full``, every layer trains) and a plain ``Trainer`` on
+Throughput: the graftkit engine (strategy ``full``, every layer trains; with its default length-grouped batches,
+and with uniformly random ones, the plain run's batches) and a plain ``Trainer`` on
 ``AutoModelForSequenceClassification`` of the same folder, same batch size and torch threads, alternating
-in rounds on this (shared) machine; the figure is the ratio of median step times (step = collate +
+in rounds on this (shared) machine; the figures are ratios of median and of mean step times (step = collate +
 forward + backward + optimiser step), with the spread over rounds.
 
 Components: the same two models and the same batch outside any Trainer, each part of a step timed
@@ -132,7 +133,8 @@ def _shared_flags(args) -> list[str]:
 
 
 class StepTimer:
-    """Times between consecutive optimiser steps within an epoch (the first step of an epoch is skipped)."""
+    """Times of the optimiser steps of an epoch: the first from its own start (its batch already collated), each
+    later one from the end of the step before (collate + forward + backward + optimiser step)."""
 
     def __init__(self):
         from transformers import TrainerCallback
@@ -143,23 +145,39 @@ class StepTimer:
             def on_epoch_begin(self, *a, **k):
                 timer.last = None
 
+            def on_step_begin(self, *a, **k):
+                if timer.last is None:
+                    timer.last = time.perf_counter()
+
             def on_step_end(self, *a, **k):
                 now = time.perf_counter()
-                if timer.last is not None:
-                    timer.steps.append(now - timer.last)
+                timer.steps.append(now - timer.last)
                 timer.last = now
 
         self.steps, self.last, self.callback = [], None, Callback()
 
 
-def _graftkit_steps(path, frame, batch_size, steps) -> list[float]:
+def step_figures(steps: list[float]) -> dict:
+    """median: of the steps after the first (the figure of earlier runs: one typical batch); mean: of every step,
+    the epoch's time per batch (length-grouped batches put the longest first, so the median alone would flatter
+    them)."""
+    return {"median": statistics.median(steps[1:]), "mean": statistics.fmean(steps)}
+
+
+def _graftkit_steps(path, frame, batch_size, steps, group_by_length: bool = True) -> list[float]:
     import graftkit as gk
 
     timer = StepTimer()
     rows = frame.head(batch_size * (steps + 1))
     gk.Graft(str(path), strategy="full", batch_size=batch_size, progress=False, epochs=1, val_size=0, patience=0,
-             calibrate=False).fit(gk.load_data(rows, text="text", label="label"), callbacks=[timer.callback])
+             calibrate=False, group_by_length=group_by_length).fit(gk.load_data(rows, text="text", label="label"),
+                                                                   callbacks=[timer.callback])
     return timer.steps
+
+
+def _graftkit_random_steps(path, frame, batch_size, steps) -> list[float]:
+    """graftkit with uniformly random batches: the plain Trainer's batches, so only the loop around them differs."""
+    return _graftkit_steps(path, frame, batch_size, steps, group_by_length=False)
 
 
 def _plain_steps(path, frame, batch_size, steps) -> list[float]:
@@ -196,16 +214,19 @@ def throughput(args) -> None:
     frame = train.sample(frac=1.0, random_state=args.seed)
     rounds = []
     for round_ in range(args.rounds):
-        order = [("graftkit", _graftkit_steps), ("plain", _plain_steps)]
+        order = [("graftkit", _graftkit_steps), ("graftkit_random", _graftkit_random_steps), ("plain", _plain_steps)]
         if round_ % 2:
             order.reverse()
-        times = {name: statistics.median(run(path, frame, args.batch_size, args.steps)) for name, run in order}
-        rounds.append({**times, "ratio": times["plain"] / times["graftkit"]})
+        times = {name: step_figures(run(path, frame, args.batch_size, args.steps)) for name, run in order}
+        ratios = {f"{arm}_{figure}_ratio": times["plain"][figure] / times[arm][figure]
+                  for arm in ("graftkit", "graftkit_random") for figure in ("median", "mean")}
+        rounds.append({**times, **ratios})
         print(json.dumps(rounds[-1]), flush=True)
-    ratios = [r["ratio"] for r in rounds]
-    summary = {"graftkit_step_s": statistics.median(r["graftkit"] for r in rounds),
-               "plain_step_s": statistics.median(r["plain"] for r in rounds),
-               "throughput_ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    summary = {}
+    for key in rounds[0]:
+        if key.endswith("_ratio"):  # the median over rounds of each per-round ratio, with its range
+            values = [r[key] for r in rounds]
+            summary[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
     print(json.dumps(summary))
     save(f"finetune_throughput_{args.data}", {"machine": machine(), "settings": vars(args), "rounds": rounds,
                                               "summary": summary})

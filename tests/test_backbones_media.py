@@ -424,6 +424,12 @@ def test_efficientnet_lite_family(tmp_path):
     assert (features[0] - features[1]).abs().max() > 1e-3
     same = EfficientNetLiteBackbone(source, **backbone.settings())
     assert torch.equal(_embed(same, [_image(RED, 0), _image(BLUE, 1)]), features)
+    # the channels_last forward gives the package's own (contiguous NCHW) features up to float rounding
+    pixels = backbone.preprocess([_image(RED, 0), _image(BLUE, 1)])["pixel_values"]
+    assert pixels.is_contiguous()
+    with torch.inference_mode():
+        reference = backbone.model.extract_features(pixels).mean(dim=(2, 3))
+    assert torch.allclose(features, reference, atol=1e-4, rtol=1e-4)
     assert len(backbone.layer_groups()) == 1 + 7 + 1  # stem, seven MBConv stages, head conv
     _assert_groups_in_forward_order(backbone, [_image(RED, 0)])
 
