@@ -10,9 +10,9 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import sentiment_frame
 
 import graftkit as gk
-from conftest import sentiment_frame
 from graftkit.backbones import onnx_text
 from graftkit.errors import ConfigError
 from graftkit.features.extract import extract_features
@@ -91,6 +91,17 @@ def test_graph_exported_once_and_reused(tiny_bert_dir, own_graphs, exports, capl
     gk.Graft(str(tiny_bert_dir), use_cache=False, progress=False, backbone_options={"pooling": "cls"}).features(table)
     assert len(exports) == 2 and len(list(own_graphs.glob(f"*/{onnx_text.GRAPH}"))) == 2
     assert not _fallbacks(caplog)
+
+
+def test_a_damaged_cached_graph_is_exported_again(tiny_bert_dir, own_graphs, exports, caplog):
+    table = _table(8)
+    gk.Graft(str(tiny_bert_dir), use_cache=False, progress=False).features(table)
+    [graph] = own_graphs.glob(f"*/{onnx_text.GRAPH}")
+    graph.write_bytes(graph.read_bytes()[:100])
+    model = gk.Graft(str(tiny_bert_dir), use_cache=False, progress=False)
+    model.features(table)
+    assert model.runtime_.name == "onnx" and len(exports) == 2 and not _fallbacks(caplog)
+    assert any("does not run" in r.getMessage() and "exported again" in r.getMessage() for r in caplog.records)
 
 
 def test_export_failure_falls_back_to_torch_with_one_warning(tiny_bert_dir, own_graphs, monkeypatch, caplog, tmp_path):

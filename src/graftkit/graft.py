@@ -161,6 +161,7 @@ class Graft:
         """What embeds ``backbone``'s frozen features (``extract_runtime``), planned once per loaded backbone; None
         for a fine-tuned backbone, whose features only PyTorch computes."""
         if getattr(self, "finetuned_", False):
+            self.runtime_ = None  # the pretrained graph's session has nothing left to embed
             return None
         runtime = getattr(self, "runtime_", None)
         if runtime is None or runtime.backbone is not backbone:
@@ -267,7 +268,7 @@ class Graft:
         task = self.infer_task(table)
         task.check_options(strategy)
         if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
-            self.backbone_, self.finetuned_ = None, False
+            self.backbone_, self.finetuned_, self.runtime_ = None, False, None
         self.training_ = self.adaptation_ = None
         self.side_ = side
         seed_everything(self.seed)

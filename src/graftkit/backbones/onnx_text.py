@@ -1,10 +1,11 @@
 """A text backbone's ``embed`` (encoder, pooling, normalisation) as an ONNX graph, run by onnxruntime on the CPU.
 
-Why: eager PyTorch leaves a good share of the CPU's GEMM throughput unused on small encoders; onnxruntime runs the
-same MiniLM graph about 1.2x faster at one thread with features equal to 3e-7 (bench/RESULTS.md, issue 17).
+Why: eager PyTorch leaves a good share of the CPU's GEMM throughput unused on small encoders; onnxruntime ran the
+same MiniLM graph 1.2x faster at one thread with features equal to 3e-7 (512 SST-2 sentences side by side, issue
+17; ``bench/bench_speed.py text`` measures it).
 
 The graph is exported once per backbone identity (``graph_key``: the backbone's fingerprint — weight hashes,
-pooling, normalisation, layer — its input names, the opset and the torch / onnx / onnxruntime versions) into
+pooling, normalisation, layer — the opset and the torch / onnx / onnxruntime versions) into
 ``cache_root()/onnx/<key>/``, written atomically, so a second process reuses it. A failure to export or to match
 PyTorch is recorded there (``failed.json``) so the next process goes straight to PyTorch; a version upgrade changes
 the key and tries again. ``export_graph`` is the one ``torch.onnx.export`` call for a backbone graph: ``graftkit
@@ -83,8 +84,7 @@ def graph_key(backbone) -> str:
     import onnx
     import onnxruntime
 
-    identity = {"features_of": backbone.fingerprint(), "inputs": sorted(backbone.preprocess(SAMPLE)),
-                "opset": OPSET, "format": GRAPH_FORMAT, "torch": torch.__version__, "onnx": onnx.__version__,
+    identity = {"features_of": backbone.fingerprint(), "opset": OPSET, "format": GRAPH_FORMAT, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": onnxruntime.__version__}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
@@ -117,7 +117,10 @@ def ensure_graph(backbone, folder: Path) -> Path:
         logger.debug("onnx graph of %s reused from %s", backbone.source.spec, path)
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    sample = backbone.preprocess(SAMPLE)
+    # the tokenizer's own padded batch (what ``preprocess`` gives), not the contract's ``tokenize``: tracing is no
+    # extraction, and a batch of two lengths keeps the traced padding general
+    sample = dict(backbone.tokenizer(SAMPLE, padding=True, truncation=True, max_length=backbone.max_length,
+                                     return_tensors="pt"))
     module = EmbedModule(backbone, list(sample))
     training = backbone.model.training
     try:

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from graftkit.backbones.onnx_text import (OnnxEmbedder, ensure_graph, graph_folder, onnx_unsupported,
-                                          record_failure, recorded_failure)
+from graftkit.backbones import onnx_text
 from graftkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ class FrozenRuntime:
 
     def __init__(self, backbone, name: str, folder: Path | None = None):
         self.backbone, self.name, self.folder = backbone, name, folder
-        self._embedder: OnnxEmbedder | None = None
+        self._embedder: onnx_text.OnnxEmbedder | None = None
 
     def feature_key(self) -> str:
         fingerprint = self.backbone.fingerprint()
@@ -63,8 +62,7 @@ class FrozenRuntime:
     def _first_batch(self, batch) -> torch.Tensor:
         reference = self.backbone.embed(batch).to("cpu", torch.float32)
         try:
-            embedder = OnnxEmbedder(ensure_graph(self.backbone, self.folder))
-            features = embedder(batch)
+            embedder, features = self._onnx_features(batch)
         except Exception as exc:  # noqa: BLE001 - the exporter and onnxruntime raise many kinds; every one means torch
             lines = str(exc).strip().splitlines()
             reason = f"the export or the onnxruntime session failed ({type(exc).__name__}: {lines[0][:200] if lines else ''})"
@@ -85,11 +83,28 @@ class FrozenRuntime:
         self._embedder = embedder
         return features
 
+    def _onnx_features(self, batch) -> tuple[onnx_text.OnnxEmbedder, torch.Tensor]:
+        """A session on the graph (exported now unless cached) and its features of ``batch``. A cached graph that no
+        longer loads (damaged on disk; it was written atomically) is removed and exported again, once."""
+        path = self.folder / onnx_text.GRAPH
+        cached = path.is_file()
+        try:
+            embedder = onnx_text.OnnxEmbedder(onnx_text.ensure_graph(self.backbone, self.folder))
+            return embedder, embedder(batch)
+        except Exception as exc:  # onnxruntime's load errors subclass Exception only
+            if not cached:
+                raise
+            logger.warning("the cached ONNX graph %s does not run (%s); it is removed and exported again", path,
+                           type(exc).__name__)
+            path.unlink(missing_ok=True)
+            embedder = onnx_text.OnnxEmbedder(onnx_text.ensure_graph(self.backbone, self.folder))
+            return embedder, embedder(batch)
+
     def _fall_back(self, reason: str, reference: torch.Tensor, record: bool) -> torch.Tensor:
         logger.warning("frozen features of %s: onnxruntime is not used, PyTorch embeds instead; %s",
                        self.backbone.source.spec, reason)
         if record:
-            record_failure(self.folder, reason)
+            onnx_text.record_failure(self.folder, reason)
         _warned.add(str(self.folder))
         self.name = "torch"
         return reference
@@ -101,14 +116,14 @@ def frozen_runtime(backbone, runtime: str = "auto", *, graph_dir=None) -> Frozen
     runtime = check_runtime(runtime)
     if runtime == "torch":
         return FrozenRuntime(backbone, "torch")
-    unsupported = onnx_unsupported(backbone)
+    unsupported = onnx_text.onnx_unsupported(backbone)
     if unsupported is not None:
         if runtime == "onnx":
             raise ConfigError(f"extract_runtime 'onnx' cannot embed backbone {backbone.source.spec!r}: {unsupported}; "
                               "use --extract-runtime auto or torch")
         return FrozenRuntime(backbone, "torch")
-    folder = graph_folder(backbone, graph_dir)
-    failure = recorded_failure(folder)
+    folder = onnx_text.graph_folder(backbone, graph_dir)
+    failure = onnx_text.recorded_failure(folder)
     if failure is not None:
         if str(folder) not in _warned:
             _warned.add(str(folder))
