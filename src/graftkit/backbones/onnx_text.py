@@ -84,8 +84,8 @@ def graph_key(backbone) -> str:
     import onnx
     import onnxruntime
 
-    identity = {"features_of": backbone.fingerprint(), "opset": OPSET, "format": GRAPH_FORMAT, "torch": torch.__version__, "onnx": onnx.__version__,
-                "onnxruntime": onnxruntime.__version__}
+    identity = {"features_of": backbone.fingerprint(), "opset": OPSET, "format": GRAPH_FORMAT,
+                "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

@@ -64,8 +64,8 @@ class FrozenRuntime:
         try:
             embedder, features = self._onnx_features(batch)
         except Exception as exc:  # noqa: BLE001 - the exporter and onnxruntime raise many kinds; every one means torch
-            lines = str(exc).strip().splitlines()
-            reason = f"the export or the onnxruntime session failed ({type(exc).__name__}: {lines[0][:200] if lines else ''})"
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            reason = f"the export or the onnxruntime session failed ({type(exc).__name__}: {first})"
             # an OSError (a full disk, a read-only cache) says nothing about the graph: the next process tries again
             return self._fall_back(reason, reference, record=not isinstance(exc, OSError))
         if features.shape != reference.shape:

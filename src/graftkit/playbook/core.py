@@ -241,8 +241,8 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
          overwrite: bool = False, val_size: float = 0.2, ladder=LADDER, epochs: int = 3, finetune_layers: int = 2,
          probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
          cache_dir=None, use_cache: bool = True, device: str = "cpu", extract_runtime: str = "auto",
-         progress: bool = False, calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, task: str | None = None,
-         task_options: dict | None = None, track: str | None = None, label_descriptions=None,
+         progress: bool = False, calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True,
+         task: str | None = None, task_options: dict | None = None, track: str | None = None, label_descriptions=None,
          template: str | None = None, target=None, pretrain_steps: int = DEFAULT_PRETRAIN_STEPS, pretrain_output=None,
          spent: float = 0.0, **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
