@@ -12,8 +12,10 @@ graftkit's extraction decoding in the main process, graftkit's extraction with d
 plain PyTorch loop over the same files (PIL decode, bicubic resize, the same normalisation, batched forward in
 inference mode), alternating per chunk; each as images/s and as a share of this CPU's measured float32 GEMM
 throughput (a 2048 x 2048 matmul, same threads, same run) given the model's FLOPs per image (torch's FlopCounterMode).
-text: all-MiniLM-L6-v2 on SST-2 sentences, graftkit's extraction against sentence-transformers' encode (same batch
-size, alternating per chunk), and its share of the same GEMM peak.
+text: all-MiniLM-L6-v2 on SST-2 sentences, graftkit's extraction on PyTorch and on onnxruntime (the exported embed
+graph, ``extract_runtime="onnx"``; exported and checked before the clock starts) against sentence-transformers'
+encode (same batch size, alternating per chunk), each with its share of the same GEMM peak; the onnxruntime
+features' max |diff| and min cosine against PyTorch's over every sentence.
 
     python bench/bench_speed.py images --images 600 --chunks 4
     python bench/bench_speed.py text --sentences 2000 --chunks 4
@@ -182,9 +184,11 @@ def text(args) -> dict:
 
     from graftkit.backbones import load_backbone
     from graftkit.features.extract import extract_features
+    from graftkit.features.runtime import frozen_runtime
 
     torch.set_num_threads(args.threads)
     backbone = load_backbone("all-MiniLM-L6-v2")
+    onnx = frozen_runtime(backbone, "onnx")
     reference = SentenceTransformer(backbone.source.path, device="cpu")
     sentences = sst2_sentences()
     picked = [sentences[i] for i in np.random.default_rng(0).permutation(len(sentences))[:args.sentences]]
@@ -194,18 +198,34 @@ def text(args) -> dict:
     for start in range(0, len(sample), args.batch_size):  # FLOPs of the padded batches graftkit runs
         total += model_flops(backbone, backbone.preprocess(sorted(sample, key=len)[start:start + args.batch_size]))
     per_sentence = total / len(sample)
+    extract_features(backbone, sample[:args.batch_size], batch_size=args.batch_size, progress=False, runtime=onnx)
+    if onnx.name != "onnx":  # the check failed (warned): the arm would time PyTorch under onnxruntime's name
+        raise SystemExit("onnxruntime did not match PyTorch on the first batch; see the warning above")
     chunks = np.array_split(np.array(picked, dtype=object), args.chunks)
-    arms = {"graftkit": lambda c: extract_features(backbone, list(c), batch_size=args.batch_size, progress=False),
+    outputs: dict[str, list] = {"graftkit": [], "graftkit onnxruntime": []}
+
+    def graftkit(chunk, runtime=None, name="graftkit"):
+        outputs[name].append(extract_features(backbone, list(chunk), batch_size=args.batch_size, progress=False,
+                                              runtime=runtime))
+
+    arms = {"graftkit": graftkit,
+            "graftkit onnxruntime": lambda c: graftkit(c, onnx, "graftkit onnxruntime"),
             "sentence-transformers": lambda c: reference.encode(list(c), batch_size=args.batch_size,
                                                                 show_progress_bar=False)}
     print(f"{len(picked)} SST-2 sentences in {len(chunks)} chunks, {args.threads} threads, batch {args.batch_size}; "
           f"GEMM {peak / 1e9:.1f} GFLOP/s; MiniLM {per_sentence / 1e9:.4f} GFLOP per sentence (length-sorted "
           f"batches of a 256-sentence sample); {load()}", flush=True)
     seconds = _alternate(arms, chunks)
-    return _report("speed_text", "sentences", len(picked), seconds, per_sentence, peak, args)
+    ours, theirs = np.concatenate(outputs["graftkit onnxruntime"]), np.concatenate(outputs["graftkit"])
+    cosine = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    agreement = {"max_abs_diff": float(np.abs(ours - theirs).max()), "min_cosine": float(cosine.min())}
+    print(f"onnxruntime against PyTorch features: max |diff| {agreement['max_abs_diff']:.1e}, min cosine "
+          f"{agreement['min_cosine']:.7f}")
+    return _report("speed_text", "sentences", len(picked), seconds, per_sentence, peak, args,
+                   extra={"onnx_vs_torch": agreement})
 
 
-def _report(name, unit, count, seconds, flops_per_item, peak, args) -> dict:
+def _report(name, unit, count, seconds, flops_per_item, peak, args, extra=None) -> dict:
     rates = {arm: count / float(sum(s)) for arm, s in seconds.items()}
     first = next(iter(seconds))
     result = {"machine": machine(), unit: count, "threads": args.threads, "batch_size": args.batch_size,
@@ -213,7 +233,7 @@ def _report(name, unit, count, seconds, flops_per_item, peak, args) -> dict:
                                                                                             in seconds.items()},
               "per_s": rates, "share_of_gemm": {a: r * flops_per_item / peak for a, r in rates.items()},
               "median_chunk_ratio_to_first": {a: float(np.median([f / x for f, x in zip(seconds[first], s)]))
-                                              for a, s in seconds.items()}}
+                                              for a, s in seconds.items()}, **(extra or {})}
     for arm, rate in rates.items():
         print(f"{arm}: {rate:.1f} {unit}/s, {100 * result['share_of_gemm'][arm]:.0f}% of the GEMM peak; "
               f"median chunk speed vs {first}: {result['median_chunk_ratio_to_first'][arm]:.2f}x")
@@ -239,7 +259,7 @@ def main() -> None:
     i.add_argument("--batch-size", type=int, default=32)
     i.add_argument("--threads", type=int, default=2)
     i.set_defaults(run=images)
-    t = sub.add_parser("text", help="all-MiniLM-L6-v2: graftkit vs sentence-transformers")
+    t = sub.add_parser("text", help="all-MiniLM-L6-v2: graftkit on torch and onnxruntime vs sentence-transformers")
     t.add_argument("--sentences", type=int, default=2000)
     t.add_argument("--chunks", type=int, default=4)
     t.add_argument("--batch-size", type=int, default=32)

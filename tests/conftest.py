@@ -41,10 +41,20 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_graphs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx-graphs")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own feature cache, so no test sees another's cached features."""
+def _isolated_cache(tmp_path_factory, monkeypatch, shared_graphs):
+    """Every test gets its own feature cache, so no test sees another's cached features. The ONNX graphs of frozen
+    extraction are keyed by the backbone's identity and the fixture models live for the session, so in-process
+    tests share one graph folder: each graph is exported once per session, not once per test."""
     monkeypatch.setenv("GRAFTKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    from graftkit.backbones import onnx_text
+
+    monkeypatch.setattr(onnx_text, "default_graph_dir", lambda: shared_graphs)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 def load(path, **options):
     """A saved model directory back into a fitted model: a ``Graft`` (``graftkit fit``), or a ``FusionModel`` for a
     directory holding ``fusion.json`` (``graftkit fuse``: several inputs per row). ``options``: ``device``,
-    ``cache_dir``, ``use_cache``, ``progress`` (and ``adapter_name`` for a ``Graft``)."""
+    ``cache_dir``, ``use_cache``, ``progress`` (and ``adapter_name``, ``extract_runtime`` for a ``Graft``)."""
     from graftkit.fusion.model import is_fusion_model, load_fusion
 
     return load_fusion(path, **options) if is_fusion_model(path) else load_model(path, **options)

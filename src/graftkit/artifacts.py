@@ -39,7 +39,8 @@ def _version(package: str) -> str | None:
 
 
 def library_versions() -> dict:
-    packages = ("graftkit", "torch", "transformers", "huggingface_hub", "scikit-learn", "numpy", "safetensors")
+    packages = ("graftkit", "torch", "transformers", "huggingface_hub", "scikit-learn", "numpy", "safetensors",
+                "onnxruntime")
     return {"python": platform.python_version(), **{p: _version(p) for p in packages}}
 
 
@@ -58,7 +59,8 @@ def build_manifest(graft) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "task": graft.task_.to_dict(),
         "input": graft.input_,
-        "backbone": graft.backbone_.describe(),
+        # the runtime that embeds the features the head reads (loading runs the same; absent in older manifests: torch)
+        "backbone": {**graft.backbone_.describe(), "runtime": graft.extraction_runtime()},
         "strategy": graft.strategy_.to_dict(),
         "head": graft.head_.info,
         "hyperparameters": {"batch_size": graft.batch_size, "seed": graft.seed},

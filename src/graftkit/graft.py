@@ -17,6 +17,7 @@ from graftkit.errors import ConfigError, DataError
 from graftkit.features.cache import FeatureCache
 from graftkit.data.content import content_key
 from graftkit.features.extract import extract_features
+from graftkit.features.runtime import check_runtime, frozen_runtime
 from graftkit.strategies import get_strategy
 from graftkit.tasks import infer_task, task_class
 
@@ -58,13 +59,16 @@ class Graft:
     ``task`` is the kind of target (``classification``, ``multilabel-classification``, ``regression``; default:
     inferred from the label column, with the reason logged); ``task_options`` are that task's settings
     (multi-label: ``label_sep``, ``allow_empty``; regression: ``interval``, ``loss_function``).
+    ``extract_runtime`` embeds the pretrained backbone's frozen features: ``auto`` (onnxruntime for a text encoder
+    on the CPU when it is installed and matches PyTorch on the first batch, else PyTorch), ``torch`` or ``onnx``
+    (``features/runtime.py``); fine-tuning, and features of a fine-tuned backbone, always run in PyTorch.
     """
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, strategy: str = "linear-probe", *, batch_size: int = 32,
                  seed: int = 0, cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = True,
                  revision: str | None = None, trust_remote_code: bool = False, backbone_options: dict | None = None,
                  checkpoint_dir=None, resume: bool = False, calibrate: bool = True, task: str | None = None,
-                 task_options: dict | None = None, **strategy_params):
+                 task_options: dict | None = None, extract_runtime: str = "auto", **strategy_params):
         self.backbone = backbone
         self.strategy = strategy
         self.batch_size = batch_size
@@ -81,12 +85,13 @@ class Graft:
         self.calibrate = calibrate            # fit the task's calibration on held-out outputs and apply it
         self.task = task
         self.task_options = task_options or {}
+        self.extract_runtime = extract_runtime  # auto / torch / onnx: what embeds frozen features
         self.strategy_params = strategy_params
 
     # -- parameters (scikit-learn's get_params / set_params / clone) -------------------------------------------
     PARAMS = ("backbone", "strategy", "batch_size", "seed", "cache_dir", "use_cache", "device", "progress",
               "revision", "trust_remote_code", "backbone_options", "checkpoint_dir", "resume", "calibrate", "task",
-              "task_options")
+              "task_options", "extract_runtime")
 
     def get_params(self) -> dict:
         """The constructor's settings (strategy parameters included), as ``Graft(**get_params())`` takes them."""
@@ -114,6 +119,7 @@ class Graft:
         if getattr(self, "backbone_", None) is None:
             if not isinstance(self.batch_size, int) or self.batch_size < 1:
                 raise ConfigError(f"batch_size must be an integer >= 1; got {self.batch_size!r} (--batch-size)")
+            check_runtime(self.extract_runtime)
             check_device(self.device)
             loader = load_backbone
             if self._generative():  # an encoder-decoder with its own generate, not a pooled encoder
@@ -151,21 +157,39 @@ class Graft:
         self.last_extraction_ = {"rows": rows, "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
         return features
 
+    def feature_runtime(self, backbone):
+        """What embeds ``backbone``'s frozen features (``extract_runtime``), planned once per loaded backbone; None
+        for a fine-tuned backbone, whose features only PyTorch computes."""
+        if getattr(self, "finetuned_", False):
+            self.runtime_ = None  # the pretrained graph's session has nothing left to embed
+            return None
+        runtime = getattr(self, "runtime_", None)
+        if runtime is None or runtime.backbone is not backbone:
+            self.runtime_ = runtime = frozen_runtime(backbone, self.extract_runtime)
+        return runtime
+
+    def extraction_runtime(self) -> str:
+        """The runtime of the features the head reads (the manifest's ``backbone.runtime``): torch or onnx."""
+        runtime = self.feature_runtime(self.loaded_backbone())
+        return "torch" if runtime is None else runtime.name
+
     def _cache_usable(self) -> bool:
         return self.use_cache and not getattr(self, "finetuned_", False)  # the cache holds pretrained features only
 
     def _row_features(self, backbone, table: Table, task):
         items = [" ".join(i) if isinstance(i, list) else i for i in table.items()]  # a sentence given as words
+        runtime = self.feature_runtime(backbone)
 
         def compute(positions):
             return extract_features(backbone, [items[p] for p in positions], batch_size=self.batch_size,
-                                    progress=self.progress,
+                                    progress=self.progress, runtime=runtime,
                                     where=lambda i: table.where(positions[i], table.input_column))
 
         if self._cache_usable():
             keys = [content_key(item, table.modality, lambda p=p: table.where(p, table.input_column))
                     for p, item in enumerate(items)]
-            features, embedded = FeatureCache(self.cache_dir).lookup(backbone.fingerprint(), keys, compute)
+            # asked again after computing: a runtime that fell back to PyTorch files its rows under torch's key
+            features, embedded = FeatureCache(self.cache_dir).lookup(runtime.feature_key, keys, compute)
         else:
             features, embedded = compute(list(range(len(items)))), len(items)
         return features, embedded, len(items)
@@ -244,7 +268,7 @@ class Graft:
         task = self.infer_task(table)
         task.check_options(strategy)
         if getattr(self, "finetuned_", False):  # a refit starts again from the pretrained weights
-            self.backbone_, self.finetuned_ = None, False
+            self.backbone_, self.finetuned_, self.runtime_ = None, False, None
         self.training_ = self.adaptation_ = None
         self.side_ = side
         seed_everything(self.seed)

@@ -13,9 +13,12 @@ from graftkit.strategies.base import strategy_from_dict
 
 
 def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True, progress: bool = True,
-               adapter_name: str = "default"):
+               adapter_name: str = "default", extract_runtime: str | None = None):
     """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on.
-    ``adapter_name``: the name a peft adapter (lora, ia3) gets on the base model (see ``load_adapters``)."""
+    ``adapter_name``: the name a peft adapter (lora, ia3) gets on the base model (see ``load_adapters``).
+    ``extract_runtime``: what embeds frozen features (default: as the model was fitted — ``auto`` where its
+    manifest records onnx, so PyTorch takes over where onnxruntime cannot run; ``torch`` otherwise, and for
+    manifests written before the runtime was recorded)."""
     path = Path(path).expanduser()
     manifest = read_manifest(path)  # schema, digest and file hashes verified
     backbone = manifest["backbone"]
@@ -28,7 +31,8 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
                   task=manifest["task"].get("kind"),
                   batch_size=manifest["hyperparameters"]["batch_size"], seed=manifest["seed"], device=device,
                   cache_dir=cache_dir, use_cache=use_cache, progress=progress,
-                  backbone_options=recorded_settings(backbone.get("family"), backbone.get("settings", {})))
+                  backbone_options=recorded_settings(backbone.get("family"), backbone.get("settings", {})),
+                  extract_runtime=extract_runtime or ("auto" if backbone.get("runtime") == "onnx" else "torch"))
     graft.backbone_ = graft.loaded_backbone()
     found = graft.backbone_.source.files
     if found != source["files"]:

@@ -50,7 +50,8 @@ def set_threads(threads: int | None = None) -> int:
     """Set every compute thread pool to ``threads`` (default: ``default_threads()``); returns the number set.
 
     The tokenizers' pool reads ``RAYON_NUM_THREADS`` when it starts, so it is set only where the environment
-    does not set it already (a user's choice wins)."""
+    does not set it already (a user's choice wins). The onnxruntime sessions of frozen extraction
+    (``backbones/onnx_text.OnnxEmbedder``) read torch's count at each call, so they follow this setting too."""
     if threads is None:
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:

@@ -90,6 +90,7 @@ def _auto(args) -> int:
                   val_size=args.val_size, ladder=args.ladder, epochs=args.epochs, probe_top=args.probe_top,
                   min_gain_per_minute=args.min_gain_per_minute, batch_size=args.batch_size,
                   cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device,
+                  extract_runtime=args.extract_runtime,
                   calibrate=not args.no_calibration, track=args.track, label_descriptions=args.label_descriptions,
                   template=args.template, target=args.target, pretrain_steps=args.pretrain_steps,
                   spent=args.startup_s, **task_kwargs(args), **data_kwargs(args))

@@ -99,7 +99,8 @@ def run_fewshot(args) -> int:
     columns = data_kwargs(args)
     train = load_data(args.data, **columns)
     base = Graft(backbone=args.backbone, batch_size=args.batch_size, seed=args.seed, cache_dir=args.cache_dir,
-                 use_cache=not args.no_cache, device=args.device, calibrate=not args.no_calibration, progress=False,
+                 use_cache=not args.no_cache, device=args.device, extract_runtime=args.extract_runtime,
+                 calibrate=not args.no_calibration, progress=False,
                  **task_kwargs(args))
     task = base.infer_task(train)
     if args.test:

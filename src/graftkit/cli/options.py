@@ -133,6 +133,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-dir", help="feature cache folder (default: $GRAFTKIT_CACHE or ~/.cache/graftkit)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    group.add_argument("--extract-runtime", choices=["auto", "torch", "onnx"], default="auto",
+                       help="what embeds frozen (pretrained) features: onnxruntime for text encoders on the CPU when "
+                            "it matches PyTorch on the first batch (auto, the default), torch, or onnx; fine-tuning "
+                            "always runs in torch")
     add_threads_option(group)
     group.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     group.add_argument("--track", choices=["mlflow"],
@@ -226,6 +230,7 @@ def graft_kwargs(args) -> dict:
     task = task_kwargs(args) if hasattr(args, "task") else {}
     return {"backbone": args.backbone, "strategy": args.strategy, "batch_size": args.batch_size, "seed": args.seed,
             "cache_dir": args.cache_dir, "use_cache": not args.no_cache, "device": args.device,
+            "extract_runtime": args.extract_runtime,
             "revision": args.revision, "trust_remote_code": args.trust_remote_code, "backbone_options": options,
             "calibrate": not args.no_calibration, **task, **strategy_kwargs(args)}
 

@@ -96,7 +96,8 @@ def format_ranking(ranking) -> str:
 def run_rank(args) -> int:
     ranking = rank(args.data, args.backbones, layers=args.layers, sample=args.sample, seed=args.seed,
                    scores=args.scores, rank_by=args.rank_by, batch_size=args.batch_size, cache_dir=args.cache_dir,
-                   use_cache=not args.no_cache, device=args.device, **task_kwargs(args), **data_kwargs(args))
+                   use_cache=not args.no_cache, device=args.device, extract_runtime=args.extract_runtime,
+                   **task_kwargs(args), **data_kwargs(args))
     if args.json:
         emit_json(ranking.to_dict())
     else:

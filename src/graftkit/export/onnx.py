@@ -21,13 +21,13 @@ import logging
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from graftkit.backbones.onnx_text import OPSET, EmbedModule, export_graph
 from graftkit.errors import ArtifactError, ConfigError
 from graftkit.loading import load_model
 
@@ -37,7 +37,6 @@ FORMAT = "graftkit-onnx"
 SPEC = "onnx.json"
 GRAPH = "model.onnx"
 TOKENIZER = "tokenizer"
-OPSET = 17
 
 CHECK_TEXTS = [  # varied lengths and characters; used when no --check-data is given
     "hello", "I lost my card yesterday and need a new one", "The film was wonderful, the acting superb.",
@@ -54,15 +53,12 @@ class ExportedModel(nn.Module):
 
     def __init__(self, backbone, weight: np.ndarray, bias: np.ndarray, inputs: list[str]):
         super().__init__()
-        self.backbone_model = backbone.model  # registered so that the exporter sees its parameters
-        self._embed = backbone.embed
-        self.inputs = inputs
+        self.embed = EmbedModule(backbone, inputs)  # the graph frozen extraction exports, plus the head
         self.register_buffer("weight", torch.from_numpy(weight.astype(np.float32)))
         self.register_buffer("bias", torch.from_numpy(bias.astype(np.float32)))
 
     def forward(self, *tensors):
-        features = self._embed(dict(zip(self.inputs, tensors)))
-        return features @ self.weight.T + self.bias
+        return self.embed(*tensors) @ self.weight.T + self.bias
 
 
 def affine_head(head, hidden: int, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,12 +132,7 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, overwrite: bool 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         fp32 = staging / ("model.fp32.onnx" if quantize else GRAPH)
-        dynamic = {name: {0: "batch", 1: "sequence"} for name in inputs}
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, tuple(sample[name] for name in inputs), str(fp32), input_names=inputs,
-                              output_names=["raw"], dynamic_axes={**dynamic, "raw": {0: "batch"}},
-                              opset_version=OPSET, dynamo=False)
+        export_graph(wrapper, sample, str(fp32), "raw")
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 

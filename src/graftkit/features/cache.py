@@ -9,29 +9,35 @@ only the rows whose content is not cached yet, into a new shard.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from graftkit.atomic import write_atomic
+from graftkit.paths import cache_root
 
 logger = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("GRAFTKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "graftkit"
-    return Path(root) / "features"
+    return cache_root() / "features"
 
 
 class FeatureCache:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
 
-    def lookup(self, fingerprint: str, keys: list[str], compute) -> tuple[np.ndarray, int]:
-        """Features for ``keys``; ``compute(positions)`` embeds the missing ones. Returns (features, n computed)."""
-        folder = self.root / fingerprint[:32]
+    def lookup(self, fingerprint: str | Callable[[], str], keys: list[str], compute) -> tuple[np.ndarray, int]:
+        """Features for ``keys``; ``compute(positions)`` embeds the missing ones. Returns (features, n computed).
+
+        ``fingerprint`` may be a function, asked again after ``compute``: where computing changed what produces the
+        features (onnxruntime failed its check and PyTorch took over), they are filed under the new identity and
+        every row is looked up there, so one matrix never mixes two runtimes' features."""
+        key_now = fingerprint if callable(fingerprint) else lambda: fingerprint
+        identity = key_now()
+        folder = self.root / identity[:32]
         index = self._index(folder)
         missing = sorted({k for k in keys if k not in index})
         if missing:
@@ -39,6 +45,10 @@ class FeatureCache:
             for position, key in enumerate(keys):
                 first_position.setdefault(key, position)
             computed = compute([first_position[k] for k in missing])
+            if key_now() != identity:
+                self._write_shard(self.root / key_now()[:32], missing, computed)
+                features, embedded = self.lookup(key_now, keys, compute)
+                return features, embedded + len(missing)
             self._write_shard(folder, missing, computed)
             index = self._index(folder)
         logger.info("feature cache: %d of %d examples cached, %d embedded", len(keys) - len(missing), len(keys),

@@ -100,23 +100,26 @@ def _batches(backbone, items, batch_size, where, workers):
 
 
 def extract_features(backbone, items: list, *, batch_size: int = 32, progress: bool = True,
-                     where=lambda i: f"row {i + 1}", workers: int | None = None) -> np.ndarray:
+                     where=lambda i: f"row {i + 1}", workers: int | None = None, runtime=None) -> np.ndarray:
     """Pooled features for ``items`` in their original order, shape ``(len(items), hidden_size)``.
 
     Items are sorted by length so each batch pads to similar lengths (the trick sentence-transformers
     uses too): by exact token count where the backbone can tokenise ahead (``tokenize`` + ``collate``),
     else by ``backbone.sort_key``, decoding items only when their batch comes up — in ``workers`` processes
     (default ``default_workers``: images and audio decode while the forward pass runs; 0 decodes in this process).
+    ``runtime``: a ``features.runtime.FrozenRuntime`` of this backbone that embeds each batch (onnxruntime for a
+    pretrained text encoder); None embeds with ``backbone.embed``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     features = np.empty((len(items), backbone.hidden_size), dtype=np.float32)
+    embed = backbone.embed if runtime is None else runtime.embed
     batches = _batches(backbone, items, batch_size, where, workers)
     bar = tqdm(total=len(items), desc=f"embedding ({backbone.source.spec.rsplit('/', 1)[-1]})", unit="ex",
                disable=not progress or None, leave=False)
     with torch.inference_mode(), bar:
         for positions, batch in batches:
-            features[positions] = backbone.embed(batch).to("cpu", torch.float32).numpy()
+            features[positions] = embed(batch).to("cpu", torch.float32).numpy()
             bar.update(len(positions))
     return features
 

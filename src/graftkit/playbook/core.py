@@ -138,7 +138,8 @@ def _order_by_rank(run: Run, backbones: list[str], seed: int, graft_options: dic
     from graftkit.selection.candidates import parse_candidates
     from graftkit.selection.rank import rank
 
-    options = {k: graft_options[k] for k in ("batch_size", "cache_dir", "use_cache", "device", "progress")}
+    options = {k: graft_options[k] for k in ("batch_size", "cache_dir", "use_cache", "device", "extract_runtime",
+                                             "progress")}  # the probes' runtime: they reuse the ranked features
     try:
         ranking = rank(run.train, backbones, seed=seed, scores=("logme",), rank_by="logme", **options)
     except ConfigError as exc:
@@ -239,9 +240,9 @@ def _escalate(run: Run, spec: str, ladder, *, epochs, layers, min_gain, graft_op
 def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed: int = 0, output=None,
          overwrite: bool = False, val_size: float = 0.2, ladder=LADDER, epochs: int = 3, finetune_layers: int = 2,
          probe_top: int = 2, min_gain_per_minute: float = DEFAULT_MIN_GAIN_PER_MINUTE, batch_size: int = 32,
-         cache_dir=None, use_cache: bool = True, device: str = "cpu", progress: bool = False,
-         calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True, task: str | None = None,
-         task_options: dict | None = None, track: str | None = None, label_descriptions=None,
+         cache_dir=None, use_cache: bool = True, device: str = "cpu", extract_runtime: str = "auto",
+         progress: bool = False, calibrate: bool = True, n_bootstrap: int = 1000, refit: bool = True,
+         task: str | None = None, task_options: dict | None = None, track: str | None = None, label_descriptions=None,
          template: str | None = None, target=None, pretrain_steps: int = DEFAULT_PRETRAIN_STEPS, pretrain_output=None,
          spent: float = 0.0, **data_options) -> AutoResult:
     """Pick and fit a model for labelled ``data`` within ``budget`` (``"20m"``, ``"90s"``, ``"1h"``).
@@ -265,11 +266,13 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
     backbone and, when large, DANN and (text) continued pretraining for at most ``pretrain_steps`` steps into
     ``pretrain_output`` (default: OUTPUT-tapt) are added as rungs (``playbook/domain.py``). ``spent``: seconds of the
     budget already gone when the call starts (the ``graftkit`` command passes its process's start-up, so the budget is
-    the command's wall time).
+    the command's wall time). ``extract_runtime``: what embeds frozen features, as ``Graft`` takes it (ranking and
+    the probes share it, so the probes reuse the ranked features).
 
     >>> result = graftkit.auto("train.csv", backbones=["all-MiniLM-L6-v2"], budget="10m", output="runs/auto")
     >>> result.chosen["strategy"], result.message
     """
+    from graftkit.features.runtime import check_runtime
     from graftkit.graft import check_device
     from graftkit.playbook.fusion import check_auto_destination
     from graftkit.tasks import infer_task
@@ -287,13 +290,15 @@ def auto(data, *, backbones=None, budget="20m", validation=None, test=None, seed
         output = Path(output).expanduser()
         check_auto_destination(output, overwrite)  # fail before the work, not after
     check_device(device)
+    check_runtime(extract_runtime)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
     task = infer_task(table, task, **(task_options or {}))
     logger.info("auto: %s", task.reason or task.kind)
     domain = prepare_domain(target, task, table, output=output, overwrite=overwrite, pretrain_output=pretrain_output,
                             pretrain_steps=pretrain_steps, seed=seed)  # None without a target
     graft_options = {"seed": seed, "batch_size": batch_size, "cache_dir": cache_dir, "use_cache": use_cache,
-                     "device": device, "progress": progress, "calibrate": calibrate, "task": task.kind,
+                     "device": device, "extract_runtime": extract_runtime, "progress": progress,
+                     "calibrate": calibrate, "task": task.kind,
                      "task_options": task_options or {}}
     if task.generative:  # its ladder (zero-shot, decoder-only, lora) has no probe or classical rung to stand on
         from graftkit.playbook.generative import auto_generative

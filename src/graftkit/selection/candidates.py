@@ -26,6 +26,7 @@ from graftkit.errors import ConfigError, DataError
 from graftkit.features.cache import FeatureCache
 from graftkit.data.content import content_key
 from graftkit.features.extract import extract_features, extract_layer_features
+from graftkit.features.runtime import frozen_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -189,12 +190,23 @@ def load_candidates(candidates: list[Candidate], modality: str, source: str, *, 
     return list(groups.values())
 
 
+def _group_runtime(group: list[tuple[Candidate, object]], extract_runtime: str):
+    """The frozen runtime of a group of one pretrained candidate (``Graft.features``' runtime, so a later probe reads
+    these features from the cache), or None: the layers of one model share a PyTorch pass, and a random control's
+    weights are not the ones an exported graph is keyed by."""
+    if len(group) != 1 or group[0][0].random:
+        return None
+    return frozen_runtime(group[0][1], extract_runtime)
+
+
 def group_features(group: list[tuple[Candidate, object]], table: Table, keys: list[str] | None, *, seed: int = 0,
-                   batch_size: int = 32, cache_dir=None, progress: bool = True) -> list[CandidateFeatures]:
+                   batch_size: int = 32, cache_dir=None, progress: bool = True,
+                   extract_runtime: str = "auto") -> list[CandidateFeatures]:
     """Features of each member of a group on ``table``'s rows, from the cache where present (``keys`` = the
     rows' content keys; None = no cache), else from one shared forward pass per batch."""
     started = time.perf_counter()
     leader = group[0][1]
+    runtime = _group_runtime(group, extract_runtime)
     layers = [backbone.layer if hasattr(backbone, "layer") else None for _, backbone in group]
     items = table.items()
     memo: list[dict[int, np.ndarray]] = [{} for _ in group]
@@ -205,8 +217,9 @@ def group_features(group: list[tuple[Candidate, object]], table: Table, keys: li
         with _flush_denormals(random):
             batch = [items[p] for p in positions]
             where = lambda i: table.where(positions[i], table.input_column)  # noqa: E731
-            if len(group) == 1 and not hasattr(leader, "embed_layers"):  # a family without layer support
-                arrays = [extract_features(leader, batch, batch_size=batch_size, progress=progress, where=where)]
+            if runtime is not None or not hasattr(leader, "embed_layers"):  # one candidate, or no layer support
+                arrays = [extract_features(leader, batch, batch_size=batch_size, progress=progress, where=where,
+                                           runtime=runtime)]
             else:
                 arrays = extract_layer_features(leader, batch, layers, batch_size=batch_size, progress=progress,
                                                 where=where)
@@ -228,7 +241,8 @@ def group_features(group: list[tuple[Candidate, object]], table: Table, keys: li
         if keys is None:
             features = compute_for(index)(list(range(len(items))))
         else:
-            features, _ = cache.lookup(_cache_key(backbone, seed if random else None), keys, compute_for(index))
+            key = runtime.feature_key if runtime is not None else _cache_key(backbone, seed if random else None)
+            features, _ = cache.lookup(key, keys, compute_for(index))
         head = backbone.source_head()
         results.append(CandidateFeatures(
             candidate=candidate, features=features,

@@ -149,7 +149,7 @@ def _order_key(rank_by: str):
 def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, scores=SCORES, rank_by: str = "logme",
          folds: int = 5, batch_size: int = 32, cache_dir=None, use_cache: bool = True, device: str = "cpu",
          progress: bool = True, task: str | None = None, task_options: dict | None = None,
-         **data_options) -> Ranking:
+         extract_runtime: str = "auto", **data_options) -> Ranking:
     """Rank ``backbones`` for the labelled ``data`` by transferability scores; best first by ``rank_by``.
 
     ``data``: a Table, or anything ``load_data`` reads (``data_options`` such as ``text=`` / ``label=`` pass on).
@@ -157,19 +157,22 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
     ``random:SPEC`` for a randomly initialised copy (a sanity-check control). ``layers``: layers scored for
     every backbone without its own (``None`` / ``"out"`` = the model's output, the default).
     ``sample``: the stratified subsample scored (features are extracted for these rows only).
-    ``task``: as ``Graft`` takes it (inferred by default). Every score applies to single-label classification;
-    multi-label and regression targets get LogME (on the label columns / the standardised target), and the other
-    scores say why they are absent.
+    ``task``, ``extract_runtime``: as ``Graft`` takes them (the task inferred by default; a candidate of its own,
+    pretrained, embeds on the runtime ``Graft.features`` would use, so a later fit reads these features). Every
+    score applies to single-label classification; multi-label and regression targets get LogME (on the label
+    columns / the standardised target), and the other scores say why they are absent.
 
     >>> ranking = graftkit.rank("train.csv", backbones=["all-MiniLM-L6-v2", "random:all-MiniLM-L6-v2"])
     >>> ranking.best["candidate"]
     """
+    from graftkit.features.runtime import check_runtime
     from graftkit.graft import check_device
 
     started = time.perf_counter()
     scores = _check_scores(scores, rank_by)
     candidates = parse_candidates(backbones, layers)
     check_device(device)
+    check_runtime(extract_runtime)
     table = data if isinstance(data, Table) else load_data(data, **data_options)
     target = infer_task(table, task, **(task_options or {}))
     if table.roles is not None:  # a multi-input table: candidates scored on the fused features
@@ -185,7 +188,7 @@ def rank(data, backbones, layers=None, sample: int = 2000, seed: int = 0, *, sco
     while groups:
         group = groups.pop(0)  # dropped after scoring, so only one group's weights are held past here
         extracted = group_features(group, table, keys, seed=seed, batch_size=batch_size, cache_dir=cache_dir,
-                                   progress=progress)
+                                   progress=progress, extract_runtime=extract_runtime)
         extraction_s += extracted[0].extraction["seconds"]
         for item in extracted:
             row = {"candidate": item.candidate.name, "backbone": item.candidate.backbone,

@@ -1,0 +1,163 @@
+"""A text backbone's ``embed`` (encoder, pooling, normalisation) as an ONNX graph, run by onnxruntime on the CPU.
+
+Why: eager PyTorch leaves a good share of the CPU's GEMM throughput unused on small encoders; onnxruntime ran the
+same MiniLM graph 1.2x faster at one thread with features equal to 3e-7 (512 SST-2 sentences side by side, issue
+17; ``bench/bench_speed.py text`` measures it).
+
+The graph is exported once per backbone identity (``graph_key``: the backbone's fingerprint — weight hashes,
+pooling, normalisation, layer — the opset and the torch / onnx / onnxruntime versions) into
+``cache_root()/onnx/<key>/``, written atomically, so a second process reuses it. A failure to export or to match
+PyTorch is recorded there (``failed.json``) so the next process goes straight to PyTorch; a version upgrade changes
+the key and tries again. ``export_graph`` is the one ``torch.onnx.export`` call for a backbone graph: ``graftkit
+export`` (export/onnx.py) traces the backbone plus its head through it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from graftkit.atomic import write_atomic, write_text_atomic
+from graftkit.paths import cache_root
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+GRAPH_FORMAT = 1  # what the exported graph computes; bump when EmbedModule changes
+GRAPH = "embed.onnx"
+FAILED = "failed.json"
+OUTPUT = "features"
+SAMPLE = ["a short text", "a somewhat longer text to trace"]  # two lengths: the traced graph keeps padding general
+
+
+def default_graph_dir() -> Path:
+    return cache_root() / "onnx"
+
+
+def onnx_unsupported(backbone) -> str | None:
+    """Why ``backbone``'s frozen features cannot run on onnxruntime here, or None when they can."""
+    if backbone.family != "hf-text":
+        return f"backbone family {backbone.family} (onnxruntime extraction covers transformers text encoders, hf-text)"
+    if backbone.device.type != "cpu":
+        return f"device {backbone.device} (onnxruntime extraction runs on the CPU; on a GPU PyTorch embeds)"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime is not installed (pip install onnxruntime)"
+    return None
+
+
+class EmbedModule(nn.Module):
+    """``backbone.embed`` taking its tensors positionally, as ``torch.onnx.export`` traces a module."""
+
+    def __init__(self, backbone, inputs: list[str]):
+        super().__init__()
+        self.backbone_model = backbone.model  # registered so that the exporter sees its parameters
+        self._embed = backbone.embed
+        self.inputs = list(inputs)
+
+    def forward(self, *tensors):
+        return self._embed(dict(zip(self.inputs, tensors)))
+
+
+def export_graph(module: nn.Module, sample: dict[str, torch.Tensor], destination, output: str) -> None:
+    """Trace ``module(*sample.values())`` into ``destination`` (a path or a binary file): TorchScript exporter,
+    opset ``OPSET``, every input with dynamic batch and sequence axes, the ``output`` with a dynamic batch axis."""
+    inputs = list(sample)
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in inputs}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python control flow it froze: the check decides
+        torch.onnx.export(module.eval(), tuple(sample[name] for name in inputs), destination, input_names=inputs,
+                          output_names=[output], dynamic_axes={**dynamic, output: {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+
+
+def graph_key(backbone) -> str:
+    import onnx
+    import onnxruntime
+
+    identity = {"features_of": backbone.fingerprint(), "opset": OPSET, "format": GRAPH_FORMAT,
+                "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def graph_folder(backbone, root: Path | None = None) -> Path:
+    return Path(root if root is not None else default_graph_dir()) / graph_key(backbone)[:32]
+
+
+def recorded_failure(folder: Path) -> str | None:
+    """The reason recorded when this graph last failed to export or to match PyTorch, or None."""
+    try:
+        return json.loads((folder / FAILED).read_text(encoding="utf-8"))["reason"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_failure(folder: Path, reason: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / FAILED, json.dumps(
+            {"reason": reason, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+    except OSError as exc:  # an unwritable cache costs a retry next time, nothing else
+        logger.debug("could not record the ONNX failure in %s: %s", folder, exc)
+
+
+def ensure_graph(backbone, folder: Path) -> Path:
+    """The exported graph of ``backbone.embed`` in ``folder``, exported now (atomically) unless it is there."""
+    path = folder / GRAPH
+    if path.is_file():
+        logger.debug("onnx graph of %s reused from %s", backbone.source.spec, path)
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    # the tokenizer's own padded batch (what ``preprocess`` gives), not the contract's ``tokenize``: tracing is no
+    # extraction, and a batch of two lengths keeps the traced padding general
+    sample = dict(backbone.tokenizer(SAMPLE, padding=True, truncation=True, max_length=backbone.max_length,
+                                     return_tensors="pt"))
+    module = EmbedModule(backbone, list(sample))
+    training = backbone.model.training
+    try:
+        write_atomic(path, lambda handle: export_graph(module, sample, handle, OUTPUT), binary=True)
+    finally:
+        backbone.model.train(training)
+    logger.info("exported the frozen feature graph of %s to %s", backbone.source.spec, path)
+    return path
+
+
+class OnnxEmbedder:
+    """An onnxruntime CPU session over an exported ``embed`` graph: ``embedder(batch) -> features`` as a tensor.
+
+    Its intra-op threads follow graftkit's one thread setting: torch's intra-op count (``graftkit.set_threads``
+    sizes it, with the BLAS and tokenizer pools), read at each call, so a later ``set_threads`` rebuilds the
+    session with the new count; one inter-op thread, as torch runs the graph's nodes one after another."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._session, self._threads, self._inputs = None, None, []
+
+    def session(self):
+        import onnxruntime
+
+        threads = torch.get_num_threads()
+        if self._session is None or threads != self._threads:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._session = onnxruntime.InferenceSession(str(self.path), options,
+                                                         providers=["CPUExecutionProvider"])
+            self._inputs = [node.name for node in self._session.get_inputs()]  # the exporter drops unused ones
+            self._threads = threads
+        return self._session
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        session = self.session()
+        feed = {name: np.ascontiguousarray(batch[name].cpu().numpy(), dtype=np.int64) for name in self._inputs}
+        (features,) = session.run([OUTPUT], feed)
+        return torch.from_numpy(features)
