@@ -84,6 +84,7 @@ def evaluate_fusion(model, test, *, train=None, baseline: bool = True, cv: dict 
     ``drop_leaked`` scores without them; the thresholds as ``evaluation.leakage`` takes them)."""
     model.check_fitted()
     test = model.as_table(test, require_label=True)
+    model.task_.encode(test)  # a bad label fails here, before the leakage search
     train = None if train is None else model.as_table(train, require_label=True)
     no_train = "no training data given (Python: train=...; fuse / auto write it with their test rows)"
     info = model.featurizer_.state()[1]
