@@ -195,7 +195,8 @@ def test_the_first_frozen_fusion_rung_is_cut_to_the_budget_rather_than_overrunni
     assert len(drawn) == 1 and len(drawn[0]) == rung["train_rows"]
     counts, share = drawn[0].frame["label"].value_counts(), (table.frame["label"] == "pos").mean()
     assert abs(counts["pos"] - share * len(drawn[0])) <= 1.5 and counts["neg"] > 0  # stratified: the classes' shares
-    assert any(s["action"] == "budget" and s["reason"].startswith("first frozen fusion fitted on") for s in result.steps)
+    assert any(s["action"] == "budget" and s["reason"].startswith("first frozen fusion fitted on")
+               for s in result.steps)
     linear = _by_strategy(result)["frozen + linear"]
     assert linear["status"] == "skipped" or linear["train_rows"] == rung["train_rows"]  # the same rows, or none
     assert result.seconds <= result.budget_s + 1.5

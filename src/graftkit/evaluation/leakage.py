@@ -135,7 +135,8 @@ def check_thresholds(threshold: float, text_threshold: float | None) -> None:
 
 
 def match_rows(train, test, train_features=None, test_features=None, *, threshold: float = DEFAULT_THRESHOLD,
-               text_threshold: float | None = DEFAULT_TEXT_THRESHOLD) -> tuple[dict[int, dict], list[str], np.ndarray | None]:
+               text_threshold: float | None = DEFAULT_TEXT_THRESHOLD
+               ) -> tuple[dict[int, dict], list[str], np.ndarray | None]:
     """The three detectors on two single-input tables: ``{test position: {"kind", "train_position",
     "similarity"}}`` for each flagged test row (under the first detector of exact, text, embedding that flags it),
     the methods used, and every test row's nearest-training cosine (None without features)."""

@@ -182,7 +182,8 @@ def _row_matches(columns: list[_Column], n_test: int, threshold: float, text_thr
 
 
 def find_fusion_leakage(model, train, test, *, threshold: float = DEFAULT_THRESHOLD,
-                        text_threshold: float | None = DEFAULT_TEXT_THRESHOLD, max_examples: int = MAX_EXAMPLES) -> dict:
+                        text_threshold: float | None = DEFAULT_TEXT_THRESHOLD,
+                        max_examples: int = MAX_EXAMPLES) -> dict:
     """``multi_input_leakage`` with the embeddings ``model`` (a fitted ``FusionModel``) reads each media column with
     (cached features are reused; a joint model's joined text columns have none and are compared as text)."""
     train = model.as_table(train, require_label=False)

@@ -15,8 +15,9 @@
 Before the rungs, the validation and test rows are checked for leakage against the training rows (every media
 column duplicated, ``fusion/leakage.py``: the hash and edited-copy detectors, no backbone loaded yet); the step
 log and ``AutoResult.leakage`` keep it. The choice is by the task's primary metric on validation (then the simpler,
-earlier rung); the test rows are scored after every decision. The saved model is the best fusion artifact (rungs 1, 3-5); when the classical baseline
-(rung 2) wins, the result says so in one line, as the single-input playbook does.
+earlier rung); the test rows are scored after every decision. The saved model is the best fusion artifact (rungs
+1, 3-5); when the classical baseline (rung 2) wins, the result says so in one line, as the single-input playbook
+does.
 """
 
 from __future__ import annotations
@@ -406,7 +407,8 @@ def auto_fusion(table, task, *, backbones, clock, budget, budget_s, validation, 
             )
 
             view = _tabular_view(test_table) if shipped["tabular_only"] else test_table
-            fitted_on = table if str(shipped.get("refit", "")).startswith("refitted") else run.fitted_on[shipped["step"]]
+            refitted = str(shipped.get("refit", "")).startswith("refitted")
+            fitted_on = table if refitted else run.fitted_on[shipped["step"]]
             train_view = _tabular_view(fitted_on) if shipped["tabular_only"] else fitted_on
             save_fusion_evaluation(output, evaluate_fusion(model, view, train=train_view, seed=seed))
             run.log("evaluation", f"evaluation.json written for `graftkit report {output}` (test metrics, "
