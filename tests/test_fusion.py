@@ -197,6 +197,81 @@ def test_a_missing_image_file_names_the_row(tmp_path):
         load_data(tmp_path / "t.csv", label="label", image=["photo"], numeric=["age"])
 
 
+def test_drop_missing_drops_the_unlabelled_rows_of_a_multi_input_table(tmp_path, caplog):
+    frame = table_frame(30)
+    frame.loc[3, "label"], frame.loc[6, "label"] = "NA", ""
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        table = load_data(tmp_path / "t.csv", label="label", drop_missing=True, **ROLES)
+    assert len(table) == 28 and 4 not in table.frame.index and 7 not in table.frame.index
+    assert table.frame.index[3] == 5  # the file's row numbers are kept
+    line = next(line for line in table.explanation if line.startswith("dropped"))
+    assert "2 of 30 row(s)" in line and "(row 4, 7)" in line and "--drop-missing" in line
+    assert any("t.csv" in r.message and "dropped 2 of 30" in r.message for r in caplog.records)
+    # the inputs' own missing values stay: a blank title is the empty text, a blank age or department is missing
+    assert (table.frame["title"] == "").any() and (table.frame["age"] == "").any() and (table.frame["dept"] == "").any()
+    from graftkit.tasks import infer_task
+
+    assert len(infer_task(table).encode(table)) == 28
+    # without it, the task refuses the first missing label in one line: file, row, column and the option
+    kept = load_data(tmp_path / "t.csv", label="label", **ROLES)
+    with pytest.raises(DataError, match=r"t\.csv: column 'label' is blank in 1 row\(s\) \(row 7\).*--drop-missing"):
+        infer_task(kept).encode(kept)
+    frame.loc[6, "label"] = "pos"
+    frame.to_csv(tmp_path / "u.csv", index=False)
+    only_na = load_data(tmp_path / "u.csv", label="label", **ROLES)
+    with pytest.raises(DataError, match=r"u\.csv: row 4, column 'label': label 'NA' looks like a missing value"):
+        infer_task(only_na).encode(only_na)
+    # predict (no label needed) keeps every row
+    assert len(load_data(tmp_path / "t.csv", label="label", drop_missing=True, require_label=False, **ROLES)) == 30
+
+
+def test_drop_missing_reads_no_media_of_a_dropped_row_and_refuses_a_missing_image_elsewhere(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    frame = pd.DataFrame({"photo": ["a.png", "gone.png", "a.png", "a.png"], "age": ["1", "2", "", "4"],
+                          "label": ["x", "", "y", "x"]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    table = load_data(tmp_path / "t.csv", label="label", image=["photo"], numeric=["age"], drop_missing=True)
+    assert list(table.frame.index) == [1, 3, 4]  # row 2 (no label) dropped before its photo was looked for
+    with pytest.raises(DataError, match=r"row 2, column 'photo': image file 'gone.png' does not exist"):
+        load_data(tmp_path / "t.csv", label="label", image=["photo"], numeric=["age"])
+    frame.loc[2, "photo"] = ""  # a labelled row without its image: refused as for one input, never dropped
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'photo' is empty in 1 row\(s\) \(row 3\)"):
+        load_data(tmp_path / "t.csv", label="label", image=["photo"], numeric=["age"], drop_missing=True)
+
+
+def test_auto_reads_its_validation_and_test_files_with_drop_missing(tmp_path):
+    from graftkit.playbook.fusion import _load_like
+
+    frame = table_frame(20)
+    frame.loc[2, "label"] = "null"
+    frame.to_csv(tmp_path / "test.csv", index=False)
+    table = load_data(table_frame(30), label="label", **ROLES)
+    assert len(_load_like(tmp_path / "test.csv", table, {"drop_missing": True})) == 19
+    assert len(_load_like(tmp_path / "test.csv", table, {})) == 20
+
+
+def test_cli_fuse_drop_missing_fits_and_says_how_many(tiny_bert_dir, tmp_path, capsys):
+    frame = table_frame(40)
+    frame.loc[[5, 9], "label"] = ["N/A", ""]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    flags = ["--label", "label", "--text", "review", "--numeric", "age", "--backbone", str(tiny_bert_dir),
+             "--threads", "1"]
+    code = main(["fuse", str(tmp_path / "t.csv"), *flags, "-o", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "t.csv" in err[0] and "row 10" in err[0] and "'label'" in err[0]
+    assert not (tmp_path / "m").exists()
+    code = main(["fuse", str(tmp_path / "t.csv"), *flags, "--drop-missing", "-o", str(tmp_path / "m")])
+    out = capsys.readouterr().out
+    assert code == 0 and "dropped 2 of 40 row(s)" in out and "(row 6, 10)" in out
+    import json
+
+    assert json.loads((tmp_path / "m" / "fusion.json").read_text())["data"]["rows"] == 38 - round(38 * 0.2)
+
+
 def test_no_input_column_left_is_refused():
     frame = pd.DataFrame({"Unnamed: 0": ["0", "1", "2"], "empty": ["", "", ""], "label": ["a", "b", "a"]})
     with pytest.raises(DataError, match="no input column is left once the roles are assigned"):

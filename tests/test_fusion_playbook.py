@@ -164,6 +164,57 @@ def test_auto_says_when_the_tabular_columns_alone_win(tiny_bert_dir):
     assert result.shipped is result.chosen and result.model.featurizer_.roles.media == ()
 
 
+def test_the_first_frozen_fusion_rung_is_cut_to_the_budget_rather_than_overrunning(tiny_bert_dir, monkeypatch):
+    """An extraction slowed to 0.1 s a text (whatever the machine): the timed sample says the 144 training rows
+    cannot be embedded within a 12 s budget, so the trees get the rows that fit, stratified, and the run ends on
+    time (on every row the same run took 18 s)."""
+    import time
+
+    import graftkit as gk
+    from graftkit.data import load_data
+    from graftkit.fusion import encoders
+    from graftkit.playbook import bounded
+
+    extract = encoders.extract_features
+
+    def slow(backbone, items, **kwargs):
+        time.sleep(0.1 * len(items))
+        return extract(backbone, items, **kwargs)
+
+    monkeypatch.setattr(encoders, "extract_features", slow)
+    monkeypatch.setattr(bounded, "MIN_FUSION_ROWS", 20)
+    drawn, subsample = [], bounded._subsample
+    monkeypatch.setattr(bounded, "_subsample", lambda *args: drawn.append(subsample(*args)) or drawn[-1])
+    table = load_data(noisy_frame(160), label="label", text=["title", "review"], numeric=["age"])
+    result = gk.auto(table, backbones=[str(tiny_bert_dir)], budget="12s", val_size=0.1, ladder=[], refit=False,
+                     batch_size=8)
+    rung = _by_strategy(result)["frozen + gbdt"]
+    assert rung["status"] == "ran" and 20 <= rung["train_rows"] < 144, rung["reason"]
+    assert f"subsample of {rung['train_rows']} of the 144 training rows" in rung["reason"]
+    assert "timed on 16 rows" in rung["reason"]
+    assert len(drawn) == 1 and len(drawn[0]) == rung["train_rows"]
+    counts, share = drawn[0].frame["label"].value_counts(), (table.frame["label"] == "pos").mean()
+    assert abs(counts["pos"] - share * len(drawn[0])) <= 1.5 and counts["neg"] > 0  # stratified: the classes' shares
+    assert any(s["action"] == "budget" and s["reason"].startswith("first frozen fusion fitted on")
+               for s in result.steps)
+    linear = _by_strategy(result)["frozen + linear"]
+    assert linear["status"] == "skipped" or linear["train_rows"] == rung["train_rows"]  # the same rows, or none
+    assert result.seconds <= result.budget_s + 1.5
+
+
+def test_the_first_frozen_fusion_rung_sees_every_row_when_the_budget_allows(tiny_bert_dir):
+    import graftkit as gk
+    from graftkit.data import load_data
+
+    table = load_data(noisy_frame(60), label="label", text=["title", "review"], numeric=["age"])
+    result = gk.auto(table, backbones=[str(tiny_bert_dir)], budget="10m", ladder=[], refit=False, batch_size=8)
+    rows = _by_strategy(result)
+    assert rows["frozen + gbdt"]["train_rows"] == rows["frozen + linear"]["train_rows"] == 48
+    assert "subsample" not in rows["frozen + gbdt"]["reason"]
+    assert any(s["action"] == "budget" and s["reason"].startswith("first frozen fusion: 48 training + 12 other rows")
+               and "fit the budget" in s["reason"] for s in result.steps)
+
+
 # -- report -----------------------------------------------------------------------------------------------------
 def test_report_of_a_fusion_directory_has_the_importance_of_each_group(tiny_bert_dir, table_csv, tmp_path, capsys):
     out = tmp_path / "fused"

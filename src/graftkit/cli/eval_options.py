@@ -72,6 +72,16 @@ def evaluation_kwargs(args) -> dict:
             "scratch": args.scratch, "reference": args.reference}
 
 
+def leakage_line(leak: dict | None) -> str | None:
+    """The leakage record in one line (None when the search did not run)."""
+    if not leak or "leaked" not in leak:
+        return None
+    return (f"leakage: {leak['leaked']} of {leak['n_test']} test rows duplicate training rows "
+            f"({leak['exact']} exact, {leak['text']} edited text, {leak['embedding']} by features)"
+            + (f" in every media column ({', '.join(leak['columns'])})" if leak.get("columns") else "")
+            + ("; dropped before scoring" if leak.get("dropped") else ""))
+
+
 def format_evaluation(record: dict) -> list[str]:
     """Plain-text lines for the parts of the record beyond the per-class table."""
     lines = []
@@ -112,11 +122,9 @@ def format_evaluation(record: dict) -> list[str]:
                         f"{forgetting['reference']['accuracy_after']:.4f}" if forgetting.get("reference") else ""))
         if forgetting["warning"]:
             lines.append(f"WARNING: {forgetting['warning']}")
-    leak = record.get("leakage") or {}
-    if "leaked" in leak:
-        lines.append(f"leakage: {leak['leaked']} of {leak['n_test']} test rows duplicate training rows "
-                     f"({leak['exact']} exact, {leak['text']} edited text, {leak['embedding']} by features)"
-                     + ("; dropped before scoring" if leak.get("dropped") else ""))
+    line = leakage_line(record.get("leakage"))
+    if line:
+        lines.append(line)
     curve = record.get("learning_curve") or {}
     x, metric = curve.get("x", "per_class"), curve.get("metric", "accuracy")
     unit = "per class" if x == "per_class" else "rows"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from graftkit.atomic import output_lock
+from graftkit.cli.eval_options import evaluation_kwargs, leakage_line
 from graftkit.cli.options import add_threads_option, emit_json, positive_int, seed
 from graftkit.data import load_data
 from graftkit.errors import ConfigError
@@ -67,6 +68,9 @@ def register(commands) -> None:
     fuse.add_argument("--cache-dir", help="feature cache folder")
     fuse.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet"])
     fuse.add_argument("--encoding", default="utf-8")
+    fuse.add_argument("--drop-missing", action="store_true",
+                      help="drop rows whose label is missing (blank, NA, N/A, nan, null, None, -, ?) and say how "
+                           "many, instead of refusing them")
     fuse.add_argument("-o", "--output", help="model directory to write")
     fuse.add_argument("--overwrite", action="store_true", help="replace an existing model in -o")
     fuse.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -77,11 +81,11 @@ def register(commands) -> None:
 def read_table(args):
     roles = {r: getattr(args, r) for r in ("text", "image", "audio", "numeric", "categorical")}
     infer = not any(roles.values())
-    table = load_data(args.data, label=args.label, format=args.format, encoding=args.encoding,
-                      roles="infer" if infer else None, **roles)
+    options = {"label": args.label, "format": args.format, "encoding": args.encoding,
+               "drop_missing": args.drop_missing}
+    table = load_data(args.data, roles="infer" if infer else None, **options, **roles)
     if table.roles is None:  # one media column named and nothing else: still a (one-column) multi-input table
-        table = load_data(args.data, label=args.label, format=args.format, encoding=args.encoding, roles="infer",
-                          **roles)
+        table = load_data(args.data, roles="infer", **options, **roles)
     return table
 
 
@@ -122,6 +126,9 @@ def run_fuse(args) -> int:
         result["notes"] = metrics["notes"]
         say(f"test: {task.format_metrics(metrics)}")
         say(importance_lines(metrics["feature_groups"], f"{len(test)} test rows"))
+        if leakage_line(record["leakage"]):
+            result["leakage"] = {k: record["leakage"][k] for k in ("leaked", "n_test", "exact", "text", "embedding")}
+            say(leakage_line(record["leakage"]))
         if args.baseline:
             base = record["baseline"]
             result["baseline"] = {"name": base["name"], task.primary_metric: base[task.primary_metric],
@@ -178,12 +185,19 @@ def format_cv(result: dict) -> str:
 
 
 def load_for_predict(args, require_label: bool):
-    """``graftkit predict`` on a fusion model directory: the model and the table read with its roles."""
+    """``graftkit predict`` / ``evaluate`` on a fusion model directory: the model and the table read with its
+    roles."""
     model = load_fusion(args.model, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
-    table = load_data(args.data, require_label=require_label, format=args.format, encoding=args.encoding,
-                      known_columns={"roles": model.featurizer_.roles.to_dict(), "label": model.label_column_},
-                      label=model.label_column_ if require_label else None)
-    return model, table
+    return model, read_like_model(model, args.data, args, require_label)
+
+
+def read_like_model(model, data, args, require_label: bool):
+    """``data`` read with the fitted model's roles and label; ``--drop-missing`` drops unlabelled rows where labels
+    are read (evaluate; never predict)."""
+    return load_data(data, require_label=require_label, format=args.format, encoding=args.encoding,
+                     known_columns={"roles": model.featurizer_.roles.to_dict(), "label": model.label_column_},
+                     label=model.label_column_ if require_label else None,
+                     drop_missing=getattr(args, "drop_missing", False))
 
 
 def importance_lines(groups: dict, rows: str) -> str:
@@ -202,17 +216,23 @@ def evaluate_saved(args) -> int:
         raise ConfigError("--target measures a domain shift for one input column; a fusion model reads several: "
                           "drop --target")
     model, table = load_for_predict(args, require_label=True)
-    train = model.as_table(args.train, require_label=True) if args.train else None
-    record = evaluate_fusion(model, table, train=train, baseline=train is not None, seed=0)
+    train = read_like_model(model, args.train, args, require_label=True) if args.train else None
+    options = {k: v for k, v in evaluation_kwargs(args).items()
+               if k in ("leakage", "drop_leaked", "leakage_threshold", "text_threshold")}
+    record = evaluate_fusion(model, table, train=train, baseline=train is not None and not args.no_baseline, seed=0,
+                             **options)
     metrics = record["metrics"]
     if args.save:
         save_fusion_evaluation(args.model, record)
     if args.json:
         emit_json({**{k: v for k, v in metrics.items() if k != "feature_groups"},
-                   "feature_groups": metrics["feature_groups"], "baseline": record["baseline"]})
+                   "feature_groups": metrics["feature_groups"], "baseline": record["baseline"],
+                   "leakage": record["leakage"]})
         return 0
     print(model.task_.format_metrics(metrics))
     print(importance_lines(metrics["feature_groups"], f"{len(table)} rows"))
+    if leakage_line(record["leakage"]):
+        print(leakage_line(record["leakage"]))
     if "skipped" not in record["baseline"]:
         base = record["baseline"]
         print(f"baseline {base['name']}: {model.task_.primary_metric} {base[model.task_.primary_metric]:.4f} "

@@ -64,7 +64,7 @@ def load_data(source, *, text: str | list[str] | None = None, image: str | list[
     named = {"text": text, "image": image, "audio": audio, "numeric": numeric, "categorical": categorical}
     if roles == "infer" or wants_multi_input(**named) or "roles" in (known_columns or {}):
         return _multi_input(source, named, label, format, encoding, require_label, roles == "infer",
-                            (known_columns or {}).get("roles"))
+                            (known_columns or {}).get("roles"), drop_missing)
     roles = {"text": text, "image": image, "audio": audio}
     known = known_columns or {}
     if sum(v is not None for v in roles.values()) > 1:
@@ -97,12 +97,13 @@ def load_data(source, *, text: str | list[str] | None = None, image: str | list[
     return _from_frame(frame, str(path), path.parent.resolve(), roles, label, require_label, known, drop_missing)
 
 
-def _multi_input(source, named, label, format, encoding, require_label, infer, known_roles) -> Table:
+def _multi_input(source, named, label, format, encoding, require_label, infer, known_roles,
+                 drop_missing: bool) -> Table:
     """A multi-input table (``data/roles.py``) from a DataFrame or a file."""
     given = given_roles(**named)
     if isinstance(source, pd.DataFrame):
         return multi_input_table(source.astype(object), "DataFrame", None, given, label, require_label, infer,
-                                 known_roles)
+                                 known_roles, drop_missing)
     if not isinstance(source, (str, Path)):
         raise DataError(f"a multi-input table is read from a file path or a pandas.DataFrame; got {type(source).__name__}")
     path = Path(source).expanduser()
@@ -112,7 +113,8 @@ def _multi_input(source, named, label, format, encoding, require_label, infer, k
     if kind not in ("csv", "tsv", "jsonl", "parquet"):
         raise DataError(f"{path}: a multi-input table is a .csv, .tsv, .jsonl or .parquet file (or pass format=)")
     frame = _read_file(path, kind, encoding)
-    return multi_input_table(frame, str(path), path.parent.resolve(), given, label, require_label, infer, known_roles)
+    return multi_input_table(frame, str(path), path.parent.resolve(), given, label, require_label, infer, known_roles,
+                             drop_missing)
 
 
 def _dataset_frame(dataset) -> pd.DataFrame:

@@ -4,7 +4,11 @@ and which are tabular (numeric, categorical), given by the caller or inferred wi
 A single-input table has no ``Roles`` (``Table.roles is None``) and reads as it always did; ``multi_input_table``
 builds the other kind. Missing values are legal in every column but an image / audio one (a blank text is the
 empty text, a blank number or category is missing and the head handles it); what is refused is refused here, at
-load time, naming the row and the column.
+load time, naming the row and the column. A missing label is the task's to refuse (row and column named), unless
+``drop_missing`` drops those rows first, with the count in ``Table.explanation`` and the log, as for one input; as
+there, ``drop_missing`` drops for the label only, never for an input: a blank image / audio cell stays an error
+naming its row (a single-input table refuses a blank input the same way), since dropping rows for an input the
+model needs would hide broken paths.
 """
 
 from __future__ import annotations
@@ -181,9 +185,19 @@ def check_media(frame: pd.DataFrame, where: str, column: str, modality: str, bas
 
 
 def multi_input_table(frame: pd.DataFrame, where: str, base_dir: Path | None, given: dict[str, list[str]],
-                      label, require_label: bool, infer: bool, known_roles: dict | None = None):
-    """A Table with ``roles``: the given roles (or the fitted model's), the others inferred when ``infer``."""
-    from graftkit.data.readers import AUDIO_SUFFIXES, IMAGE_SUFFIXES, _clean_labels, _infer_label, named_columns
+                      label, require_label: bool, infer: bool, known_roles: dict | None = None,
+                      drop_missing: bool = False):
+    """A Table with ``roles``: the given roles (or the fitted model's), the others inferred when ``infer``.
+    ``drop_missing`` (where labels are required) drops the rows whose label is missing, as for one input, before
+    the input columns are checked: a dropped row's media cells are never read."""
+    from graftkit.data.readers import (
+        AUDIO_SUFFIXES,
+        IMAGE_SUFFIXES,
+        _clean_labels,
+        _drop_missing,
+        _infer_label,
+        named_columns,
+    )
     from graftkit.data.table import Table
 
     frame = named_columns(frame, where)
@@ -205,6 +219,8 @@ def multi_input_table(frame: pd.DataFrame, where: str, base_dir: Path | None, gi
                              infer, explanation)
     for name in labels:
         frame[name] = _clean_labels(frame[name])
+    if drop_missing and labels and require_label:  # predict keeps every row
+        frame = _drop_missing(frame, where, labels, explanation)
     for column in roles.numeric:
         check_numeric(frame, where, column)
     for column, modality in roles.media:

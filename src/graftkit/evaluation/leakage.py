@@ -14,7 +14,9 @@ Three detectors, reported together with examples (row numbers, both inputs, both
   applied across splits; the only near-duplicate detector for images and audio (re-encoded, resized copies).
   Lee et al. 2022 ("Deduplicating Training Data Makes Language Models Better") motivate both near detectors.
 
-``drop_leaked(test, report)`` returns the test table without the flagged rows.
+``drop_leaked(test, report)`` returns the test table without the flagged rows. ``match_rows`` (the detectors on
+one input column), ``text_similarity``, ``unit_rows`` and ``leakage_report`` (the record from the matches) are the
+parts a multi-input table's check (``fusion/leakage.py``) builds on.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def content_hashes(table) -> list[str]:
             for p, item in enumerate(table.items())]
 
 
-def _shown(item, limit: int = 300) -> str:
+def shown_input(item, limit: int = 300) -> str:
+    """An input as the record shows it: the text (cut at ``limit`` characters), the file path, or a size."""
     if isinstance(item, dict):
         item = item.get("path") or "<in-memory media>"
     if isinstance(item, bytes):
@@ -62,14 +65,15 @@ def _shown(item, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _unit(features: np.ndarray) -> np.ndarray:
+def unit_rows(features: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (cosine similarity is then a dot product)."""
     features = np.asarray(features, dtype=np.float32)
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def nearest_train(test_features: np.ndarray, train_features: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """For each test row: the cosine similarity of its most similar training row, and that row's position."""
-    test_unit, train_unit = _unit(test_features), _unit(train_features)
+    test_unit, train_unit = unit_rows(test_features), unit_rows(train_features)
     best = np.empty(len(test_unit), dtype=np.float32)
     where = np.empty(len(test_unit), dtype=np.int64)
     for start in range(0, len(test_unit), chunk):
@@ -114,26 +118,28 @@ def text_near_duplicates(train_texts, test_texts, *, candidates: int = CANDIDATE
     return best, where
 
 
-def near_duplicates(train, test, train_features=None, test_features=None, *, threshold: float = DEFAULT_THRESHOLD,
-                    text_threshold: float | None = DEFAULT_TEXT_THRESHOLD, max_examples: int = MAX_EXAMPLES) -> dict:
-    """Test rows that duplicate a training row: ``exact`` (normalised-content hash), ``text`` (text tables:
-    normalised-text similarity >= ``text_threshold``; ``None`` turns it off) or ``embedding`` (feature cosine
-    >= ``threshold``; only when both feature matrices are given). A row found by several detectors counts
-    once, under the first of that order. Returns counts, the flagged test positions and row numbers, and up
-    to ``max_examples`` examples (exact ones first, then by similarity)."""
+def text_similarity(a, b) -> float:
+    """The Ratcliff-Obershelp similarity (``difflib``) of two texts' normalised forms, as the text detector
+    verifies a candidate pair."""
+    import difflib
+
+    return difflib.SequenceMatcher(None, normalize_text(a), normalize_text(b), autojunk=False).ratio()
+
+
+def check_thresholds(threshold: float, text_threshold: float | None) -> None:
     if not -1.0 <= float(threshold) <= 1.0:
         raise ConfigError(f"leakage threshold is a cosine similarity in [-1, 1], e.g. 0.98; got {threshold!r} "
                           "(--leakage-threshold)")
     if text_threshold is not None and not 0.0 < float(text_threshold) <= 1.0:
         raise ConfigError(f"leakage text threshold is a similarity in (0, 1], e.g. 0.9; got {text_threshold!r}")
-    if (train_features is None) != (test_features is None):
-        raise DataError("leakage: give the features of both splits, or of neither (no embedding detector)")
-    if len(train) == 0 or len(test) == 0:
-        raise DataError(f"leakage: train has {len(train)} and test {len(test)} rows; both need rows to compare")
-    if train.modality != test.modality:
-        raise DataError(f"leakage: train holds {train.modality} but test holds {test.modality}; compare two splits "
-                        "of the same data")
-    train_items, test_items = train.items(), test.items()
+
+
+def match_rows(train, test, train_features=None, test_features=None, *, threshold: float = DEFAULT_THRESHOLD,
+               text_threshold: float | None = DEFAULT_TEXT_THRESHOLD
+               ) -> tuple[dict[int, dict], list[str], np.ndarray | None]:
+    """The three detectors on two single-input tables: ``{test position: {"kind", "train_position",
+    "similarity"}}`` for each flagged test row (under the first detector of exact, text, embedding that flags it),
+    the methods used, and every test row's nearest-training cosine (None without features)."""
     train_hash = {}
     for position, digest in enumerate(content_hashes(train)):
         train_hash.setdefault(digest, position)
@@ -143,7 +149,7 @@ def near_duplicates(train, test, train_features=None, test_features=None, *, thr
             found[position] = {"kind": "exact", "train_position": train_hash[digest], "similarity": 1.0}
     methods = ["normalised-content hash"]
     if train.modality == "text" and text_threshold is not None:
-        ratio, nearest = text_near_duplicates(train_items, test_items)
+        ratio, nearest = text_near_duplicates(train.items(), test.items())
         for position in np.flatnonzero(ratio >= text_threshold):
             found.setdefault(int(position), {"kind": "text", "train_position": int(nearest[position]),
                                              "similarity": float(ratio[position])})
@@ -158,23 +164,34 @@ def near_duplicates(train, test, train_features=None, test_features=None, *, thr
             found.setdefault(int(position), {"kind": "embedding", "train_position": int(nearest[position]),
                                              "similarity": float(similarity[position])})
         methods.append(f"feature cosine >= {threshold:g}")
+    return found, methods, similarity
+
+
+KINDS = {"exact": 0, "text": 1, "embedding": 2}  # the order a row found by several detectors is counted in
+
+
+def leakage_report(train, test, found: dict[int, dict], *, method: str, shown, threshold: float | None,
+                   text_threshold: float | None, similarity: np.ndarray | None = None,
+                   max_examples: int = MAX_EXAMPLES, what: str = "duplicate a training row") -> dict:
+    """The leakage record (what ``graftkit report`` renders) from the matches ``found``: counts per detector, the
+    flagged test positions and row numbers, label conflicts, up to ``max_examples`` examples (exact ones first,
+    then by similarity) with ``shown(table, position)`` as each side's input, and the warning (``what`` the
+    flagged rows do). ``threshold`` / ``text_threshold``: the ones used, None for a detector that did not run."""
     train_labels = train.labels() if train.has_labels else [None] * len(train)
     test_labels = test.labels() if test.has_labels else [None] * len(test)
-    rank = {"exact": 0, "text": 1, "embedding": 2}
-    order = sorted(found, key=lambda p: (rank[found[p]["kind"]], -found[p]["similarity"], p))
+    order = sorted(found, key=lambda p: (KINDS[found[p]["kind"]], -found[p]["similarity"], p))
     examples = []
     for position in order[:max_examples]:
         entry, other = found[position], found[position]["train_position"]
         examples.append({"kind": entry["kind"], "similarity": entry["similarity"],
                          "test_row": _row(test, position), "train_row": _row(train, other),
-                         "test_input": _shown(test_items[position]), "train_input": _shown(train_items[other]),
+                         "test_input": shown(test, position), "train_input": shown(train, other),
                          "test_label": _label(test_labels[position]), "train_label": _label(train_labels[other])})
     positions = sorted(found)
-    counts = {kind: sum(1 for p in positions if found[p]["kind"] == kind) for kind in rank}
+    counts = {kind: sum(1 for p in positions if found[p]["kind"] == kind) for kind in KINDS}
     report = {
-        "method": " + ".join(methods),
-        "threshold": float(threshold) if similarity is not None else None,
-        "text_threshold": float(text_threshold) if train.modality == "text" and text_threshold is not None else None,
+        "method": method, "threshold": None if threshold is None else float(threshold),
+        "text_threshold": None if text_threshold is None else float(text_threshold),
         "n_train": len(train), "n_test": len(test), **counts, "leaked": len(positions),
         "share": len(positions) / len(test),
         "label_conflicts": sum(1 for p in positions if train_labels[found[p]["train_position"]] != test_labels[p]),
@@ -184,14 +201,39 @@ def near_duplicates(train, test, train_features=None, test_features=None, *, thr
     if similarity is not None:
         report["similarity_quantiles"] = {str(q): float(np.quantile(similarity, q)) for q in (0.5, 0.9, 0.99)}
     if positions:
-        report["warning"] = (f"{len(positions)} of {len(test)} test rows ({100 * report['share']:.1f}%) duplicate a "
-                             f"training row ({counts['exact']} exact, {counts['text'] + counts['embedding']} near); "
+        report["warning"] = (f"{len(positions)} of {len(test)} test rows ({100 * report['share']:.1f}%) {what} "
+                             f"({counts['exact']} exact, {counts['text'] + counts['embedding']} near); "
                              "held-out scores are optimistic: drop them (drop_leaked / --drop-leaked) or "
                              "de-duplicate the data")
-        if report["share"] > 0.5 and similarity is not None:
+        if report["share"] > 0.5 and threshold is not None:
             report["warning"] += (f"; over half the test rows are flagged, so the threshold {threshold:g} may be too "
                                   "low for this backbone's feature space (--leakage-threshold)")
     return report
+
+
+def near_duplicates(train, test, train_features=None, test_features=None, *, threshold: float = DEFAULT_THRESHOLD,
+                    text_threshold: float | None = DEFAULT_TEXT_THRESHOLD, max_examples: int = MAX_EXAMPLES) -> dict:
+    """Test rows that duplicate a training row: ``exact`` (normalised-content hash), ``text`` (text tables:
+    normalised-text similarity >= ``text_threshold``; ``None`` turns it off) or ``embedding`` (feature cosine
+    >= ``threshold``; only when both feature matrices are given). A row found by several detectors counts
+    once, under the first of that order. Returns counts, the flagged test positions and row numbers, and up
+    to ``max_examples`` examples (exact ones first, then by similarity)."""
+    check_thresholds(threshold, text_threshold)
+    if (train_features is None) != (test_features is None):
+        raise DataError("leakage: give the features of both splits, or of neither (no embedding detector)")
+    if len(train) == 0 or len(test) == 0:
+        raise DataError(f"leakage: train has {len(train)} and test {len(test)} rows; both need rows to compare")
+    if train.modality != test.modality:
+        raise DataError(f"leakage: train holds {train.modality} but test holds {test.modality}; compare two splits "
+                        "of the same data")
+    found, methods, similarity = match_rows(train, test, train_features, test_features, threshold=threshold,
+                                            text_threshold=text_threshold)
+    items = {id(train): train.items(), id(test): test.items()}
+    return leakage_report(train, test, found, method=" + ".join(methods),
+                          shown=lambda table, position: shown_input(items[id(table)][position]),
+                          threshold=threshold if similarity is not None else None,
+                          text_threshold=text_threshold if train.modality == "text" else None,
+                          similarity=similarity, max_examples=max_examples)
 
 
 def _row(table, position: int):

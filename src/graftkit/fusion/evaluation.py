@@ -1,13 +1,15 @@
 """The evaluation record of a fusion model, ``evaluation.json`` beside ``fusion.json``, in the format
 ``evaluation/suite.py`` writes for a ``Graft`` (so ``graftkit report`` renders both with the same sections): the
 task's held-out metrics with the feature-group importance (permutation on the test rows), the classical baseline
-(TF-IDF + SVD + the tabular columns, same trees) with the transfer gain over it, and optionally the k-fold cv
-record. Sections the fusion model has no measurement for say why. The record is tied to the model by the hash of
-its arrays, so a refitted directory's old record is flagged stale."""
+(TF-IDF + SVD + the tabular columns, same trees) with the transfer gain over it, the leakage between the training
+and test rows (``fusion/leakage.py``), and optionally the k-fold cv record. Sections the fusion model has no
+measurement for say why. The record is tied to the model by the hash of its arrays, so a refitted directory's old
+record is flagged stale."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +21,8 @@ from graftkit.fusion.model import ARRAYS
 from graftkit.fusion.model import (
     read_manifest as read_fusion_manifest,  # the report reads it from here
 )
+
+logger = logging.getLogger(__name__)
 
 BASELINE_NAME = "TF-IDF + SVD + tabular GBDT"
 
@@ -51,11 +55,36 @@ def _baseline(model, train, test, seed: int) -> dict:
     return result
 
 
+def _leakage(model, train, test, no_train: str, leakage: bool, drop_leaked: bool, options: dict):
+    """``(leakage record, test rows to score)``: the multi-input detectors between ``train`` and ``test``
+    (``fusion/leakage.py``), the flagged rows dropped when asked."""
+    from graftkit.evaluation.leakage import drop_leaked as without_leaked
+    from graftkit.fusion.leakage import find_fusion_leakage
+
+    if train is None or not leakage:
+        return _skipped(no_train if train is None else "turned off (--no-leakage)"), test
+    if not model.featurizer_.roles.media:
+        return _skipped("the model reads no text / image / audio column (the tabular columns alone), and the "
+                        "detectors compare those cells"), test
+    found = find_fusion_leakage(model, train, test, **options)
+    found["dropped"] = bool(drop_leaked and found["leaked"])
+    if found["dropped"]:
+        test = without_leaked(test, found)
+        logger.info("leakage: %d duplicated test rows dropped; evaluating on %d", found["leaked"], len(test))
+    elif found["warning"]:
+        logger.warning("leakage: %s", found["warning"])
+    return found, test
+
+
 def evaluate_fusion(model, test, *, train=None, baseline: bool = True, cv: dict | None = None, repeats: int = 5,
-                    seed: int = 0) -> dict:
-    """Everything the report shows for a fitted ``FusionModel``, as plain data."""
+                    seed: int = 0, leakage: bool = True, drop_leaked: bool = False,
+                    leakage_threshold: float | None = None, text_threshold: float | None = None) -> dict:
+    """Everything the report shows for a fitted ``FusionModel``, as plain data. With ``train``: the classical
+    baseline and the leakage search (test rows whose every media column duplicates a training row's;
+    ``drop_leaked`` scores without them; the thresholds as ``evaluation.leakage`` takes them)."""
     model.check_fitted()
     test = model.as_table(test, require_label=True)
+    model.task_.encode(test)  # a bad label fails here, before the leakage search
     train = None if train is None else model.as_table(train, require_label=True)
     no_train = "no training data given (Python: train=...; fuse / auto write it with their test rows)"
     info = model.featurizer_.state()[1]
@@ -63,6 +92,10 @@ def evaluate_fusion(model, test, *, train=None, baseline: bool = True, cv: dict 
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "model": {"head": model.head, "encoders": info["encoders"], "inputs": info["roles"]},
               "test": _describe(test), "train": None if train is None else _describe(train)}
+    options = {k: v for k, v in (("threshold", leakage_threshold), ("text_threshold", text_threshold)) if v is not None}
+    record["leakage"], test = _leakage(model, train, test, no_train, leakage, drop_leaked, options)
+    if record["leakage"].get("dropped"):
+        record["test"]["rows_after_dropping_leaked"] = len(test)
     record["metrics"] = model.evaluate(test, repeats=repeats)
     record["task"] = model.task_.to_dict()
     record["fit_metrics"] = dict(model.metrics_)
@@ -73,7 +106,6 @@ def evaluate_fusion(model, test, *, train=None, baseline: bool = True, cv: dict 
                                  "trees are the from-scratch reference: auto's first rung)")
     record["forgetting"] = _skipped("not measured for fusion models")
     record["learning_curve"] = _skipped("not built for fusion models")
-    record["leakage"] = _skipped("not built for multi-input tables (the detectors read one input column)")
     record["cv"] = cv if cv is not None else _skipped("not requested (graftkit fuse --cv K, graftkit cv)")
     return _plain(record)
 

@@ -53,7 +53,7 @@ class Featurizer:
 
     # -- fitting -----------------------------------------------------------------------------------------------
     def fit_transform(self, table) -> np.ndarray:
-        embeddings = self._embed(table)
+        embeddings = self.column_embeddings(table)
         for column, _ in self.roles.media:
             if self.reduce is not None:
                 self._fit_reduction(column, embeddings[column])
@@ -83,10 +83,11 @@ class Featurizer:
 
     # -- applying ----------------------------------------------------------------------------------------------
     def transform(self, table) -> np.ndarray:
-        return self._assemble(table, self._embed(table), warn=True)
+        return self._assemble(table, self.column_embeddings(table), warn=True)
 
-    def _embed(self, table) -> dict[str, np.ndarray]:
-        """Each media column's features; columns sharing an encoder go to it together (one cache lookup)."""
+    def column_embeddings(self, table) -> dict[str, np.ndarray]:
+        """Each media column's features, before any reduction; columns sharing an encoder go to it together (one
+        cache lookup)."""
         out: dict[str, np.ndarray] = {}
         by_encoder: dict[int, list] = {}
         for column, modality in self.roles.media:

@@ -114,6 +114,17 @@ class JointFeaturizer:
     def transform(self, table) -> np.ndarray:
         return self.graft.head_features(joint_table(table, self.trained, self.modality, self.column))
 
+    def column_embeddings(self, table) -> dict[str, np.ndarray]:
+        """Each media column's own pooled features: the side columns' frozen ones and, when the encoder reads one
+        column, the trained encoder's; joined text columns have none of their own (absent)."""
+        out = {}
+        if self.side is not None and self.side.roles.media:
+            out.update(self.side.column_embeddings(table))
+        if len(self.trained) == 1:
+            view = joint_table(table, self.trained, self.modality, self.column)
+            out[self.column] = self.graft.features(view, pooled=True)
+        return out
+
     # -- state -------------------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays, side_info = self.side.state() if self.side is not None else ({}, None)

@@ -121,9 +121,10 @@ class FusionModel:
                               f"{{{column!r}: SPEC}}, CLI --backbone {modality}=SPEC)")
         return spec
 
-    def _encoders(self, table, task) -> dict:
-        """One encoder object per backbone spec and modality, shared by the columns that use it (an image-text
-        model named for an image and a text column gets one encoder per tower)."""
+    def build_encoders(self, table, task=None) -> dict:
+        """Media column -> its encoder: one object per backbone spec and modality, shared by the columns that use it
+        (an image-text model named for an image and a text column gets one encoder per tower). ``encoder="lora"``
+        tunes the text ones on ``table`` and ``task`` here; frozen ones only load their backbone."""
         by_spec: dict[tuple[str, str], object] = {}
         columns: dict[str, object] = {}
         for column, modality in table.roles.media:
@@ -150,17 +151,24 @@ class FusionModel:
         return self.head or ("linear" if self.encoder == "joint" else "gbdt")
 
     # -- fitting -----------------------------------------------------------------------------------------------
-    def fit(self, data) -> FusionModel:
+    def fit(self, data, *, encoders: dict | None = None) -> FusionModel:
+        """Fit on labelled ``data``. ``encoders``: media column -> encoder, built by ``build_encoders`` for this
+        table's columns (``auto`` loads them once for its timing pass and fits with them), used as they are."""
         table = self.as_table(data, require_label=True)
         if self.task is not None:
             task_class(self.task)
         task = infer_task(table, self.task, **self.task_options)
         logger.info("%s", task.reason or f"task: {task.kind}")
         if self.encoder == "joint":
+            if encoders is not None:
+                raise ConfigError("joint fusion trains its own encoder; fit it without encoders=")
             return self._fit_joint(table, task)
+        if encoders is not None and set(encoders) != {c for c, _ in table.roles.media}:
+            raise ConfigError(f"encoders= names columns {sorted(encoders)}, but the table's media columns are "
+                              f"{[c for c, _ in table.roles.media]}; build them with build_encoders(table)")
         started = time.perf_counter()
         y = task.encode(table)
-        featurizer = Featurizer(table.roles, self._encoders(table, task),
+        featurizer = Featurizer(table.roles, encoders if encoders is not None else self.build_encoders(table, task),
                                 layout="trees" if self.head_name == "gbdt" else "dense", reduce=self.reduce,
                                 components=self.components)
         X = featurizer.fit_transform(table)

@@ -8,6 +8,11 @@ and when extracting every training, validation and test row would not fit what i
 fitted on a seeded subsample of the training rows, stratified as the task splits, sized to fit. The validation and
 test rows are never subsampled: the choice and the test scores stay comparable with every other row.
 
+The first frozen-fusion rung of a multi-input table's ``auto`` is bounded the same way (``bounded_fusion_rows``):
+every media column of a warm-up batch and of a timed sample is embedded through the encoders the rung then fits
+with, and when the whole training split would not fit, the trees get the most rows that fit, stratified as the
+task splits, at least ``MIN_FUSION_ROWS`` (or all, when fewer).
+
 A trainable rung whose estimate on every training row does not fit is not simply skipped either: first its epochs
 go down (to 1: distinct rows teach more than repeated ones), then its training rows, to the most that fit, drawn so
 that the first probe's rows come first (their pretrained features are cached), with a floor of ``MIN_TRAINABLE_ROWS``
@@ -25,6 +30,7 @@ SAMPLE_BATCHES = 2      # batches of training rows timed before the first probe 
 HEAD_SHARE = 0.25       # the head's fit (C by cross-validation) taken as this share of the extraction's time
 MIN_ROWS = 50           # fewer training rows than this make a probe too noisy to be worth a model
 MIN_TRAINABLE_ROWS = 200  # fewer than this: a fine-tuned rung is noise, the probe on more rows is the better buy
+MIN_FUSION_ROWS = 200   # fewer than this: gradient-boosted trees on a few hundred wide rows are noise
 
 
 def forward_seconds_per_row(spec: str, train, task, graft_options: dict):
@@ -50,12 +56,38 @@ def forward_seconds_per_row(spec: str, train, task, graft_options: dict):
     return (seconds / embedded if embedded else None), len(sample), model
 
 
-def rows_that_fit(forward_s: float, *, train_rows: int, other_rows: int, seconds_left: float) -> int:
+def fusion_forward_seconds(model, train):
+    """``(seconds per row, sample size, encoders)`` for a frozen ``FusionModel``: every media column of a small
+    sample of ``train`` embedded through ``model.build_encoders(train)`` (the backbones are loaded and a warm-up batch
+    embedded before the clock starts, as for the first probe); ``None`` seconds when the sample was all in the
+    feature cache. The sample's own share of repeated and cached values stands for the rest. ``encoders``: for the
+    rung to fit with (``FusionModel.fit(encoders=)``), so each backbone loads once."""
+    from graftkit.fusion.featurize import Featurizer
+
+    batch = model.batch_size
+    warm_up = train.head(min(len(train), batch))
+    rest = range(len(warm_up), min(len(train), len(warm_up) + SAMPLE_BATCHES * batch))
+    sample = train.subset(rest) if len(rest) else warm_up
+    encoders = model.build_encoders(train)  # loads the backbones: not part of the per-row time
+    featurizer = Featurizer(train.roles, encoders)
+    if len(rest):
+        featurizer.column_embeddings(warm_up)
+    distinct = list(dict.fromkeys(encoders.values()))
+    before = sum(e.embedded for e in distinct)
+    started = time.perf_counter()
+    featurizer.column_embeddings(sample)
+    seconds = time.perf_counter() - started
+    embedded = sum(e.embedded for e in distinct) - before
+    return (seconds / len(sample) if embedded else None), len(sample), encoders
+
+
+def rows_that_fit(forward_s: float, *, train_rows: int, other_rows: int, seconds_left: float,
+                  floor: int = MIN_ROWS) -> int:
     """How many training rows the first probe can embed and fit in ``seconds_left``, after embedding the
-    ``other_rows`` (validation and test) it must score; at least ``MIN_ROWS`` (or all, when fewer)."""
+    ``other_rows`` (validation and test) it must score; at least ``floor`` (or all, when fewer)."""
     left_for_training = seconds_left - forward_s * other_rows
     fit = int(left_for_training / (forward_s * (1.0 + HEAD_SHARE))) if left_for_training > 0 else 0
-    return min(train_rows, max(fit, min(MIN_ROWS, train_rows)))
+    return min(train_rows, max(fit, min(floor, train_rows)))
 
 
 def _subsample(task, train, rows: int, seed: int):
@@ -79,22 +111,54 @@ def bounded_training_rows(run, spec: str, graft_options: dict):
         run.log("budget", f"first probe: its {sampled}-row timing sample was all in the feature cache; no bound")
         return train, None, model
     run.forward_s.setdefault(spec, forward_s)
+    rows, note = _rows_within_budget(run, forward_s, sampled, floor=MIN_ROWS, what="first probe")
+    return rows, note, model
+
+
+def bounded_fusion_rows(run, model, label: str):
+    """``(training table for the first frozen-fusion rung, note or None, encoders or None)``: ``model`` (an
+    unfitted frozen ``FusionModel``) timed on a sample of ``run.train``; all of it when embedding every media column
+    of the training, validation and test rows fits the budget, else a stratified seeded subsample sized to fit, at
+    least ``MIN_FUSION_ROWS``, with the sentence saying so. A sample the backbones cannot read leaves the rung to
+    fail with its own reason (no encoders)."""
+    from graftkit.errors import GraftkitError
+
+    if not run.train.roles.media:  # the tabular columns alone: nothing to embed
+        return run.train, None, None
+    try:
+        forward_s, sampled, encoders = fusion_forward_seconds(model, run.train)
+    except GraftkitError:
+        return run.train, None, None
+    if forward_s is None:
+        run.log("budget", f"first frozen fusion: its {sampled}-row timing sample was all in the feature cache; "
+                "no bound")
+        return run.train, None, encoders
+    run.forward_s.setdefault(label, forward_s)
+    rows, note = _rows_within_budget(run, forward_s, sampled, floor=MIN_FUSION_ROWS, what="first frozen fusion")
+    return rows, note, encoders
+
+
+def _rows_within_budget(run, forward_s: float, sampled: int, *, floor: int, what: str):
+    """``(training rows, note or None)``: all of ``run.train`` when embedding them (and the head's share) and the
+    validation / test rows at ``forward_s`` fits what is left of the budget, else the most rows that fit (at least
+    ``floor``), stratified and seeded."""
+    train = run.train
     other = len(run.val) + (len(run.test) if run.test is not None else 0)
     left = run.clock.remaining(run.reserve())
-    rows = rows_that_fit(forward_s, train_rows=len(train), other_rows=other, seconds_left=left)
+    rows = rows_that_fit(forward_s, train_rows=len(train), other_rows=other, seconds_left=left, floor=floor)
     need = forward_s * ((1.0 + HEAD_SHARE) * len(train) + other)
     if rows >= len(train):
-        run.log("budget", f"first probe: {len(train)} training + {other} other rows at "
+        run.log("budget", f"{what}: {len(train)} training + {other} other rows at "
                 f"{forward_s * 1000:.1f} ms/row fit the budget (estimated {need:.0f}s, {max(left, 0):.0f}s left)")
-        return train, None, model
+        return train, None
     subsample = _subsample(run.task, train, rows, run.settings.get("seed", 0))
     note = (f"fitted on a seeded stratified subsample of {len(subsample)} of the {len(train)} training rows: "
             f"embedding all of them and the {other} validation / test rows at {forward_s * 1000:.1f} ms/row "
             f"(timed on {sampled} rows) would take about {need:.0f}s, and {max(left, 0):.0f}s of the budget is left")
-    if forward_s * ((1.0 + HEAD_SHARE) * min(MIN_ROWS, len(train)) + other) > left:
-        note += f" (the floor of {MIN_ROWS} rows: the budget cannot fit even that)"
-    run.log("budget", f"first probe {note}")
-    return subsample, note, model
+    if forward_s * ((1.0 + HEAD_SHARE) * min(floor, len(train)) + other) > left:
+        note += f" (the floor of {floor} rows: the budget cannot fit even that)"
+    run.log("budget", f"{what} {note}")
+    return subsample, note
 
 
 def _nested_subsample(task, train, first, rows: int, seed: int):

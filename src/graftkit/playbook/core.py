@@ -59,6 +59,7 @@ class AutoResult:
     settings: dict = field(default_factory=dict)
     tracking: dict | None = None  # the MLflow run (track="mlflow"): run_id, model_uri, tracking_uri
     domain_shift: dict | None = None  # with target=: the shift measured and the domain rungs added (playbook/domain)
+    leakage: dict | None = None  # a multi-input table: validation / test rows duplicating training rows (fusion.py)
 
     @property
     def leaderboard(self) -> list[dict]:
@@ -72,7 +73,8 @@ class AutoResult:
                 "settings": self.settings,
                 "memory": "peak resident set size of the process when the step ended (resource.getrusage ru_maxrss)",
                 "rows": self.rows, "steps": self.steps,
-                "ranking": None if self.ranking is None else self.ranking.to_dict(), "domain_shift": self.domain_shift}
+                "ranking": None if self.ranking is None else self.ranking.to_dict(), "domain_shift": self.domain_shift,
+                "leakage": self.leakage}
 
 
 

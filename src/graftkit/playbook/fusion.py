@@ -5,14 +5,19 @@
    reference row like the baseline, so on a validation tie it wins over every rung after it);
 2. the classical baseline: TF-IDF + SVD of each text column and the tabular columns, same trees (``fusion/baseline``);
 3. frozen fusion: each media column embedded by its pretrained backbone, fused with the tabular columns, the GBDT
-   head — on the top ``probe_top`` backbones by LogME on the fused features when several are given;
+   head — on the top ``probe_top`` backbones by LogME on the fused features when several are given; the first one
+   always runs, timed on a sample first and fitted on the most training rows the budget holds (``bounded.py``),
+   and the others and the linear head see the same rows;
 4. the same features (from the feature cache) with the task's linear head;
 5. the two-stage recipe: the text backbone LoRA-tuned on the target, then its embeddings into the trees — only with
    text columns, ``lora`` in the ladder, its estimate fitting what is left of the budget, under a ``Deadline``.
 
-The choice is by the task's primary metric on validation (then the simpler, earlier rung); the test rows are scored
-after every decision. The saved model is the best fusion artifact (rungs 1, 3-5); when the classical baseline
-(rung 2) wins, the result says so in one line, as the single-input playbook does.
+Before the rungs, the validation and test rows are checked for leakage against the training rows (every media
+column duplicated, ``fusion/leakage.py``: the hash and edited-copy detectors, no backbone loaded yet); the step
+log and ``AutoResult.leakage`` keep it. The choice is by the task's primary metric on validation (then the simpler,
+earlier rung); the test rows are scored after every decision. The saved model is the best fusion artifact (rungs
+1, 3-5); when the classical baseline (rung 2) wins, the result says so in one line, as the single-input playbook
+does.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from graftkit.fusion.baseline import ClassicalFusion
 from graftkit.fusion.cv import fusion_params
 from graftkit.fusion.encoders import DEFAULT_BACKBONES
 from graftkit.fusion.model import FusionModel, check_destination, is_fusion_model
+from graftkit.playbook.bounded import bounded_fusion_rows
 from graftkit.playbook.budget import estimate_trainable, format_seconds, peak_rss_mib
 from graftkit.playbook.leaderboard import bootstrap_std, choose, write_leaderboard
 from graftkit.playbook.steps import Run
@@ -54,7 +60,7 @@ def check_auto_destination(path, overwrite: bool) -> None:
 def _load_like(data, table: Table, data_options: dict) -> Table:
     if isinstance(data, Table):
         return data
-    options = {k: data_options[k] for k in ("format", "encoding") if data_options.get(k) is not None}
+    options = {k: data_options[k] for k in ("format", "encoding", "drop_missing") if data_options.get(k) is not None}
     return load_data(data, known_columns={"roles": table.roles.to_dict(), "label": table.label_column},
                      label=table.label_column, **options)
 
@@ -67,12 +73,21 @@ def _tabular_view(table: Table) -> Table:
 class FusionRun(Run):
     """``Run`` (splits, clock, rows, step log) with the fusion rungs."""
 
+    def __init__(self, clock, train, val, test, task, settings):
+        super().__init__(clock, train, val, test, task, settings)
+        self.frozen_train = train  # the rows the frozen rungs fit on: fewer when the budget cut the first one
+        self.fitted_on = {}        # step -> the training rows that row's model saw
+
     def fit_fusion(self, kind: str, label: str, strategy: str, reason: str, params: dict, *, tabular_only=False,
-                   estimate=None, basis=None) -> tuple[dict | None, FusionModel | None]:
+                   estimate=None, basis=None, train=None, encoders=None,
+                   model=None) -> tuple[dict | None, FusionModel | None]:
+        """A fusion rung fitted on ``train`` (default: every training row) and scored on validation; ``model``: an
+        unfitted ``FusionModel`` to fit (default: one of ``params``), ``encoders`` the ones built for it."""
         started = time.perf_counter()
-        train, val = (_tabular_view(self.train), _tabular_view(self.val)) if tabular_only else (self.train, self.val)
+        rows = self.train if train is None else train
+        train, val = (_tabular_view(rows), _tabular_view(self.val)) if tabular_only else (rows, self.val)
         try:
-            model = FusionModel(**params).fit(train)
+            model = (model or FusionModel(**params)).fit(train, encoders=encoders)
             clock = time.perf_counter()
             outputs = model.outputs(val)
             val_s = time.perf_counter() - clock
@@ -98,6 +113,7 @@ class FusionRun(Run):
         if not tabular_only:
             self.forward_s.setdefault(label, val_s / max(len(val), 1))  # a fresh pass: validation rows are new
         self.models[row["step"]] = model
+        self.fitted_on[row["step"]] = rows
         return row, model
 
     def classical(self, reason: str, seed: int):
@@ -177,6 +193,32 @@ def _order(run: FusionRun, candidates, pinned, graft_options: dict, seed: int) -
     return ordered + [c for c in candidates if c not in ordered]
 
 
+def _check_leakage(run: FusionRun) -> dict | None:
+    """The validation and test rows that duplicate a training row in every media column (``fusion/leakage.py``,
+    the hash and edited-copy detectors: no backbone is loaded yet), each a step of the log; None without media."""
+    from graftkit.fusion.leakage import multi_input_leakage
+
+    if not run.train.roles.media:
+        run.log("leakage", "not checked: the table has no text / image / audio column to compare")
+        return None
+    record = {}
+    for name, held, effect in (("validation", run.val, "the choice between rungs reads optimistic scores"),
+                               ("test", run.test, "the test figures are optimistic")):
+        if held is None:
+            continue
+        started = time.perf_counter()
+        found = multi_input_leakage(run.train, held)
+        record[name] = found
+        line = (f"{name}: {found['leaked']} of {len(held)} rows duplicate a training row in every media column "
+                f"({found['exact']} exact, {found['text']} edited text; {found['method']}) in "
+                f"{time.perf_counter() - started:.1f}s")
+        if found["leaked"]:
+            line += f"; {effect}: de-duplicate the data"
+            logger.warning("auto: leakage: %s", line)
+        run.log("leakage", line)
+    return record
+
+
 def _lora(run: FusionRun, best: dict, params: dict, *, epochs: int, ladder, min_gain: float) -> None:
     label = best["backbone"]
     if "lora" not in ladder:
@@ -246,6 +288,7 @@ def auto_fusion(table, task, *, backbones, clock, budget, budget_s, validation, 
         run.log("backbones", defaults_note)
     run.log("split", f"{len(train)} training rows, {len(val)} validation rows ({validation_source})"
             + (f", {len(test_table)} test rows scored after every decision" if test_table is not None else ""))
+    leakage = _check_leakage(run)
     common = {"seed": seed, "batch_size": graft_options["batch_size"], "cache_dir": graft_options["cache_dir"],
               "use_cache": graft_options["use_cache"], "device": graft_options["device"],
               "progress": graft_options["progress"], "task": task.kind, "task_options": graft_options["task_options"],
@@ -287,7 +330,14 @@ def auto_fusion(table, task, *, backbones, clock, budget, budget_s, validation, 
                 run.row("fusion", label, "frozen + gbdt", "skipped", f"skipped: would not fit the budget ({note}, "
                         f"as long as step {first['step']})", estimated_s=round(estimate, 1))
                 continue
-        run.fit_fusion("fusion", label, "frozen + gbdt", ("fitted: " if fitted else "always run: ") + reason, params)
+            run.fit_fusion("fusion", label, "frozen + gbdt", f"fitted: {reason}", params, train=run.frozen_train)
+            continue
+        # the first always runs: timed on a sample, then fitted on the training rows the budget holds
+        model = FusionModel(**params)
+        rows, cut, encoders = bounded_fusion_rows(run, model, label)
+        run.frozen_train = rows
+        run.fit_fusion("fusion", label, "frozen + gbdt", f"always run: {reason}" + (f"; {cut}" if cut else ""),
+                       params, train=rows, encoders=encoders, model=model)
     best = choose([r for r in run.rows if r["kind"] == "fusion"])
     if best is None:
         run.row("fusion", "-", "frozen + linear", "skipped", "skipped: no frozen fusion was fitted")
@@ -298,7 +348,7 @@ def auto_fusion(table, task, *, backbones, clock, budget, budget_s, validation, 
         fits, note = run.budget_note(estimate)
         if fits:
             run.fit_fusion("fusion", best["backbone"], "frozen + linear", "the same fused features (feature cache) with "
-                           "the task's linear head", {**params, "head": "linear"})
+                           "the task's linear head", {**params, "head": "linear"}, train=run.fitted_on[best["step"]])
         else:
             run.row("fusion", best["backbone"], "frozen + linear", "skipped", f"skipped: would not fit the budget "
                     f"({note})", estimated_s=round(estimate, 1))
@@ -340,7 +390,8 @@ def auto_fusion(table, task, *, backbones, clock, budget, budget_s, validation, 
                         baseline=run.models.get(baseline_row["step"]) if baseline_row else None,
                         baseline_wins=chosen is not None and chosen is baseline_row, message=message,
                         budget=budget if isinstance(budget, str) else format_seconds(budget_s), budget_s=budget_s,
-                        seconds=clock.elapsed, validation_source=validation_source, settings=settings)
+                        seconds=clock.elapsed, validation_source=validation_source, settings=settings,
+                        leakage=leakage)
     if output is not None:
         if model is None:
             raise ConfigError(f"no fusion model was fitted, so there is nothing to save in {str(output)!r}; see the "
@@ -356,7 +407,8 @@ def auto_fusion(table, task, *, backbones, clock, budget, budget_s, validation, 
             )
 
             view = _tabular_view(test_table) if shipped["tabular_only"] else test_table
-            fitted_on = table if str(shipped.get("refit", "")).startswith("refitted") else train
+            refitted = str(shipped.get("refit", "")).startswith("refitted")
+            fitted_on = table if refitted else run.fitted_on[shipped["step"]]
             train_view = _tabular_view(fitted_on) if shipped["tabular_only"] else fitted_on
             save_fusion_evaluation(output, evaluate_fusion(model, view, train=train_view, seed=seed))
             run.log("evaluation", f"evaluation.json written for `graftkit report {output}` (test metrics, "

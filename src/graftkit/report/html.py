@@ -279,7 +279,21 @@ def _leakage(record: dict | None) -> str:
              esc(e["train_row"]), esc(e["train_input"]), esc(e["train_label"])] for e in leak["examples"]]
     shown = table(["kind", "similarity", "test row", "test input", "test label", "train row", "train input",
                    "train label"], rows, {1}, css="leakage") if rows else "<p class='note'>No duplicates found.</p>"
-    return f"<h2 id='leakage'>Leakage</h2><p>{counts}</p><div class='scroll'>{shown}</div>"
+    return (f"<h2 id='leakage'>Leakage</h2><p>{counts}</p>" + (f"<p class='note'>{esc(leak['scope'])}.</p>"
+                                                               if leak.get("scope") else "")
+            + f"<div class='scroll'>{shown}</div>" + _leakage_columns(leak.get("columns")))
+
+
+def _leakage_columns(columns: dict | None) -> str:
+    """A multi-input record's per-column counts: test rows repeating that column's value of some training row."""
+    if not columns:
+        return ""
+    rows = [[esc(name), esc(c["modality"]), c["duplicated"], f"{100 * c['share']:.1f}%", c["exact"], c["text"],
+             c["embedding"], c["blank_test_cells"]] for name, c in columns.items()]
+    return ("<h3>Per input column</h3><p class='note'>Test rows whose cell in that column repeats a training row's "
+            "(blank cells not counted); one repeated column alone is no leak.</p>"
+            + table(["column", "modality", "test rows repeated", "share", "exact", "edited (text)", "feature cosine",
+                     "blank test cells"], rows, {2, 3, 4, 5, 6, 7}))
 
 
 def _cv(record: dict | None) -> str:
