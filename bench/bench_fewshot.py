@@ -89,12 +89,14 @@ def run_setfit(body: str, train: pd.DataFrame, test: pd.DataFrame, seed: int, it
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(body)
-    # its checkpoints go to a temporary folder, not ./checkpoints (its default output_dir); nothing else changes
-    args = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=tempfile.mkdtemp(),
-                             **({"num_iterations": iterations} if iterations else {}))
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_pandas(train[["text", "label"]],
-                                                                               preserve_index=False))
-    trainer.train()
+    # its checkpoints (~180 MB a draw) go to a temporary folder removed afterwards, not ./checkpoints (its default
+    # output_dir); nothing else changes
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=output_dir,
+                                 **({"num_iterations": iterations} if iterations else {}))
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_pandas(train[["text", "label"]],
+                                                                                   preserve_index=False))
+        trainer.train()
     predicted = model.predict(test["text"].tolist(), show_progress_bar=False)
     return float(np.mean(np.asarray([str(p) for p in predicted]) == test["label"].to_numpy()))
 

@@ -9,9 +9,10 @@ logistic-regression probe (graftkit's LogRegHead, C by 5-fold CV) on each featur
 
 images: CIFAR-10 JPEGs (a seeded stratified subset of ../shared/data/cifar10_jpg) with EfficientNet-Lite0 at 224 x 224:
 graftkit's extraction decoding in the main process, graftkit's extraction with decoding worker processes, and a
-plain PyTorch loop over the same files (PIL decode, bicubic resize, the same normalisation, batched forward in
-inference mode), alternating per chunk; each as images/s and as a share of this CPU's measured float32 GEMM
-throughput (a 2048 x 2048 matmul, same threads, same run) given the model's FLOPs per image (torch's FlopCounterMode).
+plain PyTorch loop over the same files (PIL decode, bicubic resize, the same normalisation, the package's own
+batched forward in inference mode), once NCHW and once with channels_last input (graftkit's choice), alternating
+per chunk; each as images/s and as a share of this CPU's measured float32 GEMM throughput (a 2048 x 2048 matmul,
+same threads, same run) given the model's FLOPs per image (torch's FlopCounterMode).
 text: all-MiniLM-L6-v2 on SST-2 sentences, graftkit's extraction on PyTorch and on onnxruntime (the exported embed
 graph, ``extract_runtime="onnx"``; exported and checked before the clock starts) against sentence-transformers'
 encode (same batch size, alternating per chunk), each with its share of the same GEMM peak; the onnxruntime
@@ -155,21 +156,24 @@ def images(args) -> dict:
         chunks = np.array_split(rng.permutation(files).tolist(), args.chunks)
         per_image = model_flops(backbone, backbone.preprocess([backbone.load_item(files[0], "row 1")]))
 
-        def plain(chunk):
+        def plain(chunk, layout=torch.contiguous_format):
+            """The package's own forward (``extract_features``, then the global average), NCHW unless ``layout``."""
             out = []
             with torch.inference_mode():
                 for start in range(0, len(chunk), args.batch_size):
                     pixels = np.stack([np.asarray(Image.open(f).convert("RGB").resize((224, 224), Image.BICUBIC),
                                                   dtype=np.float32) for f in chunk[start:start + args.batch_size]])
-                    x = torch.from_numpy((pixels / 255.0 - 0.5) / 0.5).permute(0, 3, 1, 2).contiguous()
-                    out.append(backbone.embed({"pixel_values": x}))
+                    x = torch.from_numpy((pixels / 255.0 - 0.5) / 0.5).permute(0, 3, 1, 2).contiguous(
+                        memory_format=layout)
+                    out.append(backbone.model.extract_features(x).mean(dim=(2, 3)))
             return out
 
         arms = {"graftkit, decode in-process": lambda c: extract_features(backbone, list(c), batch_size=args.batch_size,
                                                                           progress=False, workers=0),
                 f"graftkit, {workers} decode worker(s)": lambda c: extract_features(
                     backbone, list(c), batch_size=args.batch_size, progress=False, workers=workers),
-                "plain PyTorch loop": plain}
+                "plain PyTorch loop (NCHW)": plain,
+                "plain PyTorch loop, channels_last input": lambda c: plain(c, torch.channels_last)}
         print(f"{len(files)} CIFAR-10 images in {len(chunks)} chunks, {args.threads} threads, batch {args.batch_size};"
               f" GEMM {peak / 1e9:.1f} GFLOP/s; EfficientNet-Lite0 {per_image / 1e9:.3f} GFLOP per image; {load()}",
               flush=True)

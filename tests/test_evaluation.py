@@ -475,12 +475,16 @@ def test_reinitialise_draws_new_weights_in_the_models_own_scheme(tiny_bert_dir):
 
 
 def test_scratch_baseline_leaves_the_fitted_model_alone(tiny_bert_dir, split):
+    from graftkit.backbones.onnx_text import recorded_failure
     from graftkit.evaluation.transfer import scratch_baseline
 
     train, test = split
     model = gk.Graft(backbone=str(tiny_bert_dir), progress=False).fit(train)
     expected = model.predict_proba(test)
     result = scratch_baseline(model, train, test)
+    # the random weights ran on PyTorch: the pretrained backbone's ONNX graph is not marked broken by them
+    assert model.runtime_.name == "onnx" and recorded_failure(model.runtime_.folder) is None
+    assert gk.Graft(backbone=str(tiny_bert_dir), progress=False).extraction_runtime() == "onnx"
     assert result["name"].endswith("from random initialisation + linear-probe")
     assert len(result["outputs"]) == len(test) and 0.0 <= result["accuracy"] <= 1.0
     np.testing.assert_array_equal(model.predict_proba(test), expected)

@@ -1,5 +1,7 @@
 """Training batches of like token length (``group_by_length``, the Trainer's length-grouped sampler): text rows
-tokenised up front pad less per batch than uniformly random batches (the engine tests train with it on)."""
+tokenised up front pad less per batch than uniformly random batches (the engine tests train with it on), and
+the order is drawn from ``seed + epoch`` alone, so a resumed run trains the same model
+(``tests/test_training.py::test_kill_9_then_resume_gives_the_same_model``)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import random
 
 import pandas as pd
 import pytest
+import torch
 from conftest import WORDS
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import graftkit as gk
+from graftkit.training.sampling import EpochSeeded
 
 
 def mixed_length_frame(n: int = 256, seed: int = 0) -> pd.DataFrame:
@@ -32,8 +37,10 @@ class PaddingMeter(TrainerCallback):
     def __init__(self):
         self.padded = self.real = 0
         self.batches = 0
+        self.sampler = None
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        self.sampler = train_dataloader.batch_sampler.sampler
         def record(module, inputs, kwargs):
             if module.training:
                 mask = kwargs.get("inputs", inputs[0] if inputs else None)["attention_mask"]
@@ -51,6 +58,11 @@ def padded_share(backbone_dir, table, **params) -> float:
     gk.Graft(str(backbone_dir), strategy="full", epochs=1, batch_size=8, val_size=0.0, patience=0, progress=False,
              calibrate=False, seed=0, **params).fit(table, callbacks=[meter])
     assert meter.batches == 32  # 256 rows, batch 8: every batch was seen
+    # grouped: upstream's length-grouped sampler inside graftkit's per-epoch seed (fails if the Trainer stops
+    # building it, so that the wrapper would silently stop applying)
+    grouped = params.get("group_by_length", True)
+    assert isinstance(meter.sampler, EpochSeeded) == grouped, type(meter.sampler)
+    assert not grouped or isinstance(meter.sampler.sampler, LengthGroupedSampler)
     return 1 - meter.real / meter.padded
 
 
@@ -64,3 +76,17 @@ def test_text_batches_are_grouped_by_length_unless_turned_off(tiny_bert_dir):
     assert uniform > 0.3, uniform
     assert grouped < 0.5 * uniform, (grouped, uniform)
 
+
+
+def test_the_grouped_order_is_a_function_of_seed_and_epoch_only():
+    lengths = [2, 40] * 64
+    sampler = EpochSeeded(LengthGroupedSampler(8, lengths=lengths), seed=3)
+    sampler.set_epoch(1)
+    first = list(sampler)
+    torch.manual_seed(123)  # the process-wide RNG (what upstream's sampler alone draws from) moves on
+    torch.rand(7)
+    sampler.set_epoch(1)
+    assert list(sampler) == first and sorted(first) == list(range(len(lengths)))
+    sampler.set_epoch(2)
+    assert list(sampler) != first
+    assert list(EpochSeeded(LengthGroupedSampler(8, lengths=lengths), seed=3)) != first  # epoch 0

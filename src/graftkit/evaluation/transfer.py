@@ -46,8 +46,10 @@ def scratch_baseline(model, train, test, *, strategy=None, seed: int | None = No
     model.check_fitted()
     strategy = strategy if strategy is not None else model.strategy_
     seed = model.seed if seed is None else seed
+    # PyTorch embeds the re-initialised weights: the pretrained ONNX graph (same fingerprint, other weights) would
+    # fail its first-batch check and be recorded as broken for every later run of the pretrained backbone
     scratch = model.clone(strategy=strategy, seed=seed, use_cache=False, calibrate=False, checkpoint_dir=None,
-                          resume=False, task=model.task_.kind)
+                          resume=False, task=model.task_.kind, extract_runtime="torch")
     started = time.perf_counter()
     train = scratch.as_table(train, require_label=True)
     reinitialise(scratch.check_modality(train).model, seed)  # the tower that reads the data (an image-text model)

@@ -1,13 +1,13 @@
 """The one training engine of every trainable strategy, on the Hugging Face ``Trainer``.
 
 graftkit supplies what the Trainer cannot express by itself: the model (backbone contract + the task's output
-layer and loss),
-the collator (decode + the model's own preprocessing per batch), AdamW with the strategy's discriminative
-parameter groups (passed in through ``optimizers=``, no subclassing), the unfreezing schedule and the
-checkpoint seals (callbacks). The Trainer does the rest: warm-up and linear / cosine decay, gradient
-clipping and accumulation, evaluation each epoch, early stopping with best-checkpoint restore, seeds
-and ``full_determinism``, exact resume (model, optimiser, scheduler, RNG and callback state), mixed
-precision on GPUs, and data-parallel training under ``torchrun`` / ``accelerate launch``.
+layer and loss), the collator (decode + the model's own preprocessing per batch), AdamW with the strategy's
+discriminative parameter groups (passed in through ``optimizers=``), the unfreezing schedule and the checkpoint
+seals (callbacks), and a length-grouped sampler seeded per epoch (``training.sampling``, the one subclass). The
+Trainer does the rest: warm-up and linear / cosine decay, gradient clipping and accumulation, evaluation each
+epoch, early stopping with best-checkpoint restore, seeds and ``full_determinism``, exact resume (model,
+optimiser, scheduler, RNG and callback state), mixed precision on GPUs, and data-parallel training under
+``torchrun`` / ``accelerate launch``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from graftkit.training.data import Examples
 from graftkit.training.distributed import world_size
 from graftkit.training.groups import describe_groups, optimizer_groups, plan_layers
 from graftkit.training.model import GraftModel
+from graftkit.training.sampling import GraftTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _training_arguments(strategy, *, run_dir: Path, batch_size: int, seed: int, 
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
-        # text: batches of like length pad less (the Trainer's own length-grouped sampler, seeded like the rest)
+        # text: batches of like length pad less (the Trainer's length-grouped sampler, seeded per epoch: GraftTrainer)
         train_sampling_strategy="group_by_length" if grouped else "random",
         ddp_backend="gloo" if not on_cuda and processes > 1 else None,
         ddp_find_unused_parameters=find_unused if processes > 1 else None,
@@ -196,7 +197,7 @@ def _trainer(model, strategy, args, *, collator, train, validation, task, schedu
     ours = [schedule, SealCheckpoints()]
     if validation is not None and strategy.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
-    trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train,
+    trainer = GraftTrainer(model=model, args=args, data_collator=collator, train_dataset=train,
                       eval_dataset=validation, compute_metrics=_compute_metrics(task),
                       callbacks=[*ours, *callbacks], optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)  # it prints to stdout; figures go to the log instead
