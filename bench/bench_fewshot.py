@@ -38,6 +38,9 @@ DESCRIPTIONS = {
                 "a news article about {}"),
     "sms_spam": ({"ham": "a personal message", "spam": "an advertisement, prize or scam"}, "{}"),
     "banking77": (None, "a question about {}"),
+    "sib200": ({"science/technology": "science and technology", "travel": "travel", "politics": "politics",
+                "sports": "sports", "health": "health", "entertainment": "entertainment", "geography": "geography"},
+               "a sentence about {}"),
 }
 
 
@@ -60,6 +63,10 @@ def frames(name: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     if name == "banking77":
         read = lambda f: pd.read_csv(data / f, dtype=str).rename(columns={"category": "label"})  # noqa: E731
         return read("train.csv"), read("test.csv")
+    if name == "sib200":  # the English part of SIB-200 (Flores sentences, 7 topics): train / test
+        read = lambda f: pd.read_csv(data / "annotated" / "eng_Latn" / f, sep="\t", quoting=csv.QUOTE_NONE,  # noqa: E731
+                                     dtype=str).rename(columns={"category": "label"})
+        return read("train.tsv"), read("test.tsv")
     raise SystemExit(f"unknown set {name}")
 
 

@@ -26,6 +26,20 @@ def examples(n: int) -> int:
 
 SHARED = Path(os.environ.get("GRAFTKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
+# unrelated sentences: no two are near duplicates (the leakage tests plant their copies among them)
+DISTINCT_SENTENCES = [
+    "the weather in the mountains changed quickly", "please send the invoice before friday",
+    "my cat sleeps on the warm windowsill", "quarterly revenue grew by twelve percent",
+    "the train to lisbon leaves at noon", "she painted the fence a bright yellow",
+    "how do I reset my router password", "our team won the regional chess final",
+    "the bakery sells fresh bread every morning", "turn left after the second traffic light",
+    "he forgot his umbrella at the museum", "the concert was postponed until march",
+    "water boils faster with the lid on", "a new library opened downtown last week",
+    "the printer on floor three is jammed again", "penguins cannot fly but swim very well",
+    "I would like to book a table for two", "the recipe needs three cups of flour",
+    "solar panels were installed on the roof", "the meeting ran over by forty minutes",
+]
+
 WORDS = {
     "pos": ["good", "great", "excellent", "love", "wonderful", "happy", "nice", "superb"],
     "neg": ["bad", "awful", "terrible", "hate", "horrible", "sad", "poor", "worst"],

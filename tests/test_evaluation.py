@@ -18,7 +18,7 @@ from graftkit.evaluation import baselines, learning_curve, leakage, suite
 from graftkit.scoring import calibration, thresholds
 from graftkit.tasks import Classification
 
-from conftest import sentiment_frame, shared_path
+from conftest import DISTINCT_SENTENCES, sentiment_frame, shared_path
 
 
 @pytest.fixture
@@ -246,18 +246,6 @@ def test_transfer_gain_warnings():
 
 
 # -- leakage ------------------------------------------------------------------------------------------------------
-DISTINCT = [
-    "the weather in the mountains changed quickly", "please send the invoice before friday",
-    "my cat sleeps on the warm windowsill", "quarterly revenue grew by twelve percent",
-    "the train to lisbon leaves at noon", "she painted the fence a bright yellow",
-    "how do I reset my router password", "our team won the regional chess final",
-    "the bakery sells fresh bread every morning", "turn left after the second traffic light",
-    "he forgot his umbrella at the museum", "the concert was postponed until march",
-    "water boils faster with the lid on", "a new library opened downtown last week",
-    "the printer on floor three is jammed again", "penguins cannot fly but swim very well",
-    "I would like to book a table for two", "the recipe needs three cups of flour",
-    "solar panels were installed on the roof", "the meeting ran over by forty minutes",
-]
 
 
 def _text_table(texts, labels=None):
@@ -266,30 +254,30 @@ def _text_table(texts, labels=None):
 
 
 def test_exact_and_edited_copies_are_found_without_features():
-    train = _text_table(DISTINCT[:14])
+    train = _text_table(DISTINCT_SENTENCES[:14])
     planted = {
-        "exact": DISTINCT[0],
+        "exact": DISTINCT_SENTENCES[0],
         "case and punctuation": "MY CAT SLEEPS, on the warm windowsill!",
         "whitespace": "  the train   to lisbon leaves at noon ",
         "typo": "how do I reset my ruoter password",
         "extra word": "our team finally won the regional chess final",
     }
-    test = _text_table(DISTINCT[14:] + list(planted.values()))
+    test = _text_table(DISTINCT_SENTENCES[14:] + list(planted.values()))
     report = leakage.near_duplicates(train, test)
     assert report["leaked"] == len(planted) and report["exact"] == 3 and report["text"] == 2
     assert report["test_positions"] == list(range(6, 11))
     assert report["test_rows"] == [7, 8, 9, 10, 11]  # data-row numbers of the test file
     first = report["examples"][0]
-    assert first["kind"] == "exact" and first["test_input"] == DISTINCT[0] and first["train_row"] == 1
+    assert first["kind"] == "exact" and first["test_input"] == DISTINCT_SENTENCES[0] and first["train_row"] == 1
     typo = next(e for e in report["examples"] if e["test_input"] == planted["typo"])
-    assert typo["kind"] == "text" and typo["train_input"] == DISTINCT[6] and 0.9 <= typo["similarity"] < 1
+    assert typo["kind"] == "text" and typo["train_input"] == DISTINCT_SENTENCES[6] and 0.9 <= typo["similarity"] < 1
     assert "duplicate a training row" in report["warning"]
 
     kept = leakage.drop_leaked(test, report)
-    assert kept.items() == DISTINCT[14:]
+    assert kept.items() == DISTINCT_SENTENCES[14:]
     hash_only = leakage.near_duplicates(train, test, text_threshold=None)
     assert hash_only["leaked"] == 3 and hash_only["text"] == 0
-    assert leakage.near_duplicates(train, _text_table(DISTINCT[14:]))["leaked"] == 0
+    assert leakage.near_duplicates(train, _text_table(DISTINCT_SENTENCES[14:]))["leaked"] == 0
 
 
 def test_normalisation_and_media_hashes(tmp_path):

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DISTINCT_SENTENCES
 from test_fusion import FAST, ROLES, table_frame
 
 from graftkit.cli.main import main
@@ -19,16 +20,7 @@ from graftkit.evaluation.leakage import drop_leaked
 from graftkit.fusion import FusionModel
 from graftkit.fusion.leakage import multi_input_leakage
 
-REVIEWS = [
-    "the weather in the mountains changed quickly", "please send the invoice before friday",
-    "my cat sleeps on the warm windowsill", "quarterly revenue grew by twelve percent",
-    "the train to lisbon leaves at noon", "she painted the fence a bright yellow",
-    "how do I reset my router password", "our team won the regional chess final",
-    "the bakery sells fresh bread every morning", "turn left after the second traffic light",
-    "he forgot his umbrella at the museum", "the concert was postponed until march",
-    "water boils faster with the lid on", "a new library opened downtown last week",
-    "the printer on floor three is jammed again", "penguins cannot fly but swim very well",
-]
+REVIEWS = DISTINCT_SENTENCES[:16]
 TITLES = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
           "lima", "mike", "november", "oscar", "papa"]
 
