@@ -198,8 +198,8 @@ def _trainer(model, strategy, args, *, collator, train, validation, task, schedu
     if validation is not None and strategy.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=strategy.patience))
     trainer = GraftTrainer(model=model, args=args, data_collator=collator, train_dataset=train,
-                      eval_dataset=validation, compute_metrics=_compute_metrics(task),
-                      callbacks=[*ours, *callbacks], optimizers=(optimizer, None))
+                           eval_dataset=validation, compute_metrics=_compute_metrics(task),
+                           callbacks=[*ours, *callbacks], optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)  # it prints to stdout; figures go to the log instead
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(LoggingProgress() if progress else QuietLog())
