@@ -41,6 +41,7 @@ class PaddingMeter(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         self.sampler = train_dataloader.batch_sampler.sampler
+
         def record(module, inputs, kwargs):
             if module.training:
                 mask = kwargs.get("inputs", inputs[0] if inputs else None)["attention_mask"]
@@ -75,7 +76,6 @@ def test_text_batches_are_grouped_by_length_unless_turned_off(tiny_bert_dir):
     # groups of 8 batches at this size) far fewer
     assert uniform > 0.3, uniform
     assert grouped < 0.5 * uniform, (grouped, uniform)
-
 
 
 def test_the_grouped_order_is_a_function_of_seed_and_epoch_only():
