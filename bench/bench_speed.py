@@ -13,10 +13,12 @@ plain PyTorch loop over the same files (PIL decode, bicubic resize, the same nor
 batched forward in inference mode), once NCHW and once with channels_last input (graftkit's choice), alternating
 per chunk; each as images/s and as a share of this CPU's measured float32 GEMM throughput (a 2048 x 2048 matmul,
 same threads, same run) given the model's FLOPs per image (torch's FlopCounterMode).
-text: all-MiniLM-L6-v2 on SST-2 sentences, graftkit's extraction on PyTorch and on onnxruntime (the exported embed
-graph, ``extract_runtime="onnx"``; exported and checked before the clock starts) against sentence-transformers'
-encode (same batch size, alternating per chunk), each with its share of the same GEMM peak; the onnxruntime
-features' max |diff| and min cosine against PyTorch's over every sentence.
+text: all-MiniLM-L6-v2 on SST-2 sentences, graftkit's extraction on PyTorch, on onnxruntime (the exported embed
+graph, ``extract_runtime="onnx"``) and on its int8 quantisation (``onnx-int8``; both exported and checked before the
+clock starts) against sentence-transformers' encode (same batch size, alternating per chunk), each with its share
+of the same GEMM peak; each onnxruntime arm's max |diff| and min / mean cosine against PyTorch's over every
+sentence, and whether the probe's accuracy holds: graftkit's LogRegHead fitted on the timed sentences' features of
+each runtime, scored on the 872 SST-2 dev sentences embedded by the same runtime.
 
     python bench/bench_speed.py images --images 600 --chunks 4
     python bench/bench_speed.py text --sentences 2000 --chunks 4
@@ -183,50 +185,73 @@ def images(args) -> dict:
 
 def text(args) -> dict:
     import torch
-    from common import sst2_sentences
+    from common import sst2_frame
     from sentence_transformers import SentenceTransformer
 
     from graftkit.backbones import load_backbone
     from graftkit.features.extract import extract_features
     from graftkit.features.runtime import frozen_runtime
+    from graftkit.tasks.heads import LogRegHead
 
     torch.set_num_threads(args.threads)
     backbone = load_backbone("all-MiniLM-L6-v2")
-    onnx = frozen_runtime(backbone, "onnx")
+    runtimes = {"graftkit onnxruntime": frozen_runtime(backbone, "onnx"),
+                "graftkit onnxruntime int8": frozen_runtime(backbone, "onnx-int8")}
     reference = SentenceTransformer(backbone.source.path, device="cpu")
-    sentences = sst2_sentences()
-    picked = [sentences[i] for i in np.random.default_rng(0).permutation(len(sentences))[:args.sentences]]
+    train = sst2_frame()
+    order = np.random.default_rng(0).permutation(len(train))[:args.sentences]
+    picked, labels = train["sentence"].iloc[order].tolist(), train["label"].iloc[order].astype(int).to_numpy()
     peak = gemm_flops(args.threads)
     sample = picked[:256]
     total = 0.0
     for start in range(0, len(sample), args.batch_size):  # FLOPs of the padded batches graftkit runs
         total += model_flops(backbone, backbone.preprocess(sorted(sample, key=len)[start:start + args.batch_size]))
     per_sentence = total / len(sample)
-    extract_features(backbone, sample[:args.batch_size], batch_size=args.batch_size, progress=False, runtime=onnx)
-    if onnx.name != "onnx":  # the check failed (warned): the arm would time PyTorch under onnxruntime's name
-        raise SystemExit("onnxruntime did not match PyTorch on the first batch; see the warning above")
+    for name, runtime in runtimes.items():
+        wanted = runtime.name
+        extract_features(backbone, sample[:args.batch_size], batch_size=args.batch_size, progress=False,
+                         runtime=runtime)
+        if runtime.name != wanted:  # the check failed (warned): the arm would time PyTorch under another name
+            raise SystemExit(f"{name} did not match PyTorch on the first batch; see the warning above")
     chunks = np.array_split(np.array(picked, dtype=object), args.chunks)
-    outputs: dict[str, list] = {"graftkit": [], "graftkit onnxruntime": []}
+    outputs: dict[str, list] = {"graftkit": [], **{name: [] for name in runtimes}}
 
-    def graftkit(chunk, runtime=None, name="graftkit"):
+    def graftkit(chunk, name="graftkit"):
         outputs[name].append(extract_features(backbone, list(chunk), batch_size=args.batch_size, progress=False,
-                                              runtime=runtime))
+                                              runtime=runtimes.get(name)))
 
     arms = {"graftkit": graftkit,
-            "graftkit onnxruntime": lambda c: graftkit(c, onnx, "graftkit onnxruntime"),
+            **{name: (lambda c, name=name: graftkit(c, name)) for name in runtimes},
             "sentence-transformers": lambda c: reference.encode(list(c), batch_size=args.batch_size,
                                                                 show_progress_bar=False)}
     print(f"{len(picked)} SST-2 sentences in {len(chunks)} chunks, {args.threads} threads, batch {args.batch_size}; "
           f"GEMM {peak / 1e9:.1f} GFLOP/s; MiniLM {per_sentence / 1e9:.4f} GFLOP per sentence (length-sorted "
           f"batches of a 256-sentence sample); {load()}", flush=True)
     seconds = _alternate(arms, chunks)
-    ours, theirs = np.concatenate(outputs["graftkit onnxruntime"]), np.concatenate(outputs["graftkit"])
-    cosine = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
-    agreement = {"max_abs_diff": float(np.abs(ours - theirs).max()), "min_cosine": float(cosine.min())}
-    print(f"onnxruntime against PyTorch features: max |diff| {agreement['max_abs_diff']:.1e}, min cosine "
-          f"{agreement['min_cosine']:.7f}")
+    dev = sst2_frame("dev")
+    truth, theirs = dev["label"].astype(int).to_numpy(), np.concatenate(outputs["graftkit"])
+    probe, agreement = {}, {}
+    for name, chunks_out in outputs.items():  # the probe on each runtime's own features (dev: outside the clock)
+        features = np.concatenate(chunks_out)
+        test = extract_features(backbone, dev["sentence"].tolist(), batch_size=args.batch_size, progress=False,
+                                runtime=runtimes.get(name))
+        head = LogRegHead.fit(features, labels, seed=0)
+        probe[name] = float((head.logits(test).argmax(1) == truth).mean())
+        print(f"{name}: SST-2 dev accuracy of the probe on {len(features)} sentences {probe[name]:.4f}")
+        if name in runtimes:
+            cosine = (features * theirs).sum(1) / (np.linalg.norm(features, axis=1) * np.linalg.norm(theirs, axis=1))
+            agreement[name] = {"max_abs_diff": float(np.abs(features - theirs).max()),
+                               "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean())}
+            print(f"{name} against PyTorch features: max |diff| {agreement[name]['max_abs_diff']:.1e}, min cosine "
+                  f"{agreement[name]['min_cosine']:.7f}, mean {agreement[name]['mean_cosine']:.7f}")
+    peer = seconds["sentence-transformers"]
+    versus = {arm: {"total": float(sum(peer) / sum(s)), "median_chunk": float(np.median(np.divide(peer, s)))}
+              for arm, s in seconds.items() if arm != "sentence-transformers"}
+    for arm, ratio in versus.items():
+        print(f"{arm} against sentence-transformers: {ratio['total']:.2f}x in total, {ratio['median_chunk']:.2f}x "
+              "by the median chunk")
     return _report("speed_text", "sentences", len(picked), seconds, per_sentence, peak, args,
-                   extra={"onnx_vs_torch": agreement})
+                   extra={"vs_torch": agreement, "probe_dev_accuracy": probe, "vs_sentence_transformers": versus})
 
 
 def _report(name, unit, count, seconds, flops_per_item, peak, args, extra=None) -> dict:

@@ -25,10 +25,14 @@ def shared(*parts: str) -> Path:
     return path
 
 
+def sst2_frame(part: str = "train") -> pd.DataFrame:
+    """SST-2's ``part`` (train / dev) as strings: ``sentence`` and ``label`` ("0" / "1")."""
+    return pd.read_csv(shared("data", "sst2", f"{part}.tsv"), sep="\t", quoting=csv.QUOTE_NONE, dtype=str,
+                       keep_default_na=False)
+
+
 def sst2_sentences() -> list[str]:
-    frame = pd.read_csv(shared("data", "sst2", "train.tsv"), sep="\t", quoting=csv.QUOTE_NONE, dtype=str,
-                        keep_default_na=False)
-    return frame["sentence"].tolist()
+    return sst2_frame()["sentence"].tolist()
 
 
 def machine() -> str:

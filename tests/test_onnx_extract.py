@@ -15,8 +15,9 @@ from conftest import sentiment_frame
 import graftkit as gk
 from graftkit.backbones import onnx_text
 from graftkit.errors import ConfigError
+from graftkit.features import runtime as runtime_module
 from graftkit.features.extract import extract_features
-from graftkit.features.runtime import TOLERANCE, frozen_runtime
+from graftkit.features.runtime import INT8_MIN_COSINE, TOLERANCE, frozen_runtime
 from graftkit.manifest import sign
 
 FALLBACK = "onnxruntime is not used"
@@ -188,3 +189,54 @@ def test_onnx_refused_where_it_cannot_run(tiny_vit_dir, tiny_bert_dir):
         frozen_runtime(vit, "onnx")
     bert = gk.Graft(str(tiny_bert_dir)).loaded_backbone()
     assert frozen_runtime(bert, "torch").name == "torch" and frozen_runtime(bert).name == "onnx"
+
+
+def test_int8_features_are_close_filed_apart_and_keep_the_down_projections_fp32(tiny_bert_dir, own_graphs, tmp_path,
+                                                                                 caplog):
+    import onnx
+
+    cache, table = tmp_path / "cache", _table()
+    fp32 = gk.Graft(str(tiny_bert_dir), extract_runtime="onnx", cache_dir=cache, progress=False)
+    int8 = gk.Graft(str(tiny_bert_dir), extract_runtime="onnx-int8", cache_dir=cache, progress=False)
+    exact, close = fp32.features(table), int8.features(table)
+    assert int8.runtime_.name == "onnx-int8" and not _fallbacks(caplog)
+    cosine = (exact * close).sum(1) / (np.linalg.norm(exact, axis=1) * np.linalg.norm(close, axis=1))
+    assert cosine.min() >= INT8_MIN_COSINE and not np.allclose(exact, close, atol=TOLERANCE)  # close, not equal
+    assert int8.runtime_.feature_key() != fp32.runtime_.feature_key() and len(list(cache.iterdir())) == 2
+    [graph] = own_graphs.glob(f"*/{onnx_text.INT8_GRAPH}")
+    nodes = onnx.load(str(graph)).graph
+    weights = {init.name: tuple(init.dims) for init in nodes.initializer}
+    kept = [n for n in nodes.node if n.op_type == "MatMul" and len(weights.get(n.input[1], ())) == 2]
+    assert any(n.op_type == "MatMulInteger" for n in nodes.node)  # int8 where it is safe ...
+    assert kept and all(weights[n.input[1]][0] > weights[n.input[1]][1] for n in kept)  # ... the 4h -> h stay fp32
+    assert not any(r.name == "root" for r in caplog.records)  # the quantiser's advice on the root logger is dropped
+
+
+def test_int8_that_does_not_match_falls_back_and_leaves_the_fp32_graph_on(tiny_bert_dir, own_graphs, monkeypatch,
+                                                                          caplog):
+    monkeypatch.setattr(runtime_module, "INT8_MIN_COSINE", 1.01)  # no int8 feature can pass
+    table = _table(8)
+    model = gk.Graft(str(tiny_bert_dir), extract_runtime="onnx-int8", use_cache=False, progress=False)
+    features = model.features(table)
+    [warning] = _fallbacks(caplog)
+    assert "min cosine 1.01 for int8" in warning and model.extraction_runtime() == "torch"
+    np.testing.assert_array_equal(features, extract_features(model.loaded_backbone(), list(table.items()),
+                                                             progress=False))
+    [record] = own_graphs.glob("*/failed.int8.json")
+    assert not (record.parent / onnx_text.FAILED).exists()
+    backbone = model.loaded_backbone()
+    assert frozen_runtime(backbone, "onnx-int8").name == "torch"  # recorded: the next run skips int8 ...
+    assert frozen_runtime(backbone, "onnx").name == "onnx"  # ... and the exact fp32 graph still runs
+
+
+def test_a_model_fitted_on_int8_predicts_on_int8(tiny_bert_dir, tmp_path, tiny_vit_dir):
+    table = _table()
+    probe = gk.Graft(str(tiny_bert_dir), extract_runtime="onnx-int8", progress=False).fit(table)
+    probe.save(tmp_path / "probe")
+    assert json.loads((tmp_path / "probe" / "manifest.json").read_text())["backbone"]["runtime"] == "onnx-int8"
+    loaded = gk.load(tmp_path / "probe", progress=False)
+    np.testing.assert_allclose(loaded.predict_proba(table), probe.predict_proba(table), atol=1e-6)
+    assert loaded.extract_runtime == "onnx-int8" and loaded.runtime_.name == "onnx-int8"
+    vit = gk.Graft(str(tiny_vit_dir)).loaded_backbone()
+    with pytest.raises(ConfigError, match="extract_runtime 'onnx-int8' cannot embed backbone"):
+        frozen_runtime(vit, "onnx-int8")

@@ -60,8 +60,8 @@ class Graft:
     inferred from the label column, with the reason logged); ``task_options`` are that task's settings
     (multi-label: ``label_sep``, ``allow_empty``; regression: ``interval``, ``loss_function``).
     ``extract_runtime`` embeds the pretrained backbone's frozen features: ``auto`` (onnxruntime for a text encoder
-    on the CPU when it is installed and matches PyTorch on the first batch, else PyTorch), ``torch`` or ``onnx``
-    (``features/runtime.py``); fine-tuning, and features of a fine-tuned backbone, always run in PyTorch.
+    on the CPU when it is installed and matches PyTorch on the first batch, else PyTorch), ``torch``, ``onnx`` or
+    ``onnx-int8`` (opt-in, features within a stated cosine of fp32's; ``features/runtime.py``); fine-tuning, and features of a fine-tuned backbone, always run in PyTorch.
     """
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, strategy: str = "linear-probe", *, batch_size: int = 32,
@@ -85,7 +85,7 @@ class Graft:
         self.calibrate = calibrate            # fit the task's calibration on held-out outputs and apply it
         self.task = task
         self.task_options = task_options or {}
-        self.extract_runtime = extract_runtime  # auto / torch / onnx: what embeds frozen features
+        self.extract_runtime = extract_runtime  # auto / torch / onnx / onnx-int8: what embeds frozen features
         self.strategy_params = strategy_params
 
     # -- parameters (scikit-learn's get_params / set_params / clone) -------------------------------------------
@@ -169,7 +169,8 @@ class Graft:
         return runtime
 
     def extraction_runtime(self) -> str:
-        """The runtime of the features the head reads (the manifest's ``backbone.runtime``): torch or onnx."""
+        """The runtime of the features the head reads (the manifest's ``backbone.runtime``): torch, onnx or
+        onnx-int8."""
         runtime = self.feature_runtime(self.loaded_backbone())
         return "torch" if runtime is None else runtime.name
 

@@ -12,13 +12,17 @@ from graftkit.graft import Graft
 from graftkit.strategies.base import strategy_from_dict
 
 
+FITTED_RUNTIME = {"onnx": "auto", "onnx-int8": "onnx-int8"}  # the manifest's runtime -> what predicts with it
+
+
 def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = True, progress: bool = True,
                adapter_name: str = "default", extract_runtime: str | None = None):
     """Load a fitted model; verifies the head files and that the backbone weights are the ones fitted on.
     ``adapter_name``: the name a peft adapter (lora, ia3) gets on the base model (see ``load_adapters``).
     ``extract_runtime``: what embeds frozen features (default: as the model was fitted — ``auto`` where its
-    manifest records onnx, so PyTorch takes over where onnxruntime cannot run; ``torch`` otherwise, and for
-    manifests written before the runtime was recorded)."""
+    manifest records onnx, so PyTorch takes over where onnxruntime cannot run; ``onnx-int8`` where it records
+    that, since the head learnt int8 features; ``torch`` otherwise, and for manifests written before the runtime
+    was recorded)."""
     path = Path(path).expanduser()
     manifest = read_manifest(path)  # schema, digest and file hashes verified
     backbone = manifest["backbone"]
@@ -32,7 +36,7 @@ def load_model(path, *, device: str = "cpu", cache_dir=None, use_cache: bool = T
                   batch_size=manifest["hyperparameters"]["batch_size"], seed=manifest["seed"], device=device,
                   cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                   backbone_options=recorded_settings(backbone.get("family"), backbone.get("settings", {})),
-                  extract_runtime=extract_runtime or ("auto" if backbone.get("runtime") == "onnx" else "torch"))
+                  extract_runtime=extract_runtime or FITTED_RUNTIME.get(backbone.get("runtime"), "torch"))
     graft.backbone_ = graft.loaded_backbone()
     found = graft.backbone_.source.files
     if found != source["files"]:

@@ -8,8 +8,10 @@ The graph is exported once per backbone identity (``graph_key``: the backbone's 
 pooling, normalisation, layer — the opset and the torch / onnx / onnxruntime versions) into
 ``cache_root()/onnx/<key>/``, written atomically, so a second process reuses it. A failure to export or to match
 PyTorch is recorded there (``failed.json``) so the next process goes straight to PyTorch; a version upgrade changes
-the key and tries again. ``export_graph`` is the one ``torch.onnx.export`` call for a backbone graph: ``graftkit
-export`` (export/onnx.py) traces the backbone plus its head through it too.
+the key and tries again. ``ensure_int8_graph`` quantises that graph to int8 beside it (opt-in, ``--extract-runtime
+onnx-int8``; its features are checked against PyTorch's like the fp32 graph's, to a stated cosine). ``export_graph``
+is the one ``torch.onnx.export`` call for a backbone graph: ``graftkit export`` (export/onnx.py) traces the backbone
+plus its head through it too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 OPSET = 17
 GRAPH_FORMAT = 1  # what the exported graph computes; bump when EmbedModule changes
 GRAPH = "embed.onnx"
+INT8_GRAPH = "embed.int8.onnx"
 FAILED = "failed.json"
 OUTPUT = "features"
 SAMPLE = ["a short text", "a somewhat longer text to trace"]  # two lengths: the traced graph keeps padding general
@@ -93,18 +98,24 @@ def graph_folder(backbone, root: Path | None = None) -> Path:
     return Path(root if root is not None else default_graph_dir()) / graph_key(backbone)[:32]
 
 
-def recorded_failure(folder: Path) -> str | None:
+def failure_file(graph: str = GRAPH) -> str:
+    """Where a failure of ``graph`` is recorded: the fp32 graph's and the int8 graph's apart, so that an int8 graph
+    too coarse for one backbone does not switch its exact fp32 graph off."""
+    return FAILED if graph == GRAPH else f"failed.{graph.removeprefix('embed.').removesuffix('.onnx')}.json"
+
+
+def recorded_failure(folder: Path, graph: str = GRAPH) -> str | None:
     """The reason recorded when this graph last failed to export or to match PyTorch, or None."""
     try:
-        return json.loads((folder / FAILED).read_text(encoding="utf-8"))["reason"]
+        return json.loads((folder / failure_file(graph)).read_text(encoding="utf-8"))["reason"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def record_failure(folder: Path, reason: str) -> None:
+def record_failure(folder: Path, reason: str, graph: str = GRAPH) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / FAILED, json.dumps(
+        write_text_atomic(folder / failure_file(graph), json.dumps(
             {"reason": reason, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
     except OSError as exc:  # an unwritable cache costs a retry next time, nothing else
         logger.debug("could not record the ONNX failure in %s: %s", folder, exc)
@@ -128,6 +139,52 @@ def ensure_graph(backbone, folder: Path) -> Path:
     finally:
         backbone.model.train(training)
     logger.info("exported the frozen feature graph of %s to %s", backbone.source.spec, path)
+    return path
+
+
+@contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantiser logs advice ("consider to run pre-processing") on the root logger at WARNING; it
+    concerns static quantisation and would reach the user's console, so it is dropped for the call's duration."""
+    drop = logging.Filter("graftkit")  # a logger's filter sees only records logged on it: here those named "root"
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def ensure_int8_graph(backbone, folder: Path) -> Path:
+    """The int8 graph beside the fp32 one (``INT8_GRAPH``), quantised now (atomically) unless it is there.
+
+    onnxruntime's dynamic quantisation: int8 weights per output channel, activations quantised per batch at run time.
+    The feed-forward down-projections (the MatMuls whose weight maps more inputs to fewer outputs, 4h -> h in a
+    transformer block) stay fp32: their inputs, after GELU, carry the outliers int8 rounds worst. On
+    all-MiniLM-L6-v2 (872 SST-2 dev sentences, issue 17) that took the worst row's cosine to fp32 from 0.965 (all
+    MatMuls int8) to 0.980 and kept the probe's accuracy equal to fp32's, for ~1.4x the fp32 graph's speed."""
+    path = folder / INT8_GRAPH
+    if path.is_file():
+        return path
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = ensure_graph(backbone, folder)
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    down = [node.name for node in graph.node if node.op_type == "MatMul" and len(node.input) == 2
+            and len(shapes.get(node.input[1], ())) == 2 and shapes[node.input[1]][0] > shapes[node.input[1]][1]]
+    staging = folder / f".{INT8_GRAPH}.{os.getpid()}.tmp"
+    try:
+        with warnings.catch_warnings(), _quiet_root_logger():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(fp32), str(staging), weight_type=QuantType.QInt8, per_channel=True,
+                             nodes_to_exclude=down)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    logger.info("quantised the frozen feature graph of %s to int8 (%d down-projections kept fp32) in %s",
+                backbone.source.spec, len(down), path)
     return path
 
 
