@@ -240,3 +240,14 @@ def test_a_model_fitted_on_int8_predicts_on_int8(tiny_bert_dir, tmp_path, tiny_v
     vit = gk.Graft(str(tiny_vit_dir)).loaded_backbone()
     with pytest.raises(ConfigError, match="extract_runtime 'onnx-int8' cannot embed backbone"):
         frozen_runtime(vit, "onnx-int8")
+
+
+def test_cli_fit_takes_onnx_int8(tiny_bert_dir, tmp_path):
+    from graftkit.cli.main import main
+
+    data = tmp_path / "reviews.csv"
+    sentiment_frame(24).to_csv(data, index=False)
+    out = tmp_path / "model"
+    assert main(["fit", str(data), "--backbone", str(tiny_bert_dir), "--extract-runtime", "onnx-int8", "--test-size",
+                 "0", "--no-calibration", "-o", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["backbone"]["runtime"] == "onnx-int8"
