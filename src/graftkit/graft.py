@@ -61,7 +61,8 @@ class Graft:
     (multi-label: ``label_sep``, ``allow_empty``; regression: ``interval``, ``loss_function``).
     ``extract_runtime`` embeds the pretrained backbone's frozen features: ``auto`` (onnxruntime for a text encoder
     on the CPU when it is installed and matches PyTorch on the first batch, else PyTorch), ``torch``, ``onnx`` or
-    ``onnx-int8`` (opt-in, features within a stated cosine of fp32's; ``features/runtime.py``); fine-tuning, and features of a fine-tuned backbone, always run in PyTorch.
+    ``onnx-int8`` (opt-in, features within a stated cosine of fp32's; ``features/runtime.py``); fine-tuning, and
+    features of a fine-tuned backbone, always run in PyTorch.
     """
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, strategy: str = "linear-probe", *, batch_size: int = 32,

@@ -11,8 +11,8 @@ not try again. The runtime is part of the features' identity: ``feature_key`` is
 PyTorch (the key every earlier cache used) and a hash of it with the runtime's name for onnxruntime.
 
 ``onnx-int8`` is never chosen by ``auto``: int8 features are not PyTorch's, only close to them. Its first-batch check
-asks every row's cosine to PyTorch's to be >= ``INT8_MIN_COSINE``; on all-MiniLM-L6-v2 it runs ~1.4x the fp32 graph
-with the probe's accuracy unchanged (``bench/bench_speed.py text`` measures both). A model fitted on it predicts on
+asks every row's cosine to PyTorch's to be >= ``INT8_MIN_COSINE``; on all-MiniLM-L6-v2 it runs 1.3x the fp32 graph
+(2.0x sentence-transformers) with the probe's accuracy held (``bench/bench_speed.py text`` measures both). A model fitted on it predicts on
 it (the manifest records the runtime), since its head learnt int8 features.
 """
 
