@@ -20,8 +20,15 @@ of the same GEMM peak; each onnxruntime arm's max |diff| and min / mean cosine a
 sentence, and whether the probe's accuracy holds: graftkit's LogRegHead fitted on the timed sentences' features of
 each runtime, scored on the 872 SST-2 dev sentences embedded by the same runtime.
 
+int8-recipes: how the int8 graph of ``onnx-int8`` was chosen. The fp32 MiniLM graph quantised three ways (every
+MatMul per tensor; every MatMul per output channel; per channel with the feed-forward down-projections kept fp32,
+graftkit's recipe, ``onnx_text.ensure_int8_graph``), each against fp32 onnxruntime: the min / mean cosine of its
+features over the 872 SST-2 dev sentences, and the dev accuracy of a LogRegHead fitted on the same 2,000 seeded
+training sentences embedded the same way; seconds to embed both sets, for orientation only (one pass, not alternated).
+
     python bench/bench_speed.py images --images 600 --chunks 4
     python bench/bench_speed.py text --sentences 2000 --chunks 4
+    python bench/bench_speed.py int8-recipes --sentences 2000
 """
 
 from __future__ import annotations
@@ -254,6 +261,62 @@ def text(args) -> dict:
                    extra={"vs_torch": agreement, "probe_dev_accuracy": probe, "vs_sentence_transformers": versus})
 
 
+def int8_recipes(args) -> dict:
+    import tempfile
+
+    import torch
+    from common import sst2_frame
+
+    from graftkit.backbones import load_backbone, onnx_text
+    from graftkit.features.extract import extract_features
+    from graftkit.features.runtime import frozen_runtime
+    from graftkit.tasks.heads import LogRegHead
+
+    torch.set_num_threads(args.threads)
+    backbone = load_backbone("all-MiniLM-L6-v2")
+    fp32 = onnx_text.ensure_graph(backbone, frozen_runtime(backbone, "onnx").folder)
+    train, dev = sst2_frame(), sst2_frame("dev")
+    order = np.random.default_rng(0).permutation(len(train))[:args.sentences]
+    texts = {"train": train["sentence"].iloc[order].tolist(), "dev": dev["sentence"].tolist()}
+    labels = {"train": train["label"].iloc[order].astype(int).to_numpy(), "dev": dev["label"].astype(int).to_numpy()}
+
+    class Graph:  # what extract_features calls: ``embed(batch)``
+        def __init__(self, path):
+            self.embed = onnx_text.OnnxEmbedder(path)
+
+    def measure(path) -> dict:
+        started, runtime = time.perf_counter(), Graph(path)
+        features = {part: extract_features(backbone, texts[part], batch_size=args.batch_size, progress=False,
+                                           runtime=runtime) for part in texts}
+        head = LogRegHead.fit(features["train"], labels["train"], seed=0)
+        accuracy = float((head.logits(features["dev"]).argmax(1) == labels["dev"]).mean())
+        return {"features": features["dev"], "dev_accuracy": accuracy, "seconds": time.perf_counter() - started}
+
+    recipes = {"every MatMul, per tensor": {"keep_fp32": [], "per_channel": False},
+               "every MatMul, per channel": {"keep_fp32": [], "per_channel": True},
+               "per channel, down-projections fp32 (graftkit)": {"keep_fp32": onnx_text.down_projections(fp32),
+                                                                 "per_channel": True}}
+    reference = measure(fp32)
+    print(f"fp32 onnxruntime: SST-2 dev accuracy {reference['dev_accuracy']:.4f}, {reference['seconds']:.1f} s; "
+          f"{load()}", flush=True)
+    results = {"machine": machine(), "sentences": args.sentences, "threads": args.threads,
+               "fp32": {"dev_accuracy": reference["dev_accuracy"], "seconds": reference["seconds"]}}
+    with tempfile.TemporaryDirectory() as scratch:
+        for i, (name, recipe) in enumerate(recipes.items()):
+            path = Path(scratch) / f"recipe{i}.onnx"
+            onnx_text.quantize_int8(fp32, path, **recipe)
+            got = measure(path)
+            ours, theirs = got["features"], reference["features"]
+            cosine = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+            results[name] = {"min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean()),
+                             "dev_accuracy": got["dev_accuracy"], "seconds": got["seconds"],
+                             "kept_fp32": len(recipe["keep_fp32"])}
+            print(f"{name}: min cosine {cosine.min():.4f}, mean {cosine.mean():.5f}, SST-2 dev accuracy "
+                  f"{got['dev_accuracy']:.4f}, {got['seconds']:.1f} s; {load()}", flush=True)
+    save("int8_recipes", results)
+    return results
+
+
 def _report(name, unit, count, seconds, flops_per_item, peak, args, extra=None) -> dict:
     rates = {arm: count / float(sum(s)) for arm, s in seconds.items()}
     first = next(iter(seconds))
@@ -288,12 +351,18 @@ def main() -> None:
     i.add_argument("--batch-size", type=int, default=32)
     i.add_argument("--threads", type=int, default=2)
     i.set_defaults(run=images)
-    t = sub.add_parser("text", help="all-MiniLM-L6-v2: graftkit on torch and onnxruntime vs sentence-transformers")
+    t = sub.add_parser("text", help="all-MiniLM-L6-v2: graftkit on torch, onnxruntime and int8 vs "
+                                    "sentence-transformers")
     t.add_argument("--sentences", type=int, default=2000)
     t.add_argument("--chunks", type=int, default=4)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--threads", type=int, default=2)
     t.set_defaults(run=text)
+    q = sub.add_parser("int8-recipes", help="how the onnx-int8 graph was chosen: three quantisation recipes")
+    q.add_argument("--sentences", type=int, default=2000)
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--threads", type=int, default=1)
+    q.set_defaults(run=int8_recipes)
     args = parser.parse_args()
     args.run(args)
 

@@ -98,10 +98,13 @@ def graph_folder(backbone, root: Path | None = None) -> Path:
     return Path(root if root is not None else default_graph_dir()) / graph_key(backbone)[:32]
 
 
+# where a failure of each graph is recorded: apart, so that an int8 graph too coarse for one backbone does not
+# switch its exact fp32 graph off
+FAILURES = {GRAPH: FAILED, INT8_GRAPH: "failed.int8.json"}
+
+
 def failure_file(graph: str = GRAPH) -> str:
-    """Where a failure of ``graph`` is recorded: the fp32 graph's and the int8 graph's apart, so that an int8 graph
-    too coarse for one backbone does not switch its exact fp32 graph off."""
-    return FAILED if graph == GRAPH else f"failed.{graph.removeprefix('embed.').removesuffix('.onnx')}.json"
+    return FAILURES[graph]
 
 
 def recorded_failure(folder: Path, graph: str = GRAPH) -> str | None:
@@ -155,31 +158,42 @@ def _quiet_root_logger():
         root.removeFilter(drop)
 
 
+def down_projections(path) -> list[str]:
+    """The MatMuls of the graph at ``path`` whose weight maps more inputs to fewer outputs: in a transformer block,
+    the feed-forward's 4h -> h projection (found by shape, so no architecture's module names are assumed)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and len(node.input) == 2
+            and len(shapes.get(node.input[1], ())) == 2 and shapes[node.input[1]][0] > shapes[node.input[1]][1]]
+
+
+def quantize_int8(source, destination, *, keep_fp32: list[str], per_channel: bool = True) -> None:
+    """onnxruntime's dynamic quantisation of ``source`` into ``destination``: int8 weights (per output channel
+    unless told), activations quantised per batch at run time, the ``keep_fp32`` nodes left in float."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings(), _quiet_root_logger():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(source), str(destination), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         nodes_to_exclude=keep_fp32)
+
+
 def ensure_int8_graph(backbone, folder: Path) -> Path:
     """The int8 graph beside the fp32 one (``INT8_GRAPH``), quantised now (atomically) unless it is there.
 
-    onnxruntime's dynamic quantisation: int8 weights per output channel, activations quantised per batch at run time.
-    The feed-forward down-projections (the MatMuls whose weight maps more inputs to fewer outputs, 4h -> h in a
-    transformer block) stay fp32: their inputs, after GELU, carry the outliers int8 rounds worst. On
-    all-MiniLM-L6-v2 (872 SST-2 dev sentences, issue 17) that took the worst row's cosine to fp32 from 0.965 (all
-    MatMuls int8) to 0.980 and kept the probe's accuracy equal to fp32's, for 1.3x the fp32 graph's speed."""
+    Per-channel int8 weights, with the feed-forward down-projections kept fp32: their inputs, after GELU, carry the
+    outliers int8 rounds worst. ``python bench/bench_speed.py int8-recipes`` measures the choice on
+    all-MiniLM-L6-v2 (bench/RESULTS.md, issue 17)."""
     path = folder / INT8_GRAPH
     if path.is_file():
         return path
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     fp32 = ensure_graph(backbone, folder)
-    graph = onnx.load(str(fp32), load_external_data=False).graph
-    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
-    down = [node.name for node in graph.node if node.op_type == "MatMul" and len(node.input) == 2
-            and len(shapes.get(node.input[1], ())) == 2 and shapes[node.input[1]][0] > shapes[node.input[1]][1]]
+    down = down_projections(fp32)
     staging = folder / f".{INT8_GRAPH}.{os.getpid()}.tmp"
     try:
-        with warnings.catch_warnings(), _quiet_root_logger():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(fp32), str(staging), weight_type=QuantType.QInt8, per_channel=True,
-                             nodes_to_exclude=down)
+        quantize_int8(fp32, staging, keep_fp32=down)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
