@@ -183,6 +183,8 @@ def images(args) -> dict:
                     backbone, list(c), batch_size=args.batch_size, progress=False, workers=workers),
                 "plain PyTorch loop (NCHW)": plain,
                 "plain PyTorch loop, channels_last input": lambda c: plain(c, torch.channels_last)}
+        if args.only:  # an A/B of some arms, e.g. graftkit in-process against the channels_last loop
+            arms = {name: arm for i, (name, arm) in enumerate(arms.items()) if i + 1 in args.only}
         print(f"{len(files)} CIFAR-10 images in {len(chunks)} chunks, {args.threads} threads, batch {args.batch_size};"
               f" GEMM {peak / 1e9:.1f} GFLOP/s; EfficientNet-Lite0 {per_image / 1e9:.3f} GFLOP per image; {load()}",
               flush=True)
@@ -350,6 +352,9 @@ def main() -> None:
     i.add_argument("--chunks", type=int, default=4)
     i.add_argument("--batch-size", type=int, default=32)
     i.add_argument("--threads", type=int, default=2)
+    i.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4],
+                   help="run only these arms: 1 graftkit in-process, 2 graftkit + decode worker, 3 plain NCHW loop, "
+                        "4 plain channels_last loop (default: all)")
     i.set_defaults(run=images)
     t = sub.add_parser("text", help="all-MiniLM-L6-v2: graftkit on torch, onnxruntime and int8 vs "
                                     "sentence-transformers")
