@@ -88,6 +88,10 @@ def graftkit_methods(name: str, contrastive_iterations: int) -> dict[str, dict]:
         "label-init probe": {"strategy": "linear-probe", "label_init": True, **described},
         "lp-ft": {"strategy": "lp-ft", "val_size": 0.0, "patience": 0},
         "contrastive": {"strategy": "contrastive", "num_iterations": contrastive_iterations},
+        # every pair within a batch of 16 rows (SetFit's batch size), 20 passes over the rows (its default rounds),
+        # then the head pulled towards the descriptions as the tuned encoder embeds them
+        "in-batch contrastive": {"strategy": "contrastive", "pairs": "in-batch", "batch_size": 16, "label_init": True,
+                                 **described},
     }
 
 
@@ -115,7 +119,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--max-test", type=int, default=300)
     parser.add_argument("--methods", nargs="+", default=None, help="subset of: setfit zero-shot probe "
-                        "'label-init probe' lp-ft contrastive majority")
+                        "'label-init probe' lp-ft contrastive 'in-batch contrastive' majority")
     parser.add_argument("--setfit-iterations", type=int, default=None, help="SetFit num_iterations (default: its own)")
     parser.add_argument("--contrastive-iterations", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)

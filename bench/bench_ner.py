@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,22 +27,41 @@ from common import Clock, load, machine, save, shared  # noqa: E402
 STRATEGIES = ("linear-probe", "finetune", "full", "lp-ft", "lora")
 
 
+def read_conll(name: str, lowercase: bool):
+    source = shared("data", "conll2003", name)
+    if not lowercase:
+        return gk.load_data(source)
+    lines = source.read_text().splitlines(keepends=True)
+    lowered = [line if line.startswith("-DOCSTART-") or not line.strip() else
+               line.split(" ", 1)[0].lower() + " " + line.split(" ", 1)[1] for line in lines]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_text("".join(lowered))
+        return gk.load_data(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=4000, help="training sentences sampled (0: all)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="learning rate of the trainable strategies (default: each strategy's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--lowercase", action="store_true",
+                        help="lower-case every token of train and test first: what the capitalisation cue is worth "
+                             "(MiniLM lower-cases its input anyway; the word-feature baseline loses its shape cue)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train = gk.load_data(shared("data", "conll2003", "train.txt"))
+    train = read_conll("train.txt", args.lowercase)
     if args.train:
         train = train.subset(train.frame.reset_index(drop=True).sample(n=args.train, random_state=args.seed).index)
-    test = gk.load_data(shared("data", "conll2003", "test.txt"))
+    test = read_conll("test.txt", args.lowercase)
     print(f"{machine()}\n{load()}\nCoNLL-2003: {len(train)} training sentences, {len(test)} test sentences", flush=True)
+    out_name = f"ner-conll2003-{args.train}{'-lower' if args.lowercase else ''}"
     rows = []
     if not args.no_baseline:
         task = gk.Graft().infer_task(train)
@@ -52,6 +72,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     for strategy in args.strategies:
         params = {} if strategy == "linear-probe" else {"epochs": args.epochs}
+        if args.learning_rate is not None and strategy != "linear-probe":
+            params["learning_rate"] = args.learning_rate
         started = time.perf_counter()
         model = gk.Graft(strategy=strategy, batch_size=args.batch_size, seed=args.seed, progress=False,
                          **params).fit(train)
@@ -63,10 +85,11 @@ def main() -> None:
                      "ece": [metrics["calibration"]["ece_before"], metrics["calibration"]["ece_after"]],
                      "parameters_trained": model.parameter_counts()["trainable"], "load": load()})
         print(rows[-1], flush=True)
-        save(f"ner-conll2003-{args.train}", {"machine": machine(), "train_sentences": len(train),
-                                             "test_sentences": len(test), "epochs": args.epochs, "rows": rows})
-    save(f"ner-conll2003-{args.train}", {"machine": machine(), "train_sentences": len(train), "test_sentences": len(test),
-                           "epochs": args.epochs, "rows": rows})
+        save(out_name, {"machine": machine(), "train_sentences": len(train),
+                                             "test_sentences": len(test), "epochs": args.epochs,
+                                             "learning_rate": args.learning_rate, "rows": rows})
+    save(out_name, {"machine": machine(), "train_sentences": len(train), "test_sentences": len(test),
+                           "epochs": args.epochs, "learning_rate": args.learning_rate, "rows": rows})
     print("\n| model | entity F1 | precision | recall | token accuracy | train s |\n|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['model']} | {row['f1']:.4f} | {row['precision']:.4f} | {row['recall']:.4f} | "

@@ -18,7 +18,7 @@ from graftkit.errors import BackboneError, ConfigError, DataError
 from graftkit.evaluation.fewshot import draw_shots, fewshot
 from graftkit.features.extract import extract_features
 from graftkit.strategies.descriptions import description_texts, meaningful_names, meaningless_name, read_descriptions
-from graftkit.training.contrastive import sample_pairs
+from graftkit.training.contrastive import in_batch_pair_loss, sample_pairs
 
 from conftest import examples, sentiment_frame, shared_path
 
@@ -181,6 +181,61 @@ def test_contrastive_fit_save_load(tiny_bert_dir, table, tmp_path):
     model.save(tmp_path / "c")
     reloaded = gk.load(tmp_path / "c")
     np.testing.assert_allclose(reloaded.predict_proba(table), model.predict_proba(table), rtol=1e-4, atol=1e-5)
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2)), min_size=1, max_size=12), st.integers(0, 99))
+def test_in_batch_loss_is_the_balanced_pair_loss(batch, seed):
+    import torch
+
+    rows, labels = (torch.tensor(v) for v in zip(*batch))
+    embeddings = torch.from_numpy(np.random.default_rng(seed).normal(size=(len(batch), 4))).float()
+    embeddings.requires_grad_(True)
+    loss = in_batch_pair_loss(embeddings, labels, rows)
+    z = (embeddings / embeddings.norm(dim=1, keepdim=True)).detach().numpy()
+    kinds = {True: [], False: []}
+    for i in range(len(batch)):
+        for j in range(i + 1, len(batch)):
+            if rows[i] != rows[j]:  # a row twice in a batch is no pair
+                same = bool(labels[i] == labels[j])
+                kinds[same].append((z[i] @ z[j] - same) ** 2)
+    terms = [np.mean(v) for v in kinds.values() if v]
+    assert float(loss.detach()) == pytest.approx(np.mean(terms) if terms else 0.0, abs=1e-5)
+    loss.backward()  # a batch without a pair still backpropagates (zero)
+    assert embeddings.grad is not None
+
+
+def test_in_batch_contrastive_separates_the_classes(tiny_bert_dir, table, tmp_path):
+    import torch
+
+    def pair_loss(backbone):
+        with torch.no_grad():
+            embeddings = torch.from_numpy(extract_features(backbone, table.items(), progress=False))
+        return float(in_batch_pair_loss(embeddings, torch.tensor(y), torch.arange(len(y))))
+
+    y = gk.Graft().infer_task(table).encode(table)
+    before = pair_loss(load_backbone(str(tiny_bert_dir)))
+    model = gk.Graft(backbone=str(tiny_bert_dir), strategy="contrastive", pairs="in-batch", progress=False,
+                     num_iterations=3, batch_size=8, learning_rate=1e-3, label_init=True,
+                     label_descriptions=DESCRIBED).fit(table)
+    assert model.head_.info["prior"].startswith("class-description")  # described by the tuned encoder
+    assert model.training_["head"].endswith("pulled towards the class descriptions")
+    pairs = model.training_["pairs"]
+    assert pairs["mode"] == "in-batch" and pairs["encodings"] == 3 * len(table)  # linear in rows and rounds
+    assert pairs["pairs_per_batch"] == 28 and pairs["positive_share"] == pytest.approx(19 / 39, abs=1e-4)
+    assert pair_loss(model.backbone_) < before  # all pairs of the data set, not only the batches trained on
+    model.save(tmp_path / "ib")
+    np.testing.assert_allclose(gk.load(tmp_path / "ib").predict_proba(table), model.predict_proba(table),
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match=r"pairs must be one of sampled, in-batch; got 'all' \(--pairs\)"):
+        gk.Graft(strategy="contrastive", pairs="all").fit(table)
+    with pytest.raises(DataError, match="no description for class 'pos'"):  # before the encoder trains
+        gk.Graft(backbone=str(tiny_bert_dir), strategy="contrastive", pairs="in-batch", label_init=True,
+                 label_descriptions={"neg": "bad"}, progress=False).fit(table)
+    with pytest.raises(ConfigError, match="--label-descriptions on contrastive is read only with --label-init"):
+        gk.Graft(strategy="contrastive", label_descriptions=DESCRIBED).fit(table)
+    with pytest.raises(ConfigError, match="at least two rows per batch"):
+        gk.Graft(backbone=str(tiny_bert_dir), strategy="contrastive", pairs="in-batch", batch_size=1,
+                 progress=False).fit(table)
 
 
 def test_draws_are_seeded_and_per_class(table):

@@ -8,6 +8,16 @@ and half negative: linear in the rows (SetFit 1.x's default ``sampling_strategy=
 all O(n^2) pairs, which runs out of memory on large sets — huggingface/setfit issues). The run is on the one
 engine (``training/contrastive.py``: the HF Trainer, epochs, early stopping on validation pairs, checkpoints and
 resume, torchrun); the artifact is a fine-tuned backbone plus its head, as ``finetune``'s.
+
+``pairs="in-batch"`` keeps the loss and its targets but takes the pairs from the batch instead of sampling them:
+a batch of B rows is encoded once and all B(B-1)/2 pairs among them are scored (in-batch pairs, as in SimCSE or
+sentence-transformers' ``MultipleNegativesRankingLoss``), with the positive and the negative pairs weighted
+half and half, as SetFit's sampling balances them. Each round is one pass over the rows, so a round costs
+``rows`` encodings instead of the sampled mode's ``4 x rows``, and sees ``rows x (B-1) / 2`` pairs instead of
+``2 x rows``; measured against SetFit in bench/RESULTS.md ("Very few labels").
+
+``label_init``: the stage-two head starts from, and is shrunk towards, the class descriptions as embedded by the
+*tuned* encoder (``strategies/label_prior.py``, as ``linear-probe --label-init`` does on the frozen one).
 """
 
 from __future__ import annotations
@@ -16,12 +26,15 @@ from dataclasses import dataclass, field
 
 from graftkit.errors import ConfigError
 from graftkit.strategies.base import register_strategy
+from graftkit.strategies.label_prior import LabelPriorConfig
 from graftkit.strategies.trainable import TrainableConfig
+
+PAIR_MODES = ("sampled", "in-batch")
 
 
 @register_strategy
 @dataclass
-class Contrastive(TrainableConfig):
+class Contrastive(LabelPriorConfig, TrainableConfig):
     name = "contrastive"
     contrastive = True  # training/fit.py hands the run to the pair trainer
 
@@ -30,7 +43,11 @@ class Contrastive(TrainableConfig):
                                                                 "layer; contrastive: the encoder)"})
     num_iterations: int = field(default=20, metadata={
         "help": "contrastive: pair-sampling rounds; each round draws one positive and one negative pair per "
-                "training row (SetFit's num_iterations; pairs = 2 x rounds x rows, linear in the rows)"})
+                "training row (SetFit's num_iterations; pairs = 2 x rounds x rows, linear in the rows); with "
+                "pairs in-batch, passes over the rows"})
+    pairs: str = field(default="sampled", metadata={
+        "help": "contrastive: sampled (SetFit's: drawn pairs, each side encoded on its own) or in-batch (every "
+                "pair among a batch's rows, each row encoded once; positives and negatives weighted equally)"})
     val_size: float = field(default=0.0, metadata={
         "help": "share of the training data held out for validation (0 = none)"})
     patience: int = field(default=0, metadata={
@@ -45,6 +62,8 @@ class Contrastive(TrainableConfig):
                               "(--num-iterations)")
         if self.C is not None and not self.C > 0:
             raise ConfigError(f"contrastive C must be > 0; got {self.C!r} (--C)")
+        self._check_choice("pairs", PAIR_MODES)
+        self._check_label_prior()
 
     def groups_to_train(self, n_groups: int) -> int:
         return n_groups  # the whole encoder, as SetFit tunes it

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from graftkit.errors import ConfigError
 from graftkit.strategies.base import StrategyConfig, register_strategy
+from graftkit.strategies.label_prior import LabelPriorConfig, description_prior
 
 HEADS = ("linear", "logreg", "mlp")  # "logreg": the name "linear" had before tasks other than classification
 
 
 @register_strategy
 @dataclass
-class LinearProbe(StrategyConfig):
+class LinearProbe(LabelPriorConfig, StrategyConfig):
     name = "linear-probe"
 
     head: str = field(default="linear", metadata={
@@ -30,16 +29,6 @@ class LinearProbe(StrategyConfig):
     hidden_size: int = field(default=256, metadata={"help": "hidden units of the mlp head"})
     max_iter: int = field(default=1000, metadata={"help": "solver iterations of the head"})
     standardize: bool = field(default=True, metadata={"help": "standardise features before the head"})
-    label_init: bool = field(default=False, metadata={
-        "help": "start the linear head from the class-description embeddings and shrink it towards them instead "
-                "of towards zero (a prior for 1-8 labels per class; Wortsman et al. 2022's zero-shot head init)"})
-    label_descriptions: str | dict | None = field(default=None, metadata={
-        "help": "JSON or CSV file class -> description (default: the class names, when they are words, not ids)"})
-    template: str | None = field(default=None, metadata={
-        "help": "wraps each description, {} marks where it goes, e.g. 'This message is about {}.'"})
-    logit_scale: float = field(default=20.0, metadata={
-        "help": "zero-shot: logits = scale x cosine similarity (temperature calibration refines it on labelled rows)"})
-
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"linear-probe head must be one of {', '.join(HEADS)}; got {self.head!r} (--head)")
@@ -50,16 +39,10 @@ class LinearProbe(StrategyConfig):
             if not isinstance(value, int) or value < (2 if name == "cv_folds" else 1):
                 raise ConfigError(f"linear-probe {name} must be an integer >= {2 if name == 'cv_folds' else 1}; "
                                   f"got {value!r} (--{name.replace('_', '-')})")
-        from graftkit.strategies.descriptions import check_template
-
-        check_template(self.template)
+        self._check_label_prior()
         if self.label_init and self.head == "mlp":
             raise ConfigError("--label-init needs the linear head; an mlp has no class weights to start from "
                               "descriptions (--head linear)")
-        if not self.label_init and self.label_descriptions is not None:
-            raise ConfigError("--label-descriptions on linear-probe is read only with --label-init true")
-        if not (isinstance(self.logit_scale, (int, float)) and self.logit_scale > 0):
-            raise ConfigError(f"linear-probe logit_scale must be > 0; got {self.logit_scale!r} (--logit-scale)")
 
     def prepare(self, backbone, task) -> None:
         if self.label_init:
@@ -71,8 +54,6 @@ class LinearProbe(StrategyConfig):
         """The task's head on frozen features; ``fixed``: hyper-parameters a search already chose (cross-fitting)."""
         params = {"C": self.C, "cv_folds": self.cv_folds, "hidden_size": self.hidden_size, "max_iter": self.max_iter,
                   "standardize": self.standardize, **(fixed or {})}
-        if self.label_init:  # the zero-shot head on unstandardised features: X @ prior.T ~ logit_scale x cosine
-            queries = self._queries / np.maximum(np.linalg.norm(self._queries, axis=1, keepdims=True), 1e-12)
-            norm = float(np.linalg.norm(X, axis=1).mean()) or 1.0
-            params["prior"] = self.logit_scale * queries / norm
+        if self.label_init:
+            params["prior"] = description_prior(self._queries, X, self.logit_scale)
         return task.fit_head(X, y, head="mlp" if self.head == "mlp" else "linear", seed=seed, **params)
