@@ -85,11 +85,10 @@ def main() -> None:
                      "ece": [metrics["calibration"]["ece_before"], metrics["calibration"]["ece_after"]],
                      "parameters_trained": model.parameter_counts()["trainable"], "load": load()})
         print(rows[-1], flush=True)
-        save(out_name, {"machine": machine(), "train_sentences": len(train),
-                                             "test_sentences": len(test), "epochs": args.epochs,
-                                             "learning_rate": args.learning_rate, "rows": rows})
+        save(out_name, {"machine": machine(), "train_sentences": len(train), "test_sentences": len(test),
+                        "epochs": args.epochs, "learning_rate": args.learning_rate, "rows": rows})
     save(out_name, {"machine": machine(), "train_sentences": len(train), "test_sentences": len(test),
-                           "epochs": args.epochs, "learning_rate": args.learning_rate, "rows": rows})
+                    "epochs": args.epochs, "learning_rate": args.learning_rate, "rows": rows})
     print("\n| model | entity F1 | precision | recall | token accuracy | train s |\n|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['model']} | {row['f1']:.4f} | {row['precision']:.4f} | {row['recall']:.4f} | "

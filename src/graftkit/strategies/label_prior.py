@@ -17,10 +17,9 @@ from graftkit.strategies.descriptions import check_template
 
 
 @dataclass
-class LabelPriorConfig:
-    label_init: bool = field(default=False, metadata={
-        "help": "start the linear head from the class-description embeddings and shrink it towards them instead "
-                "of towards zero (a prior for 1-8 labels per class; Wortsman et al. 2022's zero-shot head init)"})
+class DescriptionsConfig:
+    """The class descriptions' fields (zero-shot, and the label prior below) and their checks."""
+
     label_descriptions: str | dict | None = field(default=None, metadata={
         "help": "JSON or CSV file class -> description (default: the class names, when they are words, not ids)"})
     template: str | None = field(default=None, metadata={
@@ -28,12 +27,22 @@ class LabelPriorConfig:
     logit_scale: float = field(default=20.0, metadata={
         "help": "zero-shot: logits = scale x cosine similarity (temperature calibration refines it on labelled rows)"})
 
-    def _check_label_prior(self) -> None:
+    def _check_descriptions(self) -> None:
         check_template(self.template)
-        if not self.label_init and self.label_descriptions is not None:
-            raise ConfigError(f"--label-descriptions on {self.name} is read only with --label-init true")
         if not (isinstance(self.logit_scale, (int, float)) and self.logit_scale > 0):
             raise ConfigError(f"{self.name} logit_scale must be > 0; got {self.logit_scale!r} (--logit-scale)")
+
+
+@dataclass
+class LabelPriorConfig(DescriptionsConfig):
+    label_init: bool = field(default=False, metadata={
+        "help": "start the linear head from the class-description embeddings and shrink it towards them instead "
+                "of towards zero (a prior for 1-8 labels per class; Wortsman et al. 2022's zero-shot head init)"})
+
+    def _check_label_prior(self) -> None:
+        self._check_descriptions()
+        if not self.label_init and self.label_descriptions is not None:
+            raise ConfigError(f"--label-descriptions on {self.name} is read only with --label-init true")
 
 
 def description_prior(queries: np.ndarray, X: np.ndarray, logit_scale: float) -> np.ndarray:

@@ -14,14 +14,15 @@ transcribes with its own ``generate`` (``training/seq2seq.py``; no head, no desc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from graftkit.errors import ConfigError
 from graftkit.strategies.base import StrategyConfig, register_strategy
-from graftkit.strategies.descriptions import check_template, described_classes, description_texts
+from graftkit.strategies.descriptions import described_classes, description_texts
+from graftkit.strategies.label_prior import DescriptionsConfig
 
 
 def description_embeddings(backbone, task, label_descriptions, template) -> tuple[np.ndarray, list[str]]:
@@ -35,22 +36,13 @@ def description_embeddings(backbone, task, label_descriptions, template) -> tupl
 
 @register_strategy
 @dataclass
-class ZeroShot(StrategyConfig):
+class ZeroShot(DescriptionsConfig, StrategyConfig):
     name = "zero-shot"
     trainable: ClassVar[bool] = False
     fits_without_rows = True  # Graft.fit() with no data: the classes are the described ones
 
-    label_descriptions: str | dict | None = field(default=None, metadata={
-        "help": "JSON or CSV file class -> description (default: the class names, when they are words, not ids)"})
-    template: str | None = field(default=None, metadata={
-        "help": "wraps each description, {} marks where it goes, e.g. 'This message is about {}.'"})
-    logit_scale: float = field(default=20.0, metadata={
-        "help": "zero-shot: logits = scale x cosine similarity (temperature calibration refines it on labelled rows)"})
-
     def __post_init__(self) -> None:
-        check_template(self.template)
-        if not (isinstance(self.logit_scale, (int, float)) and self.logit_scale > 0):
-            raise ConfigError(f"zero-shot logit_scale must be > 0; got {self.logit_scale!r} (--logit-scale)")
+        self._check_descriptions()
 
     def classes_without_rows(self) -> list[str]:
         if self.label_descriptions is None:
